@@ -1,0 +1,128 @@
+"""Plain data shared by every stage: what one asset is, how it is generated and delivered.
+
+Conventions used across assetgen:
+- audio arrays are float32 numpy arrays shaped ``(channels, samples)`` (librosa / pedalboard order);
+- times are seconds (``*_s``), rates Hz, loudness LUFS, peaks dBTP, loop points samples;
+- everything here is pure data (frozen dataclasses) so it can cross process boundaries (Dask, Prefect).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+LOUDNESS_PROFILES: dict[str, float] = {
+    "ebu-r128": -23.0,
+    "aswg-console": -24.0,
+    "aswg-mobile": -18.0,
+}
+DEFAULT_LOUDNESS_LUFS = LOUDNESS_PROFILES["ebu-r128"]
+DEFAULT_TRUE_PEAK_DBTP = -1.0
+DEFAULT_SAMPLE_RATE = 48_000
+DEFAULT_BIT_DEPTH = 24  # 16 and 24 are PCM, 32 means 32-bit float
+MODEL_ALIASES = ("music", "sfx")
+MIX_MODEL = "mix"  # pseudo-model of a scene's mix asset: rendered from its layers, not generated
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a spec came from, as the user sees it (CSV line number, Parquet row index, JSON path)."""
+
+    file: str
+    row: int | str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.row}"
+
+
+@dataclass(frozen=True)
+class GenParams:
+    """Generation parameters of one request (audiocraft's ``set_generation_params``)."""
+
+    duration_s: float
+    temperature: float = 1.0
+    top_k: int = 250
+    top_p: float = 0.0
+    cfg_coef: float = 3.0
+
+
+@dataclass(frozen=True)
+class PostParams:
+    """Delivery settings of one asset (resample, fx, loop, layer mix, loudness, file format)."""
+
+    sample_rate: int = DEFAULT_SAMPLE_RATE
+    bit_depth: int = DEFAULT_BIT_DEPTH
+    channels: int = 2
+    loudness_lufs: float = DEFAULT_LOUDNESS_LUFS
+    true_peak_db: float = DEFAULT_TRUE_PEAK_DBTP
+    loop: bool = False
+    bpm: float | None = None
+    bars: int | None = None
+    crossfade_s: float = 0.5
+    fx: str = ""  # strict fx chain syntax, e.g. "reverb(room_size=0.7); highpass(cutoff_frequency_hz=120)"
+    # layer placement inside a scene mix (ignored for stand-alone assets)
+    gain_db: float = 0.0
+    start_s: float = 0.0
+    fade_in_s: float = 0.0
+    fade_out_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class AssetSpec:
+    """One deliverable asset after template filling, sweep and variant expansion.
+
+    ``model`` is an alias (``music``/``sfx``), a hub id, a checkpoint directory, or ``mix`` for a scene
+    mix; a mix has ``layers`` (asset names of the same scene) and no prompt of its own.
+    """
+
+    scene: str
+    asset: str
+    model: str
+    prompt: str
+    seed: int
+    gen: GenParams
+    post: PostParams = field(default_factory=PostParams)
+    layer: str | None = None
+    layers: tuple[str, ...] = ()
+    category: str = ""
+    tags: tuple[str, ...] = ()
+    template_params: tuple[tuple[str, str], ...] = ()
+    source: Source | None = None
+
+    @property
+    def ident(self) -> str:
+        """``scene/asset``: the asset's identity in the output tree and the index."""
+        return f"{self.scene}/{self.asset}"
+
+    @property
+    def is_mix(self) -> bool:
+        return self.model == MIX_MODEL
+
+    def replace(self, **changes: Any) -> "AssetSpec":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class GenRequest:
+    """One generation request handed to a model backend."""
+
+    key: str  # caller's id for the result (content key)
+    prompt: str
+    seed: int
+    params: GenParams
+
+
+@dataclass
+class ProcessedAudio:
+    """Delivered audio plus what was measured on it (goes to the WAV chunks and the index)."""
+
+    audio: Any  # np.ndarray (channels, samples), float32
+    sample_rate: int
+    lufs: float | None
+    true_peak_dbtp: float | None
+    loop_start: int | None = None  # samples, inclusive
+    loop_end: int | None = None  # samples, exclusive (== len for a whole-file loop)
+    seam_score: float | None = None
+    status: str = "ok"  # "ok", or a short measurement status such as "silent" / "too-short"
+    notes: tuple[str, ...] = ()
