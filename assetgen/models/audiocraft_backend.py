@@ -1,0 +1,83 @@
+"""MusicGen / AudioGen through audiocraft's own ``get_pretrained`` (hub ids and checkpoint directories).
+
+Reproducibility: audiocraft samples a whole batch from one global RNG, so a request's audio would depend on its
+batch neighbours (and change when an out-of-memory split changes the batch). ``_row_multinomial`` gives each
+request its own ``torch.Generator`` seeded from the request's seed, so the same request + seed gives the same
+tokens whatever batch it lands in (up to float differences between batch shapes on some GPUs).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Sequence
+
+import numpy as np
+import torch
+import audiocraft.utils.utils as ac_utils
+from audiocraft.models import AudioGen, MusicGen
+
+from assetgen.models.registry import ResolvedModel
+from assetgen.models.safe_load import safe_torch_load
+from assetgen.spec import GenRequest
+
+_rows = threading.local()
+_original_multinomial = ac_utils.multinomial
+
+
+def _row_multinomial(input: torch.Tensor, num_samples: int, replacement: bool = False, *, generator=None):
+    """audiocraft's ``multinomial``, drawing batch row ``b`` from the b-th active per-request generator."""
+    gens = getattr(_rows, "generators", None)
+    if gens is None or generator is not None or input.dim() < 2 or input.shape[0] != len(gens):
+        return _original_multinomial(input, num_samples, replacement, generator=generator)
+    return torch.stack([_original_multinomial(row, num_samples, replacement, generator=g)
+                        for row, g in zip(input, gens)])
+
+
+ac_utils.multinomial = _row_multinomial  # sample_top_k / sample_top_p / lm look it up at call time
+
+
+class AudiocraftBackend:
+    """One loaded MusicGen or AudioGen model on one device (see ``ModelBackend``)."""
+
+    def __init__(self, resolved: ResolvedModel, device: str = "cpu"):
+        cls = AudioGen if resolved.kind == "sfx" else MusicGen
+        env_before = os.environ.get("HF_HUB_OFFLINE")
+        os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for the hub: resolve() found local files
+        try:
+            with safe_torch_load():
+                self.model = cls.get_pretrained(resolved.source, device=device)
+        finally:
+            if env_before is None:
+                os.environ.pop("HF_HUB_OFFLINE", None)
+            else:
+                os.environ["HF_HUB_OFFLINE"] = env_before
+        self.resolved = resolved
+        self.device = device
+        self.name = resolved.label
+        self.placeholder = resolved.placeholder
+        self.sample_rate = int(self.model.sample_rate)
+        self.max_duration_s = float(self.model.max_duration)
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[np.ndarray]:
+        """Generate one batch; all requests must share ``params`` (the planner groups them so)."""
+        params = requests[0].params
+        if any(r.params != params for r in requests):
+            raise ValueError("a batch must share one GenParams; group requests with plan.make_batches")
+        self.model.set_generation_params(
+            duration=params.duration_s, temperature=params.temperature, top_k=params.top_k,
+            top_p=params.top_p, cfg_coef=params.cfg_coef)
+        torch.manual_seed(requests[0].seed)
+        _rows.generators = [torch.Generator(device=self.device).manual_seed(int(r.seed) % (2**63))
+                            for r in requests]
+        try:
+            with torch.no_grad():
+                wav = self.model.generate([r.prompt for r in requests])
+        finally:
+            _rows.generators = None
+        return [w.detach().to("cpu", torch.float32).numpy() for w in wav]
+
+    def free_memory(self) -> None:
+        """Release cached device memory after an out-of-memory error."""
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()

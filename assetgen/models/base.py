@@ -1,0 +1,31 @@
+"""The one protocol every model backend follows, and the errors generation can raise."""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from assetgen.spec import GenRequest
+
+
+@runtime_checkable
+class ModelBackend(Protocol):
+    """A text-to-audio model: a batch of requests sharing one ``GenParams`` in, one array per request out."""
+
+    name: str  # label for logs / index ("PLACEHOLDER ..." for random-weight models)
+    sample_rate: int  # native rate of the returned audio, Hz
+    max_duration_s: float  # longest single window; longer requests use continuation
+    placeholder: bool
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[np.ndarray]:
+        """Return float32 arrays shaped (channels, samples), one per request, in request order."""
+        ...
+
+
+class GenerationError(RuntimeError):
+    """Generation of one request failed (after batch splitting)."""
+
+
+class CheckpointRefused(RuntimeError):
+    """A checkpoint needs a pickled global outside the allowlist; it is not loaded."""

@@ -1,0 +1,30 @@
+"""Device selection: CUDA when present, else CPU; ``--device`` overrides."""
+
+from __future__ import annotations
+
+
+class DeviceUnavailable(ValueError):
+    """The requested device does not exist on this machine (CLI exit code 2)."""
+
+
+def pick_device(requested: str | None = None) -> str:
+    """Return a torch device string: ``requested`` checked, or 'cuda' if available else 'cpu'."""
+    import torch
+
+    if requested in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cpu":
+        return "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceUnavailable(f"--device {requested}: CUDA is not available on this machine (use cpu)")
+        index = int(requested.split(":", 1)[1]) if ":" in requested else 0
+        if index >= torch.cuda.device_count():
+            raise DeviceUnavailable(
+                f"--device {requested}: only {torch.cuda.device_count()} CUDA device(s) present")
+        return requested
+    if requested == "mps":
+        if not torch.backends.mps.is_available():
+            raise DeviceUnavailable("--device mps: Apple MPS is not available on this machine")
+        return "mps"
+    raise DeviceUnavailable(f"--device {requested!r}: expected auto, cpu, cuda, cuda:N or mps")

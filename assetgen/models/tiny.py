@@ -1,0 +1,93 @@
+"""Tiny, randomly initialised AudioCraft checkpoints written in audiocraft's own checkpoint format.
+
+No pretrained weights can be downloaded on machines without a model hub, so tests and the demo run on these.
+They are built with ``audiocraft.models.builders`` from hand-written configs and saved exactly as audiocraft's
+exported checkpoints are (``{"xp.cfg": <yaml str>, "best_state": state_dict, ...}`` in ``state_dict.bin`` and
+``compression_state_dict.bin``), so they load through the same ``MusicGen/AudioGen.get_pretrained(dir)`` path as
+real checkpoints. Everything they produce is random-weight PLACEHOLDER audio; the ``assetgen.json`` marker next to
+the checkpoints says so and the registry labels every output made with them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from assetgen.models.registry import MARKER_FILE
+
+# Encoder strides giving 25 Hz frames, as in audiocraft's debug models.
+_RATIOS = {32000: [10, 8, 16], 16000: [10, 8, 8]}
+KINDS = {"music": 32000, "sfx": 16000}
+# Max generation window (s) stored as dataset.segment_duration; audiocraft reads it as max_duration.
+_SEGMENT_S = {"music": 30.0, "sfx": 10.0}
+
+
+def _compression_cfg(sample_rate: int, n_q: int, bins: int):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create({
+        "compression_model": "encodec",
+        "device": "cpu",
+        "encodec": {"autoencoder": "seanet", "quantizer": "rvq", "sample_rate": sample_rate,
+                    "channels": 1, "causal": False, "renormalize": False},
+        "seanet": {"dimension": 32, "channels": 1, "n_filters": 4, "n_residual_layers": 1,
+                   "ratios": _RATIOS[sample_rate], "encoder": {}, "decoder": {}},
+        "rvq": {"n_q": n_q, "bins": bins},
+    })
+
+
+def _lm_cfg(segment_s: float, n_q: int, card: int, dim: int, num_heads: int, num_layers: int):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create({
+        "lm_model": "transformer_lm",
+        "device": "cpu",
+        "dtype": "float32",
+        "dataset": {"segment_duration": segment_s},
+        "transformer_lm": {"n_q": n_q, "card": card, "dim": dim, "num_heads": num_heads,
+                           "num_layers": num_layers, "custom": False, "causal": True},
+        "codebooks_pattern": {"modeling": "delay", "delay": {"delays": list(range(n_q))}},
+        "attribute_dropout": {},
+        "classifier_free_guidance": {"training_dropout": 0.0, "inference_coef": 3.0},
+        "fuser": {"sum": [], "cross": ["description"], "prepend": [], "input_interpolate": []},
+        # 'noop' tokenizer: 'whitespace' would fetch a spaCy model from the network.
+        "conditioners": {"description": {"model": "lut",
+                                         "lut": {"n_bins": 256, "dim": dim, "tokenizer": "noop"}}},
+    })
+
+
+def write_checkpoint(out_dir: Path, kind: str, *, dim: int = 16, num_layers: int = 2, num_heads: int = 2,
+                     n_q: int = 4, card: int = 400, seed: int = 0) -> Path:
+    """Write one random-weight checkpoint pair for ``kind`` ('music' 32 kHz / 'sfx' 16 kHz) into ``out_dir``.
+
+    ``dim``/``num_layers`` size the LM (the defaults make a sub-megabyte model; larger values give a model whose
+    CPU generation speed is closer to a real model's share of the work, for benchmarks).
+    """
+    import torch
+    from audiocraft.models import builders
+    from omegaconf import OmegaConf
+
+    sample_rate = KINDS[kind]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    ccfg = _compression_cfg(sample_rate, n_q, card)
+    lcfg = _lm_cfg(_SEGMENT_S[kind], n_q, card, dim, num_heads, num_layers)
+    compression = builders.get_compression_model(ccfg)
+    lm = builders.get_lm_model(lcfg)
+    for name, cfg, model in (("compression_state_dict.bin", ccfg, compression), ("state_dict.bin", lcfg, lm)):
+        pkg = {"xp.cfg": OmegaConf.to_yaml(cfg), "best_state": model.state_dict(),
+               "version": "audiocraft-1.3.0", "exported": True}
+        tmp = out_dir / f".{name}.tmp"
+        torch.save(pkg, tmp)
+        tmp.replace(out_dir / name)
+    marker = {"kind": kind, "sample_rate": sample_rate, "placeholder": True,
+              "note": "random-weight tiny model written by `assetgen models make-tiny`: placeholder audio",
+              "lm": {"dim": dim, "num_layers": num_layers, "n_q": n_q, "card": card}}
+    (out_dir / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
+    return out_dir
+
+
+def make_tiny(root: Path, **sizes) -> dict[str, Path]:
+    """Write ``root/music`` (32 kHz) and ``root/sfx`` (16 kHz) tiny checkpoints; returns kind -> dir."""
+    return {kind: write_checkpoint(Path(root) / kind, kind, **sizes) for kind in KINDS}
