@@ -38,7 +38,11 @@ class Source:
 
 @dataclass(frozen=True)
 class GenParams:
-    """Generation parameters of one request (audiocraft's ``set_generation_params``)."""
+    """Generation parameters of one request (audiocraft's ``set_generation_params``).
+
+    ``duration_s`` is what is generated; for loop assets it is the loop length plus ``PostParams.crossfade_s``
+    so the loop machinery has material to crossfade (see ``target_duration_s``).
+    """
 
     duration_s: float
     temperature: float = 1.0
@@ -98,6 +102,14 @@ class AssetSpec:
     @property
     def is_mix(self) -> bool:
         return self.model == MIX_MODEL
+
+    @property
+    def target_duration_s(self) -> float:
+        """Delivered length (s): bars at bpm for music loops, else the generated length minus loop material."""
+        if self.post.loop and self.post.bpm and self.post.bars:
+            return self.post.bars * 4 * 60.0 / self.post.bpm
+        extra = self.post.crossfade_s if self.post.loop else 0.0
+        return max(self.gen.duration_s - extra, 0.0)
 
     def replace(self, **changes: Any) -> "AssetSpec":
         return dataclasses.replace(self, **changes)

@@ -1,0 +1,277 @@
+"""assetgen command line: parses arguments and calls flows / modules; nothing else.
+
+Exit codes: 0 success; 1 some assets failed (the others landed); 2 invalid input (manifest, arguments, missing
+model), nothing written. Heavy modules (torch, audiocraft, Prefect, pandas) are imported inside the commands that
+need them, so ``--help``, ``validate``, ``plan``, ``report`` and ``index`` start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Batch audio-asset pipeline: manifests -> MusicGen/AudioGen -> game-ready, versioned WAVs.")
+index_app = typer.Typer(no_args_is_help=True, help="Inspect the metadata index.")
+models_app = typer.Typer(no_args_is_help=True, help="Model checkpoints.")
+app.add_typer(index_app, name="index")
+app.add_typer(models_app, name="models")
+
+OUT = typer.Option(Path("outputs"), "--out", "-o", help="Output root (versioned WAVs, index.sqlite, report/).")
+MANIFESTS = typer.Argument(..., help="Manifest files: .csv, .parquet or seed-style .json scene files.")
+MAX_ASSETS = typer.Option(10_000, "--max-assets", help="Refuse manifests that expand to more assets than this.")
+MODEL_DIR = typer.Option(None, "--model-dir", envvar="ASSETGEN_MODEL_DIR",
+                         help="Folder with one checkpoint folder per alias or hub id (DIR/music, DIR/sfx, "
+                              "DIR/facebook/musicgen-small, ...).")
+
+
+def _err(message: str, code: int = 2) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _quiet_prefect() -> None:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def _load(manifests: List[Path], max_assets: int):
+    from assetgen.manifest import ManifestError, load_manifests
+
+    missing = [str(m) for m in manifests if not Path(m).is_file()]
+    if missing:
+        _err("manifest not found: " + ", ".join(missing))
+    try:
+        return load_manifests(manifests, max_assets=max_assets)
+    except ManifestError as exc:
+        _err(str(exc))
+
+
+@app.command()
+def validate(manifests: List[Path] = MANIFESTS, max_assets: int = MAX_ASSETS) -> None:
+    """Check manifests only; report every error (file, row, column, value, expectation) at once."""
+    specs = _load(manifests, max_assets)
+    scenes = len({s.scene for s in specs})
+    typer.echo(f"ok: {len(specs)} assets in {scenes} scenes from {len(manifests)} manifest(s)")
+
+
+@app.command()
+def plan(manifests: List[Path] = MANIFESTS, out: Path = OUT, model_dir: Optional[Path] = MODEL_DIR,
+         batch_size: int = typer.Option(8, "--batch-size", min=1), max_assets: int = MAX_ASSETS) -> None:
+    """Show what a render would do: new / changed / up-to-date / orphaned and the batches. Writes nothing."""
+    from assetgen import render
+    from assetgen.plan import plan_summary
+
+    _load(manifests, max_assets)  # friendly manifest errors first
+    try:
+        prepared = render.prepare(manifests, out, model_dir=model_dir, batch_size=batch_size, max_assets=max_assets)
+    except render.InvalidInput as exc:
+        _err(str(exc))
+    _print_plan(plan_summary(prepared.plan, prepared.batches), prepared)
+
+
+def _print_plan(summary: dict, prepared) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    counts = summary.get("counts", summary)
+    console.print("  ".join(f"{k}: [bold]{v}[/]" for k, v in counts.items() if isinstance(v, int)))
+    table = Table("batch", "model", "assets", "duration s", "audio-s")
+    for i, b in enumerate(summary.get("batches", []), 1):
+        table.add_row(str(i), str(b.get("model")), str(b.get("size")), str(b.get("duration_s", "")),
+                      f"{b.get('audio_seconds', 0):.1f}")
+    if summary.get("batches"):
+        console.print(table)
+    console.print(f"audio-seconds to generate: {summary.get('audio_seconds', 0):.1f}; "
+                  f"scene mixes to render: {len(prepared.mixes)}")
+    for ref, model in prepared.models.items():
+        if model.placeholder:
+            console.print(f"[yellow]PLACEHOLDER AUDIO[/]: {ref} -> {model.source} (tiny random-weight model)")
+
+
+@app.command("render")
+def render_cmd(
+    manifests: List[Path] = MANIFESTS, out: Path = OUT, model_dir: Optional[Path] = MODEL_DIR,
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Requests per generate() call."),
+    runner: str = typer.Option("local", "--runner", help="local (one process) or dask (workers)."),
+    dask_address: Optional[str] = typer.Option(None, "--dask-address", help="tcp://host:port of a Dask cluster."),
+    workers: int = typer.Option(2, "--workers", min=1, help="LocalCluster worker processes for --runner dask."),
+    max_assets: int = MAX_ASSETS,
+    no_wait: bool = typer.Option(False, "--no-wait", help="Fail at once if another render holds the output root."),
+    progress_bars: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Render new and changed assets into versioned WAVs, update the index (only what changed)."""
+    from assetgen import render
+
+    if runner not in ("local", "dask"):
+        _err(f"--runner {runner!r}: expected local or dask")
+    _load(manifests, max_assets)
+    try:
+        prepared = render.prepare(manifests, out, model_dir=model_dir, batch_size=batch_size, max_assets=max_assets)
+        if prepared.batches:
+            from assetgen.models.device import DeviceUnavailable, pick_device
+
+            try:
+                pick_device(device)
+            except DeviceUnavailable as exc:
+                raise render.InvalidInput(str(exc)) from None
+    except render.InvalidInput as exc:
+        _err(str(exc))
+    for ref, model in prepared.models.items():
+        if model.placeholder:
+            typer.secho(f"PLACEHOLDER AUDIO: model {ref!r} is the tiny random-weight checkpoint at {model.source}; "
+                        "outputs are labelled placeholder in the index and report.", fg="yellow", err=True)
+    counts = prepared.plan.counts()
+    typer.echo("plan: " + ", ".join(f"{k} {v}" for k, v in counts.items()), err=True)
+    _quiet_prefect()
+    from assetgen import progress
+    from assetgen.store.lock import RootLocked
+    from flows.render import render_flow
+
+    progress.enable(progress_bars and sys.stderr.isatty())
+    flow_fn = render_flow
+    if runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        kwargs = {"address": dask_address} if dask_address else {
+            "cluster_kwargs": {"n_workers": workers, "processes": True, "threads_per_worker": 1,
+                               "resources": {"GPU": 1}}}
+        flow_fn = render_flow.with_options(task_runner=DaskTaskRunner(**kwargs))
+    try:
+        state = flow_fn(manifests=[str(m) for m in manifests], out=str(out),
+                        model_dir=str(model_dir) if model_dir else None, device=device, batch_size=batch_size,
+                        max_assets=max_assets, wait=not no_wait, runner=runner, return_state=True)
+    except RootLocked as exc:
+        _err(str(exc))
+    summary = state.result(raise_on_failure=False)
+    if isinstance(summary, BaseException):
+        if isinstance(summary, RootLocked):
+            _err(str(summary))
+        _err(f"render failed: {summary}", code=1)
+    typer.echo(f"rendered {summary['rendered']} new version(s) into {out}")
+    if summary["failed"]:
+        typer.secho(f"{len(summary['failed'])} asset(s) failed:", fg="red", err=True)
+        for f in summary["failed"]:
+            typer.echo(f"  {f['asset']} [{f['stage']}] {f['error']}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(out: Path = OUT) -> None:
+    """Write OUT/report/index.html: players, waveforms, loudness and seam checks, version history."""
+    from assetgen.report import build_report
+
+    _need_index(out)
+    typer.echo(str(build_report(out)))
+
+
+@app.command()
+def review(out: Path = OUT, host: str = typer.Option("127.0.0.1", "--host"),
+           port: int = typer.Option(8765, "--port")) -> None:
+    """Serve the report locally with Approve / Reject buttons (binds to 127.0.0.1 by default)."""
+    from assetgen.report.review import serve_review
+
+    _need_index(out)
+    typer.echo(f"review page: http://{host}:{port}/  (Ctrl-C to stop)")
+    serve_review(out, host=host, port=port)
+
+
+def _need_index(out: Path) -> None:
+    if not (Path(out) / "index.sqlite").is_file():
+        _err(f"no index at {Path(out) / 'index.sqlite'}: render something into {out} first")
+
+
+def _set_status(target: str, out: Path, status: str) -> None:
+    from assetgen.store import AssetStore
+
+    _need_index(out)
+    ref, _, ver = target.partition("@")
+    scene, _, asset = ref.partition("/")
+    if not scene or not asset:
+        _err(f"{target!r}: expected SCENE/ASSET or SCENE/ASSET@vN")
+    version = None
+    if ver:
+        digits = ver[1:] if ver[:1] in ("v", "V") else ver
+        if not digits.isdigit():
+            _err(f"{target!r}: version must look like @v3")
+        version = int(digits)
+    store = AssetStore(out)
+    try:
+        with store.lock(wait=True):
+            row = store.index.set_status(scene, asset, version, status)
+    except Exception as exc:  # noqa: BLE001 - unknown asset/version: user error
+        _err(str(exc))
+    typer.echo(f"{row['scene']}/{row['asset']}@v{row['version']}: {row['status']}")
+
+
+@app.command()
+def approve(target: str = typer.Argument(..., help="SCENE/ASSET or SCENE/ASSET@vN (default: latest)"),
+            out: Path = OUT) -> None:
+    """Mark a version approved."""
+    _set_status(target, out, "approved")
+
+
+@app.command()
+def reject(target: str = typer.Argument(..., help="SCENE/ASSET or SCENE/ASSET@vN (default: latest)"),
+           out: Path = OUT) -> None:
+    """Mark a version rejected."""
+    _set_status(target, out, "rejected")
+
+
+@app.command()
+def export(to: Path = typer.Option(..., "--to", help="Engine folder to copy into."), out: Path = OUT,
+           approved: bool = typer.Option(True, "--approved/--all-latest",
+                                         help="Export the latest approved take of each asset."),
+           pattern: str = typer.Option("{scene}_{asset}.wav", "--pattern", help="File name pattern.")) -> None:
+    """Copy the latest approved take of each asset into an engine folder (only what changed)."""
+    from assetgen.report.export import export_approved
+
+    _need_index(out)
+    if not approved:
+        _err("only --approved export is supported: approve takes first (assetgen approve / review)")
+    try:
+        result = export_approved(out, to, pattern=pattern)
+    except ValueError as exc:
+        _err(str(exc))
+    typer.echo(str(result))
+
+
+@index_app.command("export")
+def index_export(out: Path = OUT, fmt: str = typer.Option("csv", "--format", help="csv or parquet"),
+                 to: Optional[Path] = typer.Option(None, "--to", help="File to write (default OUT/index.<fmt>)."))\
+        -> None:
+    """Dump the index (one row per asset version)."""
+    from assetgen.store.index import Index
+
+    if fmt not in ("csv", "parquet"):
+        _err(f"--format {fmt!r}: expected csv or parquet")
+    _need_index(out)
+    path = to or Path(out) / f"index.{fmt}"
+    Index(out).export(path, fmt)
+    typer.echo(str(path))
+
+
+@models_app.command("make-tiny")
+def make_tiny_cmd(directory: Path = typer.Argument(..., help="Writes DIR/music (32 kHz) and DIR/sfx (16 kHz)."),
+                  dim: int = typer.Option(16, "--dim"), layers: int = typer.Option(2, "--layers")) -> None:
+    """Write tiny random-weight checkpoints in audiocraft's format (PLACEHOLDER audio, for tests/demo)."""
+    from assetgen.models.tiny import make_tiny
+
+    for kind, path in make_tiny(directory, dim=dim, num_layers=layers).items():
+        typer.echo(f"{kind}: {path} (placeholder: random weights)")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""Shared fixtures: tiny placeholder checkpoints written once per session, quiet local Prefect."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> Path:
+    """A model dir with tiny random-weight ``music`` and ``sfx`` checkpoints (placeholder audio)."""
+    from assetgen.models.tiny import make_tiny
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    make_tiny(root)
+    return root
