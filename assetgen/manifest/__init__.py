@@ -1,0 +1,485 @@
+"""Manifests -> validated, expanded ``AssetSpec`` list.
+
+``load_manifests`` reads CSV / Parquet / JSON scene files, checks every cell, fills prompt templates,
+expands sweeps (``calm|tense`` cells, cartesian product) and variants, adds scene mixes, and either
+returns the specs or raises one ``ManifestError`` listing every problem in every file. Nothing here
+writes files or prints. Schema: ``manifests/README.md``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import string
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+from assetgen.manifest._fields import (
+    KNOWN,
+    MAX_DURATION_S,
+    PARSERS,
+    REQUIRED,
+    BadValue,
+    closest,
+    derive_seed,
+    parse_model,
+    shorten,
+    slug,
+)
+from assetgen.manifest._read import Issue, ReadError, Table, read_table
+from assetgen.spec import MIX_MODEL, AssetSpec, GenParams, PostParams, Source
+
+__all__ = [
+    "ManifestError",
+    "ValidationIssue",
+    "load_manifests",
+    "target_duration_s",
+    "DEFAULT_MAX_ASSETS",
+]
+
+DEFAULT_MAX_ASSETS = 10_000
+DEFAULT_MIX_ASSET = "mix"
+_MAX_LISTED = 200  # issues shown by str(ManifestError); .issues has all of them
+_GEN_FIELDS = ("temperature", "top_k", "top_p", "cfg_coef")
+_POST_FIELDS = (
+    "sample_rate", "bit_depth", "channels", "true_peak_db", "loop", "bpm", "bars", "crossfade_s", "fx",
+    "gain_db", "start_s", "fade_in_s", "fade_out_s",
+)  # fmt: skip
+_NOT_FOR_MIX = ("temperature", "top_k", "top_p", "cfg_coef", "seed", "layer")
+
+
+@dataclass(frozen=True)
+class ValidationIssue:
+    """One problem, located as the user sees it.
+
+    ``row``: CSV line number (header = 1), ``"row N"`` (Parquet, 0-based), a JSON path, or None for the
+    whole file. ``column`` and ``value`` are None when the problem is not about one cell.
+    """
+
+    file: str
+    row: int | str | None
+    column: str | None
+    value: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.row is not None:
+            where += f":line {self.row}" if isinstance(self.row, int) else f":{self.row}"
+        cell = ""
+        if self.column is not None:
+            cell = f" column '{self.column}'"
+            if self.value is not None:
+                cell += f" = {self.value!r}"
+            cell += ":"
+        return f"{where}:{cell} {self.message}"
+
+
+class ManifestError(Exception):
+    """Invalid manifests; ``.issues`` lists every problem found (all files, all rows)."""
+
+    def __init__(self, issues: Sequence[ValidationIssue]):
+        self.issues = list(issues)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        n = len(self.issues)
+        lines = [f"{n} problem{'s' if n != 1 else ''} in the manifests:"]
+        lines += [f"  {i}" for i in self.issues[:_MAX_LISTED]]
+        if n > _MAX_LISTED:
+            lines.append(f"  ... and {n - _MAX_LISTED} more")
+        return "\n".join(lines)
+
+
+def target_duration_s(spec: AssetSpec) -> float:
+    """Delivered length in seconds: loop length (bars*4*60/bpm or duration_s) or the generated length.
+
+    Loop rows generate ``crossfade_s`` more than they deliver (material for the loop seam).
+    """
+    post = spec.post
+    if post.bpm and post.bars:
+        return post.bars * 240.0 / post.bpm
+    if post.loop and not spec.is_mix:
+        return spec.gen.duration_s - post.crossfade_s
+    return spec.gen.duration_s
+
+
+def load_manifests(paths: Sequence[Path | str], max_assets: int = DEFAULT_MAX_ASSETS) -> list[AssetSpec]:
+    """Validate and expand manifests; raises ManifestError listing all problems, else returns the specs.
+
+    ``max_assets``: cap on the assets one manifest may expand to (checked before expanding).
+    """
+    issues: list[ValidationIssue] = []
+    specs: list[AssetSpec] = []
+    if not paths:
+        raise ManifestError([ValidationIssue("(arguments)", None, None, None, "no manifest given")])
+    for path in paths:
+        path = Path(path)
+        try:
+            table = read_table(path)
+        except ReadError as exc:
+            issues += [ValidationIssue(str(path), i.row, i.column, i.value, i.message) for i in exc.issues]
+            continue
+        except OSError as exc:
+            issues.append(ValidationIssue(str(path), None, None, None, f"cannot read file: {exc.strerror or exc}"))
+            continue
+        file_specs, file_issues = _expand_table(table, max_assets)
+        specs += file_specs
+        issues += file_issues
+    if not issues:
+        specs, mix_issues = _add_mixes(specs)
+        issues += mix_issues
+        issues += _duplicates(specs)
+    if issues:
+        raise ManifestError(issues)
+    return specs
+
+
+# --- templates -----------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4096)
+def _template_fields(prompt: str) -> tuple[str, ...]:
+    """Placeholder names of a prompt template; raises BadValue on bad syntax."""
+    names = []
+    try:
+        parsed = list(string.Formatter().parse(prompt))
+    except ValueError as exc:
+        raise BadValue(f"bad template: {exc} (write {{{{ and }}}} for literal braces)") from None
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conversion:
+            raise BadValue(f"bad placeholder {{{name}}}: expected {{column_name}} with a column name only")
+        names.append(name)
+    return tuple(dict.fromkeys(names))
+
+
+def _placeholders_in(table: Table) -> set[str]:
+    used: set[str] = set()
+    for prompt in {r.get("prompt", "") for _, r in table.rows}:
+        try:
+            used.update(_template_fields(prompt))
+        except BadValue:
+            pass  # reported per row
+    return used
+
+
+# --- one file ------------------------------------------------------------------------------------
+
+
+class _Issues:
+    """Collects one file's issues; called as ``issue(row, column, value, message)``."""
+
+    def __init__(self, table: Table):
+        self.table = table
+        self.issues: list[ValidationIssue] = []
+
+    def __call__(self, row, column, value, message) -> None:
+        column = self.table.display.get(column, column) if column else column
+        self.issues.append(ValidationIssue(self.table.file, row, column, value, message))
+
+
+@dataclass
+class _Row:
+    """A validated row before expansion: options per swept column, fixed values otherwise."""
+
+    label: int | str
+    fixed: dict[str, Any]  # column -> parsed value (single option)
+    text: dict[str, str]  # column -> raw text of single-option cells (for templates)
+    swept: list[tuple[str, list[tuple[str, Any]]]]  # (column, [(raw, parsed), ...]) sorted by column
+    template: str
+    count: int
+
+
+def _expand_table(table: Table, max_assets: int) -> tuple[list[AssetSpec], list[ValidationIssue]]:
+    issue = _Issues(table)
+    issues = issue.issues
+    params = _check_columns(table, issue)
+    if issues:
+        return [], issues
+    parsed_rows: list[_Row] = []
+    caches: dict[str, dict[str, Any]] = {c: {} for c in table.columns}
+    for label, cells in table.rows:
+        row = _parse_row(table, label, cells, params, caches, issue)
+        if row is not None:
+            parsed_rows.append(row)
+    total = sum(r.count for r in parsed_rows)
+    if total > max_assets:
+        worst = max(parsed_rows, key=lambda r: r.count)
+        issue(None, None, None,
+              f"sweeps and variants would make {total} assets (row {worst.label} alone makes {worst.count}); "
+              f"the cap is {max_assets} per manifest: split the sweep or raise the cap (--max-assets)")  # fmt: skip
+        return [], issues
+    if issues:
+        return [], issues
+    specs: list[AssetSpec] = []
+    for row in parsed_rows:
+        specs += _expand_row(table, row, params, issue)
+    return specs, issues
+
+
+def _check_columns(table: Table, issue) -> list[str]:
+    """Missing required columns and typo'd column names; returns the template-parameter columns."""
+    for name in REQUIRED:
+        if name not in table.columns:
+            hint = next((c for c in table.columns if c not in KNOWN and closest(c, [name])), None)
+            extra = f" (is '{hint}' a misspelling?)" if hint else ""
+            issue(table.header_row, name, None, f"missing required column{extra}")
+    used = _placeholders_in(table)
+    params = []
+    for column in table.columns:
+        if column in KNOWN:
+            continue
+        near = closest(column, KNOWN)
+        if near and column not in used:
+            issue(table.header_row, column, None,
+                  f"unknown column (did you mean '{near}'?); a column named like a known one must be spelt "
+                  "exactly, or be used as a {placeholder} in a prompt to be a template parameter")  # fmt: skip
+        else:
+            params.append(column)
+    return params
+
+
+def _parse_cell(table: Table, column: str, raw: str, cache: dict[str, Any]) -> Any:
+    """Parsed value of one option of a cell (cached per file and column); raises BadValue."""
+    hit = cache.get(raw, cache)
+    if hit is not cache:
+        if isinstance(hit, BadValue):
+            raise hit
+        return hit
+    try:
+        if column == "model":
+            value = parse_model(raw, table.folder)
+        else:
+            value = PARSERS[column][0](raw)
+    except BadValue as exc:
+        cache[raw] = exc
+        raise
+    cache[raw] = value
+    return value
+
+
+def _options(raw: str) -> list[str]:
+    parts = [p.strip() for p in raw.split("|")]
+    if any(not p for p in parts):
+        raise BadValue("sweep has an empty option; expected values separated by | such as calm|tense")
+    if len(set(parts)) != len(parts):
+        raise BadValue("sweep repeats an option")
+    return parts
+
+
+def _parse_row(table: Table, label, cells: dict[str, str], params: list[str], caches, issue) -> _Row | None:
+    n_before = len(issue.issues)
+    fixed: dict[str, Any] = {}
+    text: dict[str, str] = {}
+    swept: list[tuple[str, list[tuple[str, Any]]]] = []
+    is_mix = cells.get("model") == MIX_MODEL
+    for column, raw in cells.items():
+        if not raw:
+            continue
+        known = column in KNOWN
+        sweepable = PARSERS[column][1] if known else True
+        try:
+            opts = _options(raw) if sweepable and "|" in raw else [raw]
+        except BadValue as exc:
+            issue(label, column, raw, str(exc))
+            continue
+        if known and len(opts) > 1 and MIX_MODEL in opts and column == "model":
+            issue(label, column, raw, "'mix' cannot be swept with other models")
+            continue
+        parsed = []
+        for opt in opts:
+            if not known:
+                parsed.append((opt, opt))
+                continue
+            try:
+                parsed.append((opt, _parse_cell(table, column, opt, caches[column])))
+            except BadValue as exc:
+                issue(label, column, opt if len(opts) > 1 else raw, str(exc))
+        if len(parsed) != len(opts):
+            continue
+        if len(opts) == 1:
+            fixed[column] = parsed[0][1]
+            text[column] = opts[0]
+        else:
+            swept.append((column, parsed))
+    swept.sort(key=lambda s: s[0])
+    variants = fixed.get("variants", 1)
+    has_bars = bool(cells.get("bpm")) and bool(cells.get("bars"))
+    for column in ("scene", "asset", "model"):
+        if not cells.get(column):
+            issue(label, column, "", f"{column} is required")
+    if is_mix:
+        for column in _NOT_FOR_MIX:
+            if cells.get(column):
+                issue(label, column, cells[column], "has no effect on a mix row (a mix is rendered from its layers)")
+        if cells.get("prompt"):
+            issue(label, "prompt", cells["prompt"], "a mix row takes no prompt; leave it empty")
+        if swept or variants > 1:
+            issue(label, swept[0][0] if swept else "variants", None, "a mix row cannot be swept or have variants")
+    else:
+        if not cells.get("prompt"):
+            issue(label, "prompt", "", "prompt is required")
+        if not cells.get("duration_s") and not has_bars:
+            issue(label, "duration_s", "", "duration_s is required (or bpm and bars)")
+        if cells.get("layer") and (swept or variants > 1):
+            issue(label, "layer", cells["layer"],
+                  "a layer row cannot be swept or have variants (its scene mix takes one take per layer); "
+                  "move the sweep to its own scene")  # fmt: skip
+    template = cells.get("prompt", "")
+    try:
+        for name in _template_fields(template):
+            if name not in cells:
+                hint = closest(name, list(cells))
+                issue(label, "prompt", template,
+                      f"unknown placeholder {{{name}}}" + (f" (did you mean {{{hint}}}?)" if hint else "")
+                      + f"; expected one of the columns: {', '.join(params) or '(no template columns)'}")  # fmt: skip
+            elif not cells[name]:
+                issue(label, name, "", f"empty, but the prompt uses {{{name}}}")
+    except BadValue as exc:
+        issue(label, "prompt", template, str(exc))
+    if len(issue.issues) != n_before:
+        return None
+    count = math.prod(len(opts) for _, opts in swept) * variants
+    return _Row(label, fixed, text, swept, template, count)
+
+
+def _expand_row(table: Table, row: _Row, params: list[str], issue) -> list[AssetSpec]:
+    """All specs of one row: cartesian product of its sweeps, times its variants."""
+    out: list[AssetSpec] = []
+    columns = [c for c, _ in row.swept]
+    variants = row.fixed.get("variants", 1)
+    width = max(2, len(str(variants)))
+    source = Source(table.file, row.label)
+    base_asset = row.fixed["asset"]
+    scene = row.fixed["scene"]
+    for combo in itertools.product(*(opts for _, opts in row.swept)):
+        values = dict(row.fixed)
+        text = dict(row.text)
+        for column, (raw, parsed) in zip(columns, combo):
+            values[column] = parsed
+            text[column] = raw
+        name = base_asset + "".join(f"__{c}-{slug(raw)}" for c, (raw, _) in zip(columns, combo))
+        try:
+            made = _make_spec(scene, shorten(name), values, text, params, row.template, source)
+        except BadValue as exc:
+            where = ", ".join(f"{c}={raw}" for c, (raw, _) in zip(columns, combo))
+            issue(row.label, None, None, str(exc) + (f" (with {where})" if where else ""))
+            continue
+        if variants == 1:
+            out.append(made)
+            continue
+        for k in range(1, variants + 1):
+            asset = shorten(f"{name}__v{k:0{width}d}")
+            out.append(made.replace(asset=asset, seed=derive_seed(made.seed, scene, asset)))
+    return out
+
+
+def _make_spec(scene, asset, values: dict, text: dict, params, template: str, source: Source) -> AssetSpec:
+    model = values["model"]
+    post_kw = {k: values[k] for k in _POST_FIELDS if k in values}
+    if "loudness" in values:
+        post_kw["loudness_lufs"] = values["loudness"]
+    post = PostParams(**post_kw)
+    if post.bpm and post.bars:
+        target = post.bars * 240.0 / post.bpm
+    else:
+        target = values.get("duration_s", 0.0)  # 0 only for mixes without duration: filled from layers
+    gen_s = target + post.crossfade_s if post.loop and model != MIX_MODEL else target
+    if gen_s > MAX_DURATION_S:
+        raise BadValue(f"would generate {gen_s:g} s; expected at most {MAX_DURATION_S:g} s")
+    if post.loop and target and post.crossfade_s >= target:
+        raise BadValue(f"crossfade_s {post.crossfade_s:g} must be shorter than the loop ({target:g} s)")
+    gen = GenParams(duration_s=gen_s, **{k: values[k] for k in _GEN_FIELDS if k in values})
+    if model == MIX_MODEL:
+        prompt = ""
+    else:
+        prompt = " ".join(template.format_map(text).split()) if "{" in template else " ".join(template.split())
+        if not prompt:
+            raise BadValue("prompt is empty after filling the template")
+    seed = values["seed"] if "seed" in values else derive_seed(scene, source_asset_base(asset))
+    return AssetSpec(
+        scene=scene,
+        asset=asset,
+        model=model,
+        prompt=prompt,
+        seed=seed,
+        gen=gen,
+        post=post,
+        layer=values.get("layer"),
+        category=values.get("category", ""),
+        tags=values.get("tags", ()),
+        template_params=tuple((p, text[p]) for p in sorted(params) if p in text),
+        source=source,
+    )
+
+
+def source_asset_base(asset: str) -> str:
+    """Row's own asset name (before ``__column-value`` suffixes): swept takes share the default seed."""
+    return asset.split("__", 1)[0]
+
+
+# --- across files --------------------------------------------------------------------------------
+
+
+def _add_mixes(specs: list[AssetSpec]) -> tuple[list[AssetSpec], list[ValidationIssue]]:
+    """Attach layers to their scene's mix (explicit ``model=mix`` row or a default ``mix`` asset)."""
+    issues: list[ValidationIssue] = []
+    layers: dict[str, list[AssetSpec]] = {}
+    mixes: dict[str, list[int]] = {}
+    for i, spec in enumerate(specs):
+        if spec.is_mix:
+            mixes.setdefault(spec.scene, []).append(i)
+        elif spec.layer:
+            layers.setdefault(spec.scene, []).append(spec)
+
+    def where(spec):
+        return (spec.source.file, spec.source.row) if spec.source else ("(generated)", None)
+
+    out = list(specs)
+    for scene, idx in mixes.items():
+        if len(idx) > 1:
+            for i in idx[1:]:
+                issues.append(ValidationIssue(*where(specs[i]), "model", "mix",
+                                              f"scene '{scene}' already has a mix row ({specs[idx[0]].source})"))  # fmt: skip
+        if scene not in layers:
+            issues.append(ValidationIssue(*where(specs[idx[0]]), "model", "mix",
+                                          f"mix row but scene '{scene}' has no rows with a layer value"))  # fmt: skip
+    for scene, members in layers.items():
+        names = tuple(sorted(s.asset for s in members))
+        length = max(s.post.start_s + target_duration_s(s) for s in members)
+        if scene in mixes:
+            i = mixes[scene][0]
+            mix = specs[i]
+            gen = mix.gen if mix.gen.duration_s > 0 else GenParams(duration_s=length)
+            out[i] = mix.replace(layers=names, gen=gen)
+        else:
+            first = members[0]
+            out.append(
+                AssetSpec(scene=scene, asset=DEFAULT_MIX_ASSET, model=MIX_MODEL, prompt="", seed=0,
+                          gen=GenParams(duration_s=length), post=PostParams(), layers=names,
+                          category=first.category, source=first.source)  # fmt: skip
+            )
+    return out, issues
+
+
+def _duplicates(specs: list[AssetSpec]) -> list[ValidationIssue]:
+    """Scene/asset pairs that occur twice (case-insensitively: macOS/Windows file systems fold case)."""
+    seen: dict[str, AssetSpec] = {}
+    issues = []
+    for spec in specs:
+        folded = spec.ident.casefold()
+        first = seen.setdefault(folded, spec)
+        if first is spec:
+            continue
+        where = (spec.source.file, spec.source.row) if spec.source else ("(generated)", None)
+        what = "default mix asset" if spec.is_mix and spec.asset == DEFAULT_MIX_ASSET else "asset"
+        issues.append(
+            ValidationIssue(*where, "asset", spec.asset,
+                            f"duplicate {what} '{spec.ident}' after expansion; first defined at {first.source}"
+                            + (" (names differ only in case)" if first.ident != spec.ident else ""))  # fmt: skip
+        )
+    return issues

@@ -1,0 +1,267 @@
+"""Read CSV, Parquet and JSON scene manifests into one shape: a table of string cells.
+
+Every cell becomes text (empty = not set) so one set of parsers validates all formats. Rows keep the
+label the user sees: CSV line number (header = line 1), ``row N`` for Parquet (0-based index), a JSON
+path for scene files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from assetgen.manifest._fields import KNOWN, REQUIRED, BadValue, scene_slug
+
+EMPTY_HINT = f"expected a header line with at least {', '.join(REQUIRED)}"
+
+
+@dataclass
+class Issue:
+    """Problem found while reading (converted to ValidationIssue by the caller)."""
+
+    row: int | str | None
+    column: str | None
+    value: str | None
+    message: str
+
+
+@dataclass
+class Table:
+    file: str
+    folder: Path
+    columns: list[str]
+    rows: list[tuple[int | str, dict[str, str]]]
+    header_row: int | str | None = None
+    display: dict[str, str] = field(default_factory=dict)  # column -> name the user wrote (JSON keys)
+
+
+class ReadError(Exception):
+    def __init__(self, issues: list[Issue]):
+        self.issues = issues
+
+
+def read_table(path: Path) -> Table:
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise ReadError([Issue(None, None, None, "file not found")])
+    if suffix == ".csv":
+        return _read_csv(path)
+    if suffix in (".parquet", ".pq"):
+        return _read_parquet(path)
+    if suffix == ".json":
+        return _read_json(path)
+    raise ReadError([Issue(None, None, suffix, "unsupported manifest type; expected .csv, .parquet or .json")])
+
+
+# --- CSV -----------------------------------------------------------------------------------------
+
+
+def _decode(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ReadError(
+            [Issue(line, None, f"0x{data[exc.start]:02x}", "file is not UTF-8 text; save it as UTF-8 (CSV UTF-8)")]
+        ) from None
+
+
+def _read_csv(path: Path) -> Table:
+    """CSV via the csv module: all cells stay strings and each record keeps its real line number."""
+    text = _decode(path)
+    if not text.strip():
+        raise ReadError([Issue(None, None, None, f"file is empty; {EMPTY_HINT}")])
+    reader = csv.reader(io.StringIO(text, newline=""))
+    issues: list[Issue] = []
+    try:
+        header = [h.strip() for h in next(reader)]
+        _check_header(header, 1, issues)
+        rows: list[tuple[int | str, dict[str, str]]] = []
+        width = len(header)
+        end = reader.line_num
+        for cells in reader:
+            start, end = end + 1, reader.line_num
+            if not any(c.strip() for c in cells):
+                continue  # blank line
+            if len(cells) != width:
+                issues.append(Issue(start, None, None, f"row has {len(cells)} cells but the header has {width}"))
+                continue
+            rows.append((start, {h: c.strip() for h, c in zip(header, cells)}))
+    except csv.Error as exc:
+        raise ReadError([*issues, Issue(reader.line_num, None, None, f"unreadable CSV: {exc}")]) from None
+    if issues:
+        raise ReadError(issues)
+    if not rows:
+        raise ReadError([Issue(1, None, None, "file has a header but no data rows")])
+    return Table(str(path), path.parent, header, rows, header_row=1)
+
+
+def _check_header(header: list[str], where: int | str | None, issues: list[Issue]) -> None:
+    seen: set[str] = set()
+    for i, name in enumerate(header):
+        if not name:
+            issues.append(Issue(where, f"#{i + 1}", "", "empty column name in header"))
+        elif name in seen:
+            issues.append(Issue(where, name, name, "column appears twice in the header"))
+        seen.add(name)
+
+
+# --- Parquet -------------------------------------------------------------------------------------
+
+_NUMBER_COLUMNS = KNOWN - {"scene", "asset", "model", "prompt", "layer", "fx", "category", "tags", "loop", "loudness"}
+
+
+def _dtype_ok(column: str, t) -> bool:  # t: pyarrow.DataType
+    import pyarrow as pa
+
+    text = pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)
+    number = pa.types.is_integer(t) or pa.types.is_floating(t)
+    if column in _NUMBER_COLUMNS or column == "loudness":
+        return text or number
+    if column == "loop":
+        return text or number or pa.types.is_boolean(t)
+    if column in KNOWN:
+        return text
+    return text or number or pa.types.is_boolean(t)  # template parameter
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else repr(value)
+    return str(value).strip()
+
+
+def _read_parquet(path: Path) -> Table:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise ReadError([Issue(None, None, None, f"unreadable Parquet file: {exc}")]) from None
+    header = [str(n).strip() for n in table.column_names]
+    issues: list[Issue] = []
+    _check_header(header, "header", issues)
+    for name, col in zip(header, table.columns):
+        t = col.type
+        if pa.types.is_dictionary(t):
+            t = t.value_type
+        if not _dtype_ok(name, t):
+            expected = "text" if name in KNOWN - _NUMBER_COLUMNS - {"loop", "loudness"} else "numbers or text"
+            issues.append(Issue("header", name, str(col.type), f"Parquet column has dtype {col.type}; expected {expected}"))
+    if issues:
+        raise ReadError(issues)
+    if table.num_rows == 0:
+        raise ReadError([Issue("header", None, None, "file has columns but no rows")])
+    values = [[_cell(v) for v in col.to_pylist()] for col in table.columns]
+    rows = [(f"row {i}", dict(zip(header, cells))) for i, cells in enumerate(zip(*values))]
+    return Table(str(path), path.parent, header, rows, header_row="header")
+
+
+# --- JSON scene files (the seed tutorial's format) -----------------------------------------------
+
+# seed component key -> manifest column
+_JSON_KEYS = {"type": "model", "duration": "duration_s", "weight": "gain_db", "name": "asset"}
+_SEED_TYPES = {"music": "music", "audio": "sfx"}
+
+
+def _json_cell(value: object, where: str, key: str) -> str:
+    if isinstance(value, (dict, list)):
+        raise BadValue(f"expected a single value, got a JSON {type(value).__name__}")
+    return _cell(value)
+
+
+def _weight_to_gain(value: object) -> str:
+    """Seed's linear mix weight -> gain in dB (20*log10(weight))."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise BadValue("expected a positive number (linear mix weight; 1.0 = 0 dB)")
+    return repr(20.0 * math.log10(value))
+
+
+def _read_json(path: Path) -> Table:
+    """Seed scene files: ``[{name, components: [{name, type, prompt, duration, temperature, weight}]}]``.
+
+    Also accepts ``{"scenes": [...]}``. Components become layer rows of their scene; a scene's optional
+    ``mix`` object (manifest columns) becomes its explicit mix row. Other keys are manifest columns.
+    """
+    text = _decode(path)
+    if not text.strip():
+        raise ReadError([Issue(None, None, None, "file is empty; expected a JSON list of scenes")])
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReadError([Issue(exc.lineno, None, None, f"invalid JSON: {exc.msg} (column {exc.colno})")]) from None
+    prefix = "scenes"
+    if isinstance(data, dict) and "scenes" in data:
+        data = data["scenes"]
+    else:
+        prefix = ""
+    if not isinstance(data, list) or not data:
+        raise ReadError([Issue(None, None, None, "expected a non-empty list of scenes (or {\"scenes\": [...]})")])
+    issues: list[Issue] = []
+    rows: list[tuple[int | str, dict[str, str]]] = []
+    for si, scene in enumerate(data):
+        where = f"{prefix}[{si}]"
+        if not isinstance(scene, dict) or not isinstance(scene.get("name"), str) or not scene["name"].strip():
+            issues.append(Issue(where, "name", None, "scene needs a \"name\" (text)"))
+            continue
+        comps = scene.get("components")
+        if not isinstance(comps, list) or not comps:
+            issues.append(Issue(where, "components", None, "scene needs a non-empty \"components\" list"))
+            continue
+        scene_name = scene_slug(scene["name"])
+        for ci, comp in enumerate(comps):
+            cwhere = f"{where}.components[{ci}]"
+            if not isinstance(comp, dict):
+                issues.append(Issue(cwhere, None, None, "component must be a JSON object"))
+                continue
+            row = _json_row(comp, cwhere, ci, issues)
+            if row is not None:
+                row["scene"] = scene_name
+                row.setdefault("layer", row.get("asset", ""))
+                rows.append((cwhere, row))
+        mix = scene.get("mix")
+        if mix is not None:
+            if not isinstance(mix, dict):
+                issues.append(Issue(f"{where}.mix", None, None, "\"mix\" must be a JSON object"))
+                continue
+            row = _json_row({"name": "mix", **mix}, f"{where}.mix", 0, issues, mix=True)
+            if row is not None:
+                rows.append((f"{where}.mix", {**row, "scene": scene_name, "model": "mix"}))
+    if issues:
+        raise ReadError(issues)
+    columns = list(dict.fromkeys([*REQUIRED, *(c for _, r in rows for c in r)]))
+    rows = [(label, {c: r.get(c, "") for c in columns}) for label, r in rows]
+    display = {v: k for k, v in _JSON_KEYS.items()}
+    return Table(str(path), path.parent, columns, rows, header_row=None, display=display)
+
+
+def _json_row(comp: dict, where: str, index: int, issues: list[Issue], mix: bool = False) -> dict[str, str] | None:
+    row: dict[str, str] = {}
+    ok = True
+    for key, value in comp.items():
+        column = _JSON_KEYS.get(key, key)
+        try:
+            if key == "weight":
+                row[column] = _weight_to_gain(value)
+            elif key == "type" and isinstance(value, str):
+                row[column] = _SEED_TYPES.get(value.strip(), value.strip())
+            else:
+                row[column] = _json_cell(value, where, key)
+        except BadValue as exc:
+            issues.append(Issue(where, key, json.dumps(value), str(exc)))
+            ok = False
+    if not ok:
+        return None
+    if not row.get("asset"):
+        row["asset"] = f"{row.get('model') or 'component'}_{index + 1}"
+    return row

@@ -1,0 +1,180 @@
+"""Content keys, the diff against the index, and generation batches.
+
+A content key hashes everything that changes an asset's delivered audio and nothing else: model
+fingerprint, prompt (whitespace-normalised), generation params, seed, delivery settings and
+``POSTPROCESS_VERSION``. Names, row order, category, tags and template columns do not enter it.
+A mix's key hashes its own delivery settings and, per layer, the layer's key plus its placement
+(gain, start, fades), so a changed layer or placement changes the mix and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+from assetgen.spec import AssetSpec, GenParams, GenRequest, PostParams
+
+try:
+    from assetgen.dsp import POSTPROCESS_VERSION
+except ImportError:  # dsp not in this checkout yet; keep in step with assetgen.dsp.POSTPROCESS_VERSION
+    POSTPROCESS_VERSION = 1
+
+KEY_SCHEMA = 1  # bump if the key's recipe below changes
+STATES = ("new", "changed", "up-to-date")
+_SEP = "\x1f"
+_PLACEMENT = ("gain_db", "start_s", "fade_in_s", "fade_out_s")
+
+
+def _gen_text(gen: GenParams) -> str:
+    return f"{gen.duration_s!r},{gen.temperature!r},{gen.top_k!r},{gen.top_p!r},{gen.cfg_coef!r}"
+
+
+def _post_text(post: PostParams) -> str:
+    """Delivery settings that shape this asset's own file (layer placement only matters to the mix)."""
+    loop = f"loop,{post.bpm!r},{post.bars!r},{post.crossfade_s!r}" if post.loop else "oneshot"
+    fx = "".join(post.fx.split())
+    return (
+        f"{post.sample_rate},{post.bit_depth},{post.channels},{post.loudness_lufs!r},"
+        f"{post.true_peak_db!r},{loop},{fx}"
+    )
+
+
+def _sha(*parts: object) -> str:
+    return hashlib.sha256(_SEP.join(map(str, parts)).encode()).hexdigest()
+
+
+def content_key(spec: AssetSpec, model_fingerprint: str, layer_keys: Sequence[str] = ()) -> str:
+    """Hex sha256 of what changes ``spec``'s audio.
+
+    For a mix, ``layer_keys`` are the layers' placed keys (``placed_layer_key``) in ``spec.layers`` order
+    and ``model_fingerprint`` is ignored.
+    """
+    version = f"k{KEY_SCHEMA}p{POSTPROCESS_VERSION}"
+    if spec.is_mix:
+        return _sha(version, "mix", spec.gen.duration_s, _post_text(spec.post), *layer_keys)
+    prompt = " ".join(spec.prompt.split())
+    return _sha(version, model_fingerprint, prompt, spec.seed, _gen_text(spec.gen), _post_text(spec.post))
+
+
+def placed_layer_key(layer: AssetSpec, key: str) -> str:
+    """A layer's key combined with its placement in the mix (gain, start, fades)."""
+    return _sha(layer.asset, key, *(repr(getattr(layer.post, f)) for f in _PLACEMENT))
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    spec: AssetSpec
+    key: str
+    state: str  # new | changed | up-to-date
+
+
+@dataclass
+class Plan:
+    items: list[PlanItem]
+    orphaned: list[str] = field(default_factory=list)  # idents in the index but not in the manifests
+
+    @property
+    def pending(self) -> list[PlanItem]:
+        """Items to render (new or changed), in plan order."""
+        return [i for i in self.items if i.state != "up-to-date"]
+
+    def counts(self) -> dict[str, int]:
+        counts = {s: 0 for s in STATES}
+        for item in self.items:
+            counts[item.state] += 1
+        counts["orphaned"] = len(self.orphaned)
+        return counts
+
+
+def make_plan(
+    specs: Sequence[AssetSpec], index_latest: Mapping[str, str], fingerprints: Mapping[str, str]
+) -> Plan:
+    """Key every spec and compare with the index's latest key per ident ("scene/asset").
+
+    ``fingerprints`` maps each generating spec's ``model`` to its fingerprint; a missing one is a
+    ValueError naming the models (the caller resolves models before planning).
+    """
+    missing = sorted({s.model for s in specs if not s.is_mix and s.model not in fingerprints})
+    if missing:
+        raise ValueError(f"no model fingerprint for: {', '.join(missing)}")
+    keys: dict[str, str] = {}
+    for spec in specs:
+        if not spec.is_mix:
+            keys[spec.ident] = content_key(spec, fingerprints[spec.model])
+    by_ident = {s.ident: s for s in specs}
+    for spec in specs:
+        if spec.is_mix:
+            placed = []
+            for name in spec.layers:
+                layer = by_ident[f"{spec.scene}/{name}"]
+                placed.append(placed_layer_key(layer, keys[layer.ident]))
+            keys[spec.ident] = content_key(spec, "", placed)
+    items = []
+    for spec in specs:
+        key = keys[spec.ident]
+        old = index_latest.get(spec.ident)
+        state = "new" if old is None else ("up-to-date" if old == key else "changed")
+        items.append(PlanItem(spec, key, state))
+    orphaned = sorted(set(index_latest) - by_ident.keys())
+    return Plan(items, orphaned)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Generation requests that one model call can serve together (same model, same GenParams)."""
+
+    model: str
+    params: GenParams
+    items: tuple[PlanItem, ...]
+
+    def requests(self) -> list[GenRequest]:
+        return [GenRequest(i.key, i.spec.prompt, i.spec.seed, self.params) for i in self.items]
+
+
+def _gen_sort_key(model: str, gen: GenParams) -> tuple:
+    return (model, gen.duration_s, gen.temperature, gen.top_k, gen.top_p, gen.cfg_coef)
+
+
+def make_batches(items: Sequence[PlanItem], batch_size: int) -> list[Batch]:
+    """Group generating items (mixes skipped) by (model, GenParams), at most ``batch_size`` per batch.
+
+    Deterministic: groups sorted by model and params, items within a group by ident. Pass
+    ``plan.pending`` to batch only what needs rendering.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    groups: dict[tuple[str, GenParams], list[PlanItem]] = {}
+    for item in items:
+        if not item.spec.is_mix:
+            groups.setdefault((item.spec.model, item.spec.gen), []).append(item)
+    batches = []
+    for model, gen in sorted(groups, key=lambda g: _gen_sort_key(*g)):
+        members = sorted(groups[model, gen], key=lambda i: i.spec.ident)
+        for start in range(0, len(members), batch_size):
+            batches.append(Batch(model, gen, tuple(members[start : start + batch_size])))
+    return batches
+
+
+def plan_summary(plan: Plan, batches: Sequence[Batch]) -> dict:
+    """Plain dict for ``assetgen plan`` to print: counts, batches, audio seconds to generate, mixes."""
+    pending = plan.pending
+    return {
+        "counts": plan.counts(),
+        "assets": len(plan.items),
+        "orphaned": list(plan.orphaned),
+        "batches": [
+            {
+                "model": b.model,
+                "duration_s": b.params.duration_s,
+                "temperature": b.params.temperature,
+                "top_k": b.params.top_k,
+                "top_p": b.params.top_p,
+                "cfg_coef": b.params.cfg_coef,
+                "size": len(b.items),
+            }
+            for b in batches
+        ],
+        "generate_audio_s": round(sum(b.params.duration_s * len(b.items) for b in batches), 3),
+        "mixes_to_render": sum(1 for i in pending if i.spec.is_mix),
+    }
