@@ -36,8 +36,17 @@ def _err(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _quiet_prefect() -> None:
+def prefect_env(out: Path) -> None:
+    """Local Prefect defaults, set before Prefect is imported.
+
+    Without a configured server, Prefect's ephemeral mode keeps its database in PREFECT_HOME; it goes under the
+    output root so a render writes nothing outside it. Telemetry off (its heartbeat logs "database is locked" on
+    the temporary SQLite server); a generous start-up timeout for the temporary server on a loaded 2-core machine.
+    """
+    if not os.environ.get("PREFECT_API_URL"):
+        os.environ.setdefault("PREFECT_HOME", str(Path(out).resolve() / ".prefect"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
@@ -131,7 +140,7 @@ def render_cmd(
                         "outputs are labelled placeholder in the index and report.", fg="yellow", err=True)
     counts = prepared.plan.counts()
     typer.echo("plan: " + ", ".join(f"{k} {v}" for k, v in counts.items()), err=True)
-    _quiet_prefect()
+    prefect_env(out)
     from assetgen import progress
     from assetgen.store.lock import RootLocked
     from flows.render import render_flow
