@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Mapping, Sequence
 
+from assetgen.manifest._fields import gc_paused
 from assetgen.spec import AssetSpec, GenParams, GenRequest, PostParams
 
 try:
@@ -26,10 +28,12 @@ _SEP = "\x1f"
 _PLACEMENT = ("gain_db", "start_s", "fade_in_s", "fade_out_s")
 
 
+@lru_cache(maxsize=1 << 14)
 def _gen_text(gen: GenParams) -> str:
     return f"{gen.duration_s!r},{gen.temperature!r},{gen.top_k!r},{gen.top_p!r},{gen.cfg_coef!r}"
 
 
+@lru_cache(maxsize=1 << 14)
 def _post_text(post: PostParams) -> str:
     """Delivery settings that shape this asset's own file (layer placement only matters to the mix)."""
     loop = f"loop,{post.bpm!r},{post.bars!r},{post.crossfade_s!r}" if post.loop else "oneshot"
@@ -95,28 +99,36 @@ def make_plan(
     ``fingerprints`` maps each generating spec's ``model`` to its fingerprint; a missing one is a
     ValueError naming the models (the caller resolves models before planning).
     """
+    with gc_paused():
+        return _make_plan(specs, index_latest, fingerprints)
+
+
+def _make_plan(specs, index_latest, fingerprints) -> Plan:
     missing = sorted({s.model for s in specs if not s.is_mix and s.model not in fingerprints})
     if missing:
         raise ValueError(f"no model fingerprint for: {', '.join(missing)}")
+    idents = [s.ident for s in specs]
+    by_ident = dict(zip(idents, specs))
     keys: dict[str, str] = {}
-    for spec in specs:
-        if not spec.is_mix:
-            keys[spec.ident] = content_key(spec, fingerprints[spec.model])
-    by_ident = {s.ident: s for s in specs}
-    for spec in specs:
+    mixes = []
+    for ident, spec in zip(idents, specs):
         if spec.is_mix:
-            placed = []
-            for name in spec.layers:
-                layer = by_ident[f"{spec.scene}/{name}"]
-                placed.append(placed_layer_key(layer, keys[layer.ident]))
-            keys[spec.ident] = content_key(spec, "", placed)
+            mixes.append((ident, spec))
+        else:
+            keys[ident] = content_key(spec, fingerprints[spec.model])
+    for ident, spec in mixes:
+        placed = []
+        for name in spec.layers:
+            layer_ident = f"{spec.scene}/{name}"
+            placed.append(placed_layer_key(by_ident[layer_ident], keys[layer_ident]))
+        keys[ident] = content_key(spec, "", placed)
     items = []
-    for spec in specs:
-        key = keys[spec.ident]
-        old = index_latest.get(spec.ident)
-        state = "new" if old is None else ("up-to-date" if old == key else "changed")
-        items.append(PlanItem(spec, key, state))
-    orphaned = sorted(set(index_latest) - by_ident.keys())
+    get = index_latest.get
+    for ident, spec in zip(idents, specs):
+        key = keys[ident]
+        old = get(ident)
+        items.append(PlanItem(spec, key, "new" if old is None else ("up-to-date" if old == key else "changed")))
+    orphaned = sorted(set(index_latest).difference(by_ident))
     return Plan(items, orphaned)
 
 

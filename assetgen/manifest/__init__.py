@@ -24,6 +24,7 @@ from assetgen.manifest._fields import (
     BadValue,
     closest,
     derive_seed,
+    gc_paused,
     parse_model,
     shorten,
     slug,
@@ -111,6 +112,11 @@ def load_manifests(paths: Sequence[Path | str], max_assets: int = DEFAULT_MAX_AS
 
     ``max_assets``: cap on the assets one manifest may expand to (checked before expanding).
     """
+    with gc_paused():
+        return _load(paths, max_assets)
+
+
+def _load(paths: Sequence[Path | str], max_assets: int) -> list[AssetSpec]:
     issues: list[ValidationIssue] = []
     specs: list[AssetSpec] = []
     if not paths:
@@ -140,7 +146,7 @@ def load_manifests(paths: Sequence[Path | str], max_assets: int = DEFAULT_MAX_AS
 # --- templates -----------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1 << 16)
 def _template_fields(prompt: str) -> tuple[str, ...]:
     """Placeholder names of a prompt template; raises BadValue on bad syntax."""
     names = []
@@ -347,6 +353,9 @@ def _parse_row(table: Table, label, cells: dict[str, str], params: list[str], ca
     return _Row(label, fixed, text, swept, template, count)
 
 
+_AUDIO_COLUMNS = frozenset((*_GEN_FIELDS, *_POST_FIELDS, "duration_s", "loudness", "model"))
+
+
 def _expand_row(table: Table, row: _Row, params: list[str], issue) -> list[AssetSpec]:
     """All specs of one row: cartesian product of its sweeps, times its variants."""
     out: list[AssetSpec] = []
@@ -354,31 +363,56 @@ def _expand_row(table: Table, row: _Row, params: list[str], issue) -> list[Asset
     variants = row.fixed.get("variants", 1)
     width = max(2, len(str(variants)))
     source = Source(table.file, row.label)
-    base_asset = row.fixed["asset"]
-    scene = row.fixed["scene"]
-    for combo in itertools.product(*(opts for _, opts in row.swept)):
-        values = dict(row.fixed)
-        text = dict(row.text)
-        for column, (raw, parsed) in zip(columns, combo):
-            values[column] = parsed
-            text[column] = raw
-        name = base_asset + "".join(f"__{c}-{slug(raw)}" for c, (raw, _) in zip(columns, combo))
+    scene, base = row.fixed["scene"], row.fixed["asset"]
+    default_seed = row.fixed["seed"] if "seed" in row.fixed else derive_seed(scene, base)
+    shared = None  # (model, gen, post) when no swept column changes them: built once per row
+    if not _AUDIO_COLUMNS.intersection(columns):
         try:
-            made = _make_spec(scene, shorten(name), values, text, params, row.template, source)
+            shared = _audio_params(row.fixed)
+        except BadValue as exc:
+            issue(row.label, None, None, str(exc))
+            return out
+    template_params = [p for p in sorted(params) if p in row.text or p in columns]
+    for combo in itertools.product(*(opts for _, opts in row.swept)):
+        values, text = row.fixed, row.text
+        if combo:
+            values, text = dict(values), dict(text)
+            for column, (raw, parsed) in zip(columns, combo):
+                values[column] = parsed
+                text[column] = raw
+        try:
+            model, gen, post = shared or _audio_params(values)
+            prompt = _fill(row.template, text) if model != MIX_MODEL else ""
         except BadValue as exc:
             where = ", ".join(f"{c}={raw}" for c, (raw, _) in zip(columns, combo))
             issue(row.label, None, None, str(exc) + (f" (with {where})" if where else ""))
             continue
+        name = shorten(base + "".join(f"__{c}-{slug(raw)}" for c, (raw, _) in zip(columns, combo)))
+        spec = AssetSpec(
+            scene=scene,
+            asset=name,
+            model=model,
+            prompt=prompt,
+            seed=values.get("seed", default_seed),
+            gen=gen,
+            post=post,
+            layer=values.get("layer"),
+            category=values.get("category", ""),
+            tags=values.get("tags", ()),
+            template_params=tuple((p, text[p]) for p in template_params),
+            source=source,
+        )
         if variants == 1:
-            out.append(made)
+            out.append(spec)
             continue
         for k in range(1, variants + 1):
             asset = shorten(f"{name}__v{k:0{width}d}")
-            out.append(made.replace(asset=asset, seed=derive_seed(made.seed, scene, asset)))
+            out.append(spec.replace(asset=asset, seed=derive_seed(spec.seed, scene, asset)))
     return out
 
 
-def _make_spec(scene, asset, values: dict, text: dict, params, template: str, source: Source) -> AssetSpec:
+def _audio_params(values: dict) -> tuple[str, GenParams, PostParams]:
+    """Model, generation and delivery params of one expanded row; raises BadValue on bad combinations."""
     model = values["model"]
     post_kw = {k: values[k] for k in _POST_FIELDS if k in values}
     if "loudness" in values:
@@ -393,33 +427,15 @@ def _make_spec(scene, asset, values: dict, text: dict, params, template: str, so
         raise BadValue(f"would generate {gen_s:g} s; expected at most {MAX_DURATION_S:g} s")
     if post.loop and target and post.crossfade_s >= target:
         raise BadValue(f"crossfade_s {post.crossfade_s:g} must be shorter than the loop ({target:g} s)")
-    gen = GenParams(duration_s=gen_s, **{k: values[k] for k in _GEN_FIELDS if k in values})
-    if model == MIX_MODEL:
-        prompt = ""
-    else:
-        prompt = " ".join(template.format_map(text).split()) if "{" in template else " ".join(template.split())
-        if not prompt:
-            raise BadValue("prompt is empty after filling the template")
-    seed = values["seed"] if "seed" in values else derive_seed(scene, source_asset_base(asset))
-    return AssetSpec(
-        scene=scene,
-        asset=asset,
-        model=model,
-        prompt=prompt,
-        seed=seed,
-        gen=gen,
-        post=post,
-        layer=values.get("layer"),
-        category=values.get("category", ""),
-        tags=values.get("tags", ()),
-        template_params=tuple((p, text[p]) for p in sorted(params) if p in text),
-        source=source,
-    )
+    return model, GenParams(duration_s=gen_s, **{k: values[k] for k in _GEN_FIELDS if k in values}), post
 
 
-def source_asset_base(asset: str) -> str:
-    """Row's own asset name (before ``__column-value`` suffixes): swept takes share the default seed."""
-    return asset.split("__", 1)[0]
+def _fill(template: str, text: dict[str, str]) -> str:
+    """Prompt with placeholders filled from the row's cells, whitespace-normalised."""
+    prompt = " ".join((template.format_map(text) if "{" in template else template).split())
+    if not prompt:
+        raise BadValue("prompt is empty after filling the template")
+    return prompt
 
 
 # --- across files --------------------------------------------------------------------------------
