@@ -1,1 +1,12 @@
-"""Versioned asset store: atomic WAV files under ROOT/<scene>/<asset>/ plus the SQLite index."""
+"""Versioned asset store: atomic WAV files under ROOT/<scene>/<asset>/ plus the SQLite index.
+
+``AssetStore`` (store.py) writes; ``Index`` (index.py) is the one-row-per-version table; ``wav`` writes and
+reads the engine chunks; ``crash.crashpoint`` names crash points; ``lock.root_lock`` is the writer lock.
+"""
+
+from assetgen.store.index import Index, IndexConflictError, IndexLookupError, IndexSchemaError
+from assetgen.store.lock import RootLocked
+from assetgen.store.store import AssetStore, ReconcileReport, StoreError, UnsafeNameError
+
+__all__ = ["AssetStore", "Index", "IndexConflictError", "IndexLookupError", "IndexSchemaError",
+           "ReconcileReport", "RootLocked", "StoreError", "UnsafeNameError"]

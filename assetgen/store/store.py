@@ -1,0 +1,374 @@
+"""``AssetStore``: versioned WAV files under ROOT plus their index rows, written crash-safely.
+
+Layout: ``ROOT/<scene>/<asset>/<asset>_v001.wav``; a new version only when the content key changes; a
+render never overwrites or deletes a delivered file.
+
+Commit path (caller holds :meth:`AssetStore.lock`): encode the whole file in memory -> write it to
+``.<asset>_vNNN.wav.tmp-<pid>`` in the asset folder (dot-prefixed: engine imports skip it) -> fsync file
+-> hard-link to the final name (fails instead of overwriting) -> unlink the temp name -> fsync folder ->
+insert the index row in one transaction. Crash points: ``wav-half-written``, ``after-fsync``,
+``after-rename``, ``after-index`` (see ``store.crash``).
+
+:meth:`AssetStore.reconcile` (run at the start of every render, under the lock) repairs what a crash or a
+user left behind:
+
+- stale ``.*.wav.tmp-*`` files are removed (the plan renders those assets again);
+- a finished WAV without an index row is adopted when its iXML provenance names exactly this path, the
+  next contiguous version and a content key new for the asset, and its ``data`` matches the recorded
+  ``audio_sha256``; otherwise it is moved to ``ROOT/.quarantine/``;
+- an index row whose file is missing is marked ``file_state='missing'``; a row whose file no longer
+  matches its sha256 gets the file moved to quarantine and is marked the same way. A missing *latest*
+  version drops out of ``Index.latest_keys()``, so the plan renders it again, and :meth:`commit` restores
+  it at the row's own path and version (its new sha256 recorded). Versions stay contiguous; nothing is
+  overwritten. A missing older version stays reported until its content key is rendered again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from assetgen.spec import AssetSpec, ProcessedAudio
+from assetgen.store import wav
+from assetgen.store.crash import crashpoint
+from assetgen.store.index import COLUMNS, Index, utc_now
+from assetgen.store.lock import root_lock
+
+QUARANTINE = ".quarantine"
+RESERVED_SCENES = ("report",)  # ROOT/report/ is the review page (ARCHITECTURE.md output tree)
+_TMP_RE = re.compile(r"^\..+\.wav\.tmp-\d+$")
+_VERSION_RE = re.compile(r"^(?P<asset>.+)_v(?P<version>\d{3,})\.wav$")
+_ROW_FROM_PROVENANCE = tuple(c for c in COLUMNS if c not in ("id", "sha256", "status", "file_state"))
+
+
+class StoreError(RuntimeError):
+    """The store cannot write this asset (e.g. an unreconciled file already sits at the version's path)."""
+
+
+class UnsafeNameError(ValueError):
+    """A scene or asset name that would leave ROOT or hide the file (``..``, ``/``, leading dot, ...)."""
+
+
+@dataclass
+class ReconcileReport:
+    """What :meth:`AssetStore.reconcile` found and did; paths relative to ROOT (posix)."""
+
+    removed_temp: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)  # "<path> -> <quarantine path>: <reason>"
+    missing: list[str] = field(default_factory=list)  # indexed files not on disk (marked file_state=missing)
+    modified: list[str] = field(default_factory=list)  # indexed files whose sha256 changed (quarantined)
+    recovered: list[str] = field(default_factory=list)  # missing files that are back with the right sha256
+
+    def __bool__(self) -> bool:
+        return any((self.removed_temp, self.adopted, self.quarantined, self.missing, self.modified,
+                    self.recovered))
+
+    def __str__(self) -> str:
+        parts = [f"{len(v)} {k.replace('_', ' ')}" for k, v in vars(self).items() if v]
+        return ", ".join(parts) if parts else "clean"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def version_name(asset: str, version: int) -> str:
+    """``<asset>_v001.wav`` (three digits minimum)."""
+    return f"{asset}_v{version:03d}.wav"
+
+
+def check_name(kind: str, name: str) -> str:
+    """One safe path component: non-empty, no separators, no leading dot, no NUL."""
+    if not isinstance(name, str) or not name or name in (".", "..") or name.startswith(".") \
+            or any(c in name for c in ("/", "\\", "\0")) or name != name.strip():
+        raise UnsafeNameError(f"{kind} name {name!r}: must be one path component without '/', '\\', "
+                              "leading '.' or surrounding spaces")
+    return name
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def atomic_write(final: Path, data: bytes) -> None:
+    """Write ``data`` to ``final`` via a fsynced dot-temp file; never replaces an existing ``final``."""
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        half = len(data) // 2
+        _write_all(fd, data[:half])
+        crashpoint("wav-half-written")
+        _write_all(fd, data[half:])
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    crashpoint("after-fsync")
+    try:
+        try:
+            os.link(tmp, final)  # atomic and, unlike rename, refuses to replace an existing file
+        except FileExistsError:
+            raise StoreError(f"{final} already exists; refusing to overwrite it (run reconcile)") from None
+        except OSError as exc:  # file systems without hard links
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                raise
+            if final.exists():
+                raise StoreError(f"{final} already exists; refusing to overwrite it (run reconcile)") from None
+            os.rename(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(final.parent)
+    crashpoint("after-rename")
+
+
+class AssetStore:
+    """Versioned asset files + index under one output root. Writers hold :meth:`lock`; readers need not."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.index = Index(self.root)
+
+    def __repr__(self) -> str:
+        return f"AssetStore({str(self.root)!r})"
+
+    # -- paths ---------------------------------------------------------------------------------------
+    def asset_dir(self, scene: str, asset: str) -> Path:
+        """``ROOT/<scene>/<asset>`` after checking both names stay inside ROOT (not created here)."""
+        if scene in RESERVED_SCENES:
+            raise UnsafeNameError(f"scene name {scene!r} is reserved (ROOT/{scene} holds the review report)")
+        path = self.root / check_name("scene", scene) / check_name("asset", asset)
+        root = self.root.resolve()
+        resolved = path.resolve()
+        if resolved.parent.parent != root:  # second line of defence: symlinks pointing out of ROOT
+            raise UnsafeNameError(f"{scene}/{asset}: resolves to {resolved}, outside the output root {root}")
+        return path
+
+    def _make_dirs(self, path: Path) -> None:
+        """Create the asset folder (and scene folder), fsyncing each parent that got a new entry."""
+        created = []
+        p = path
+        while not p.exists():
+            created.append(p)
+            p = p.parent
+        path.mkdir(parents=True, exist_ok=True)
+        for new in created:
+            _fsync_dir(new.parent)
+
+    @contextlib.contextmanager
+    def lock(self, wait: bool = True, on_wait: Callable[[], None] | None = None) -> Iterator[Path]:
+        """Exclusive writer lock on ROOT (``ROOT/.assetgen.lock``); see ``store.lock.root_lock``."""
+        with root_lock(self.root, wait=wait, on_wait=on_wait) as path:
+            yield path
+
+    # -- commit --------------------------------------------------------------------------------------
+    def commit(self, spec: AssetSpec, content_key: str, processed: ProcessedAudio, *, model_label: str,
+               placeholder: bool, run_id: str, params: dict) -> dict:
+        """Write one version atomically and index it; returns the row.
+
+        An already indexed content key returns the existing row and writes nothing (unless its file was
+        found missing by reconcile: then the file is restored at its own path and version).
+        """
+        folder = self.asset_dir(spec.scene, spec.asset)
+        existing = self.index.get_by_key(spec.scene, spec.asset, content_key)
+        if existing is not None:
+            if existing["file_state"] == "missing":
+                return self._restore(existing, processed)
+            return existing
+        version = self.index.next_version(spec.scene, spec.asset)
+        rel = f"{spec.scene}/{spec.asset}/{version_name(spec.asset, version)}"
+        audio = np.asarray(processed.audio, dtype=np.float32)
+        loop = _loop(processed)
+        row = {
+            "scene": spec.scene, "asset": spec.asset, "version": version, "path": rel,
+            "content_key": content_key, "model": model_label, "placeholder": int(bool(placeholder)),
+            "prompt": spec.prompt, "seed": int(spec.seed), "params": json.dumps(params, sort_keys=True, default=str),
+            "sample_rate": int(processed.sample_rate), "channels": int(audio.shape[0]) if audio.ndim == 2 else None,
+            "bit_depth": int(spec.post.bit_depth), "duration_s": _duration(audio, processed.sample_rate),
+            "lufs": _num(processed.lufs), "true_peak_dbtp": _num(processed.true_peak_dbtp),
+            "loudness_target": float(spec.post.loudness_lufs), "true_peak_target": float(spec.post.true_peak_db),
+            "loop_start": loop[0] if loop else None, "loop_end": loop[1] if loop else None,
+            "seam_score": _num(processed.seam_score), "audio_status": processed.status,
+            "category": spec.category, "tags": json.dumps(list(spec.tags)), "layer": spec.layer,
+            "run_id": run_id, "created_at": utc_now(),
+        }
+        final = self.root / rel
+        if final.exists():
+            raise StoreError(f"{rel} exists but is not in the index; run reconcile before rendering")
+        self._make_dirs(folder)
+        data = self._file_bytes(row, audio)
+        atomic_write(final, data)
+        row["sha256"] = hashlib.sha256(data).hexdigest()
+        stored = self.index.add_version(row)
+        crashpoint("after-index")
+        return stored
+
+    def _file_bytes(self, row: dict, audio: np.ndarray) -> bytes:
+        """The WAV for an index row: format from the row, provenance = the row's rebuildable columns."""
+        provenance = {k: row.get(k) for k in _ROW_FROM_PROVENANCE}
+        loop = (row["loop_start"], row["loop_end"]) if row.get("loop_start") is not None else None
+        when = _dt.datetime.fromisoformat(row["created_at"].replace("Z", "+00:00"))
+        return wav.wav_bytes(audio, int(row["sample_rate"]), int(row["bit_depth"]), loop=loop,
+                             description=row.get("prompt") or "", provenance=provenance, lufs=row.get("lufs"),
+                             true_peak_dbtp=row.get("true_peak_dbtp"), when=when, scene=row["scene"],
+                             take=f"v{int(row['version']):03d}")
+
+    def _restore(self, row: dict, processed: ProcessedAudio) -> dict:
+        """Re-create a missing file of an indexed version at its own path (never over an existing file)."""
+        final = self.root / row["path"]
+        if final.exists():
+            raise StoreError(f"{row['path']} exists but is marked missing; run reconcile before rendering")
+        self._make_dirs(final.parent)
+        audio = np.asarray(processed.audio, dtype=np.float32)
+        data = self._file_bytes(row, audio)
+        atomic_write(final, data)
+        restored = self.index.set_file_state(row["scene"], row["asset"], row["version"], "ok",
+                                             sha256=hashlib.sha256(data).hexdigest())
+        crashpoint("after-index")
+        return restored
+
+    def record_failure(self, spec: AssetSpec, content_key: str | None, stage: str, error: str,
+                       run_id: str | None) -> dict:
+        """Store a failed asset with its error (the render keeps going)."""
+        return self.index.record_failure(run_id, spec.scene, spec.asset, content_key, stage, str(error))
+
+    # -- reconcile -----------------------------------------------------------------------------------
+    def reconcile(self, verify_hashes: bool = True) -> ReconcileReport:
+        """Repair the root after a crash or manual edits (see the module docstring); call under the lock.
+
+        ``verify_hashes=False`` only checks that indexed files exist (fast for huge libraries).
+        """
+        report = ReconcileReport()
+        if not self.root.is_dir():
+            return report
+        rows = {r["path"]: r for r in self.index.rows()}
+        orphans: list[tuple[str, str, int, Path]] = []
+        for path in self._asset_files():
+            rel = path.relative_to(self.root).as_posix()
+            if _TMP_RE.match(path.name):
+                path.unlink(missing_ok=True)
+                report.removed_temp.append(rel)
+                continue
+            if rel in rows:
+                continue
+            m = _VERSION_RE.match(path.name)
+            if m and m["asset"] == path.parent.name:
+                orphans.append((path.parent.parent.name, path.parent.name, int(m["version"]), path))
+        for folder in sorted({(self.root / rel).parent for rel in report.removed_temp}):
+            _fsync_dir(folder)
+        for scene, asset, version, path in sorted(orphans):
+            reason = self._adoption_problem(scene, asset, version, path)
+            if reason is None:
+                self._adopt(path)
+                report.adopted.append(path.relative_to(self.root).as_posix())
+            else:
+                report.quarantined.append(self._quarantine(path, reason))
+        for rel, row in rows.items():
+            self._check_row(rel, row, verify_hashes, report)
+        return report
+
+    def _asset_files(self) -> list[Path]:
+        """Files in ``ROOT/<scene>/<asset>/`` (dot folders such as .quarantine are skipped)."""
+        found = []
+        for scene in (d for d in _subdirs(self.root) if d.name not in RESERVED_SCENES):
+            for asset in _subdirs(scene):
+                found += [p for p in asset.iterdir() if p.is_file() and not p.is_symlink()]
+        return sorted(found)
+
+    def _adoption_problem(self, scene: str, asset: str, version: int, path: Path) -> str | None:
+        """Why an unindexed file cannot be adopted, or None when its provenance rebuilds a valid row."""
+        if not wav.audio_intact(path):
+            return "unreadable or audio does not match its recorded audio_sha256"
+        prov = wav.read_provenance(path)
+        rel = path.relative_to(self.root).as_posix()
+        if (prov.get("scene"), prov.get("asset"), prov.get("version"), prov.get("path")) != \
+                (scene, asset, version, rel):
+            return "provenance names another scene/asset/version/path"
+        if not prov.get("content_key") or not prov.get("created_at"):
+            return "provenance lacks content key or creation time"
+        if version != self.index.next_version(scene, asset):
+            return f"version {version} is not the next version ({self.index.next_version(scene, asset)})"
+        if self.index.get_by_key(scene, asset, prov["content_key"]) is not None:
+            return "its content key is already indexed for this asset"
+        return None
+
+    def _adopt(self, path: Path) -> dict:
+        prov = wav.read_provenance(path)
+        row = {k: prov.get(k) for k in _ROW_FROM_PROVENANCE} | {"sha256": sha256_file(path)}
+        return self.index.add_version(row)
+
+    def _check_row(self, rel: str, row: dict, verify: bool, report: ReconcileReport) -> None:
+        path = self.root / rel
+        scene, asset, version = row["scene"], row["asset"], row["version"]
+        if not path.is_file():
+            if row["file_state"] == "ok":
+                self.index.set_file_state(scene, asset, version, "missing")
+            report.missing.append(rel)
+            return
+        if not verify and row["file_state"] == "ok":
+            return
+        if sha256_file(path) == row["sha256"]:
+            if row["file_state"] != "ok":
+                self.index.set_file_state(scene, asset, version, "ok")
+                report.recovered.append(rel)
+            return
+        report.quarantined.append(self._quarantine(path, "sha256 differs from its index row"))
+        report.modified.append(rel)
+        self.index.set_file_state(scene, asset, version, "missing")
+
+    def _quarantine(self, path: Path, reason: str) -> str:
+        """Move a file to ``ROOT/.quarantine/<same relative path>`` (suffix added rather than overwrite)."""
+        rel = path.relative_to(self.root)
+        target = self.root / QUARANTINE / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        n = 1
+        while target.exists():
+            target = self.root / QUARANTINE / rel.with_name(f"{rel.name}.{n}")
+            n += 1
+        os.rename(path, target)
+        _fsync_dir(path.parent)
+        _fsync_dir(target.parent)
+        return f"{rel.as_posix()} -> {target.relative_to(self.root).as_posix()}: {reason}"
+
+
+def _subdirs(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith("."))
+
+
+def _loop(processed: ProcessedAudio) -> tuple[int, int] | None:
+    if processed.loop_start is None or processed.loop_end is None:
+        return None
+    return int(processed.loop_start), int(processed.loop_end)
+
+
+def _duration(audio: np.ndarray, sample_rate: int) -> float | None:
+    return audio.shape[-1] / float(sample_rate) if audio.ndim == 2 and sample_rate else None
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
