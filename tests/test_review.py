@@ -1,0 +1,172 @@
+"""Review server: page, approve/reject through the writer lock, 409 while locked, no path escapes ROOT."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from assetgen.report.review import UnsafePath, create_app, resolve_under
+from assetgen.store.index import Index
+from assetgen.store.lock import root_lock
+from tests.test_report_helpers import add_asset, tone
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    add_asset(root, "forest", "birds", tone(freq=300))
+    add_asset(root, "forest", "birds", tone(freq=500))
+    add_asset(root, "ocean", "waves", tone(seconds=3, freq=100), loop_start=0, loop_end=40000, seam_score=0.02)
+    (tmp_path / "secret.wav").write_bytes(b"outside ROOT")
+    return root
+
+
+@pytest.fixture
+def client(root: Path) -> TestClient:
+    return TestClient(create_app(root, lock_wait_s=0.3))
+
+
+def test_page_is_live_with_enabled_buttons(client: TestClient) -> None:
+    assert client.get("/", follow_redirects=False).headers["location"] == "/report/index.html"
+    html = client.get("/report/index.html").text
+    assert 'data-live="true"' in html and "readonly-hint" not in html
+    assert html.count('class="approve" data-status="approved">') == 2  # enabled: no disabled attribute
+    assert client.get("/forest/birds/birds_v002.wav").headers["content-type"].startswith("audio/")
+
+
+def test_page_makes_media_served_with_ranges(client: TestClient, root: Path) -> None:
+    client.get("/report/index.html")
+    key = Index(root).get("ocean", "waves")["content_key"]
+    img = client.get(f"/report/media/{key}.png")
+    assert img.status_code == 200 and img.content[:8] == b"\x89PNG\r\n\x1a\n"
+    seam = client.get(f"/report/media/{key}_seam.wav", headers={"Range": "bytes=0-3"})
+    assert seam.status_code == 206 and seam.content == b"RIFF"  # seeking in <audio> needs ranges
+
+
+def test_approve_and_reject_update_index(client: TestClient, root: Path) -> None:
+    r = client.post("/_review/status", json={"scene": "forest", "asset": "birds", "version": 1, "status": "approved"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"scene": "forest", "asset": "birds", "version": 1, "status": "approved"}
+    assert Index(root).get("forest", "birds", 1)["status"] == "approved"
+    assert Index(root).get("forest", "birds", 2)["status"] == "rendered"
+    r = client.post("/_review/status", json={"scene": "ocean", "asset": "waves", "status": "rejected"})
+    assert r.status_code == 200 and Index(root).get("ocean", "waves")["status"] == "rejected"
+    assert 'data-status="rejected"' in client.get("/report/index.html").text
+
+
+@pytest.mark.parametrize("body, code", [
+    ({"scene": "forest", "asset": "nope", "version": 1, "status": "approved"}, 404),
+    ({"scene": "forest", "asset": "birds", "version": 9, "status": "approved"}, 404),
+    ({"scene": "forest", "asset": "birds", "version": 1, "status": "shipped"}, 422),
+])
+def test_bad_status_requests(client: TestClient, root: Path, body: dict, code: int) -> None:
+    r = client.post("/_review/status", json=body)
+    assert r.status_code == code
+    assert {row["status"] for row in Index(root).rows()} == {"rendered"}
+
+
+def test_cross_origin_and_non_json_refused(client: TestClient, root: Path) -> None:
+    body = {"scene": "forest", "asset": "birds", "status": "approved"}
+    assert client.post("/_review/status", json=body, headers={"Origin": "https://evil.example"}).status_code == 403
+    assert client.post("/_review/status", content='{"scene": "forest", "asset": "birds", "status": "approved"}',
+                       headers={"Content-Type": "text/plain"}).status_code in (415, 422)
+    assert Index(root).get("forest", "birds")["status"] == "rendered"
+
+
+def test_locked_root_gives_409(client: TestClient, root: Path) -> None:
+    body = {"scene": "forest", "asset": "birds", "version": 2, "status": "approved"}
+    with root_lock(root, wait=False):  # what a render holds while it writes
+        t0 = time.monotonic()
+        r = client.post("/_review/status", json=body)
+        assert r.status_code == 409 and "render" in r.json()["detail"]
+        assert time.monotonic() - t0 >= 0.3  # waited briefly before giving up
+    assert Index(root).get("forest", "birds")["status"] == "rendered"
+    assert client.post("/_review/status", json=body).status_code == 200  # lock released: goes through
+
+
+def test_lock_released_during_wait_succeeds(root: Path) -> None:
+    client = TestClient(create_app(root, lock_wait_s=5.0))
+    held, release = threading.Event(), threading.Event()
+
+    def render() -> None:
+        with root_lock(root, wait=False):
+            held.set()
+            release.wait(5)
+
+    t = threading.Thread(target=render)
+    t.start()
+    held.wait(5)
+    threading.Timer(0.4, release.set).start()
+    r = client.post("/_review/status", json={"scene": "ocean", "asset": "waves", "status": "approved"})
+    t.join()
+    assert r.status_code == 200 and Index(root).get("ocean", "waves")["status"] == "approved"
+
+
+@pytest.mark.parametrize("rel", ["../secret.wav", "/etc/passwd", "forest/../../secret.wav", "a\\..\\b.wav",
+                                 "forest/./birds/birds_v001.wav", "x\0.wav"])
+def test_resolve_under_refuses_escapes(root: Path, rel: str) -> None:
+    with pytest.raises(UnsafePath):
+        resolve_under(root, rel)
+
+
+def test_resolve_under_only_serves_media_inside_root(root: Path, tmp_path: Path) -> None:
+    assert resolve_under(root, "forest/birds/birds_v001.wav") == (root / "forest/birds/birds_v001.wav").resolve()
+    assert resolve_under(root, "index.sqlite") is None  # not a served type
+    assert resolve_under(root, "forest/birds/none.wav") is None
+    (root / "link.wav").symlink_to(tmp_path / "secret.wav")  # symlink pointing out of ROOT
+    assert resolve_under(root, "link.wav") is None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(root: Path):
+    """The app on a real uvicorn server (raw request paths are not normalised by a client library)."""
+    import uvicorn
+
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(root), host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield port
+    srv.should_exit = True
+    thread.join(10)
+
+
+def _raw_get(port: int, target: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.putrequest("GET", target, skip_host=False, skip_accept_encoding=True)
+    conn.endheaders()
+    resp = conn.getresponse()
+    return resp.status, resp.read()
+
+
+@pytest.mark.parametrize("target", [
+    "/../secret.wav", "/forest/../../secret.wav", "/%2e%2e/secret.wav", "/%2E%2E%2Fsecret.wav",
+    "/forest/%2e%2e/%2e%2e/secret.wav", "//etc/passwd", "/%2Fetc%2Fpasswd", "/..%5csecret.wav",
+    "/%252e%252e/secret.wav", "/index.sqlite", "/report/%00.html",
+])
+def test_http_paths_outside_root_refused(server: int, target: str) -> None:
+    status, body = _raw_get(server, target)
+    assert status in (400, 404), (target, status)
+    assert b"outside ROOT" not in body and b"root:" not in body
+
+
+def test_http_serves_files_inside_root(server: int) -> None:
+    status, body = _raw_get(server, "/forest/birds/birds_v001.wav")
+    assert status == 200 and body[:4] == b"RIFF"
+    status, body = _raw_get(server, "/report/index.html")
+    assert status == 200 and b"forest" in body
