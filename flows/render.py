@@ -90,12 +90,12 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
         log.warning("PLACEHOLDER AUDIO: models %s are tiny random-weight checkpoints, not real MusicGen/AudioGen",
                     sorted(r for r, m in prepared.models.items() if m.placeholder))
     store = AssetStore(root)
-    run_id = uuid.uuid4().hex[:12]
     outcomes: list[Outcome] = []
     with store.lock(wait=wait, on_wait=lambda: log.warning("another render holds %s; waiting for it", root)):
         report = store.reconcile()
         if report:
-            log.info("reconciled output root: %s", report)
+            log.warning("reconciled output root: %s", report)
+        run_id = store.index.start_run(uuid.uuid4().hex[:12])
         progress.start(prepared)
         pending, previous = [], None
         for batch in prepared.batches:
@@ -116,10 +116,10 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
             for item, result in processed:
                 outcomes.append(_store(store, item, result, gen.model_label, gen.placeholder, run_id))
         outcomes += _render_mixes(store, root, prepared, outcomes, run_id)
-        store.index.finish_run(run_id, render.summary(prepared, outcomes, run_id)["plan"]) \
-            if hasattr(store.index, "finish_run") else None
+        summary = render.summary(prepared, outcomes, run_id)
+        store.index.finish_run(run_id, {**summary["plan"], "rendered": summary["rendered"],
+                                        "failed": len(summary["failed"])})
     progress.stop()
-    summary = render.summary(prepared, outcomes, run_id)
     _artifacts(summary)
     if summary["failed"]:
         names = ", ".join(f["asset"] for f in summary["failed"][:10])

@@ -1,0 +1,184 @@
+"""End to end on the tiny placeholder models: `assetgen render` through the Prefect flow, read back from disk."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+DEMO = REPO / "manifests" / "demo.csv"
+
+
+def run(*args: str):
+    from assetgen.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def wav_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.wav") if "report" not in p.parts and ".quarantine" not in p.parts)
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory, tiny_models):
+    root = tmp_path_factory.mktemp("render") / "out"
+    result = run("render", DEMO, "--out", root, "--model-dir", tiny_models, "--no-progress")
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def rows(root: Path) -> list[dict]:
+    from assetgen.store.index import Index
+
+    return Index(root).rows()
+
+
+def test_every_asset_lands_once_with_matching_index(demo_root):
+    from assetgen.manifest import load_manifests
+
+    specs = load_manifests([DEMO])
+    index_rows = rows(demo_root)
+    assert sorted(f"{r['scene']}/{r['asset']}" for r in index_rows) == sorted(s.ident for s in specs)
+    files = wav_files(demo_root)
+    assert len(files) == len(index_rows)
+    for row in index_rows:
+        path = demo_root / row["path"]
+        assert path.name == f"{row['asset']}_v001.wav"
+        assert sha256(path) == row["sha256"]
+        info = sf.info(path)
+        assert info.samplerate == row["sample_rate"] == 48000
+        assert info.channels == row["channels"]
+        assert info.subtype == "PCM_24"
+        assert row["placeholder"] == 1 and "PLACEHOLDER" in row["model"]
+    assert not [p for p in demo_root.rglob("*") if ".tmp" in p.name]
+
+
+def test_loudness_and_loops_as_delivered(demo_root):
+    import pyloudnorm
+
+    from assetgen.store.wav import read_loop
+
+    by_ident = {f"{r['scene']}/{r['asset']}": r for r in rows(demo_root)}
+    for row in by_ident.values():
+        data, sr = sf.read(demo_root / row["path"], always_2d=True)
+        if row["audio_status"] == "ok":
+            measured = pyloudnorm.Meter(sr).integrated_loudness(data)
+            assert abs(measured - row["loudness_target"]) < 0.5, (row["asset"], measured)
+            assert abs(measured - row["lufs"]) < 0.1
+        loop = read_loop(demo_root / row["path"])
+        if row["loop_end"] is not None:
+            assert loop == (row["loop_start"], row["loop_end"]), row["asset"]
+    theme = by_ident["title/theme_loop"]
+    # 2 bars of 4/4 at 120 bpm = 4 s: exactly 192000 samples at 48 kHz
+    assert theme["loop_end"] - theme["loop_start"] == 192000
+    assert sf.info(demo_root / theme["path"]).frames == 192000
+
+
+def test_rerun_renders_nothing_and_a_changed_target_renders_one(demo_root, tiny_models, tmp_path):
+    before = {p: sha256(p) for p in wav_files(demo_root)}
+    result = run("render", DEMO, "--out", demo_root, "--model-dir", tiny_models, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "rendered 0 new version(s)" in result.output
+    assert {p: sha256(p) for p in wav_files(demo_root)} == before
+
+    changed = tmp_path / "demo.csv"
+    text = DEMO.read_text().replace("short wooden button click,2,,,,,,,aswg-mobile",
+                                    "short wooden button click,2,,,,,,,-20")
+    assert text != DEMO.read_text()
+    changed.write_text(text)
+    plan = run("plan", changed, "--out", demo_root, "--model-dir", tiny_models)
+    assert plan.exit_code == 0, plan.output
+    assert "changed: 1" in plan.output
+    result = run("render", changed, "--out", demo_root, "--model-dir", tiny_models, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "rendered 1 new version(s)" in result.output
+    after = wav_files(demo_root)
+    assert {p: sha256(p) for p in before} == before  # nothing overwritten
+    new = [p for p in after if p not in before]
+    assert [p.name for p in new] == ["click_v002.wav"]
+
+
+def test_invalid_input_exits_2_and_writes_nothing(tmp_path, tiny_models):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("scene,asset,model,prompt,duration_s\nui,click,sfx,click,-3\n")
+    root = tmp_path / "out"
+    result = run("render", bad, "--out", root, "--model-dir", tiny_models)
+    assert result.exit_code == 2
+    assert "duration_s" in result.output and "bad.csv" in result.output
+    assert not root.exists()
+
+
+def test_missing_model_exits_2_with_a_pointer(tmp_path, monkeypatch):
+    monkeypatch.delenv("ASSETGEN_MODEL_DIR", raising=False)
+    root = tmp_path / "out"
+    result = run("render", DEMO, "--out", root, "--model-dir", tmp_path / "empty")
+    assert result.exit_code == 2
+    assert "--model-dir" in result.output and "'music'" in result.output
+    assert not root.exists()
+
+
+def test_failing_asset_is_isolated_and_exit_code_is_1(tmp_path, tiny_models):
+    broken = tmp_path / "broken_model"
+    shutil.copytree(tiny_models / "sfx", broken)
+    (broken / "state_dict.bin").write_bytes(b"not a checkpoint")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "scene,asset,model,prompt,duration_s\n"
+        "ok,one,sfx,a door creaks,1\n"
+        f"bad,two,{broken},a door slams,1\n")
+    root = tmp_path / "out"
+    result = run("render", manifest, "--out", root, "--model-dir", tiny_models, "--no-progress")
+    assert result.exit_code == 1, result.output
+    assert "bad/two" in result.output
+    landed = rows(root)
+    assert [(r["scene"], r["asset"]) for r in landed] == [("ok", "one")]
+    from assetgen.store.index import Index
+
+    failures = Index(root).failures()
+    assert [(f["scene"], f["asset"], f["stage"]) for f in failures] == [("bad", "two", "generate")]
+
+
+def test_dask_runner_matches_local_runner(demo_root, tiny_models, tmp_path):
+    root = tmp_path / "dask"
+    result = run("render", DEMO, "--out", root, "--model-dir", tiny_models, "--runner", "dask", "--workers", "2",
+                 "--no-progress")
+    assert result.exit_code == 0, result.output
+    local = {(r["scene"], r["asset"]): r for r in rows(demo_root) if r["version"] == 1}
+    dask = {(r["scene"], r["asset"]): r for r in rows(root)}
+    assert set(local) == set(dask)
+    for ident, row in dask.items():
+        assert row["content_key"] == local[ident]["content_key"], ident
+        a, _ = sf.read(root / row["path"])
+        b, _ = sf.read(demo_root / local[ident]["path"])
+        np.testing.assert_array_equal(a, b, err_msg=str(ident))
+
+
+def test_index_export_and_review_status(demo_root, tmp_path):
+    import pandas as pd
+
+    out = tmp_path / "index.parquet"
+    result = run("index", "export", "--out", demo_root, "--format", "parquet", "--to", out)
+    assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(out)
+    assert len(frame) == len(rows(demo_root))
+    assert run("approve", "ui/click@v1", "--out", demo_root).exit_code == 0
+    from assetgen.store.index import Index
+
+    assert Index(demo_root).get("ui", "click", 1)["status"] == "approved"
+    assert run("approve", "ui/nope", "--out", demo_root).exit_code == 2
+    params = json.loads(Index(demo_root).get("ui", "click", 1)["params"])
+    assert params["post"]["loudness_lufs"] == -18.0
