@@ -90,16 +90,17 @@ def _print_plan(summary: dict, prepared) -> None:
     from rich.table import Table
 
     console = Console()
-    counts = summary.get("counts", summary)
-    console.print("  ".join(f"{k}: [bold]{v}[/]" for k, v in counts.items() if isinstance(v, int)))
-    table = Table("batch", "model", "assets", "duration s", "audio-s")
-    for i, b in enumerate(summary.get("batches", []), 1):
-        table.add_row(str(i), str(b.get("model")), str(b.get("size")), str(b.get("duration_s", "")),
-                      f"{b.get('audio_seconds', 0):.1f}")
-    if summary.get("batches"):
+    console.print("  ".join(f"{k}: [bold]{v}[/]" for k, v in summary["counts"].items()))
+    if summary["orphaned"]:
+        console.print(f"orphaned (in the index, no longer in the manifests; kept): {', '.join(summary['orphaned'])}")
+    table = Table("batch", "model", "assets", "dur s", "temp", "top_k", "top_p", "cfg", "audio-s")
+    for i, b in enumerate(summary["batches"], 1):
+        table.add_row(str(i), b["model"], str(b["size"]), f"{b['duration_s']:g}", f"{b['temperature']:g}",
+                      str(b["top_k"]), f"{b['top_p']:g}", f"{b['cfg_coef']:g}", f"{b['duration_s'] * b['size']:g}")
+    if summary["batches"]:
         console.print(table)
-    console.print(f"audio-seconds to generate: {summary.get('audio_seconds', 0):.1f}; "
-                  f"scene mixes to render: {len(prepared.mixes)}")
+    console.print(f"audio-seconds to generate: {summary['generate_audio_s']:g}; "
+                  f"scene mixes to render: {summary['mixes_to_render']}")
     for ref, model in prepared.models.items():
         if model.placeholder:
             console.print(f"[yellow]PLACEHOLDER AUDIO[/]: {ref} -> {model.source} (tiny random-weight model)")
