@@ -1,0 +1,191 @@
+"""Seamless loops: loop-length targets, loop-point search, crossfade into the continuation, seam score.
+
+Construction (vectorised numpy). For a loop of ``d`` samples starting at source sample ``s`` with a
+crossfade of ``F`` samples, the delivered loop is ``y = x[s : s+d]`` whose first ``F`` samples are
+crossfaded with the material that *follows* the loop end::
+
+    y[n] = a(n) * x[s+n] + b(n) * x[s+d+n]      0 <= n < F   (a: 0 -> 1, b: 1 -> 0)
+
+Played back to back, ``y[d-1] = x[s+d-1]`` is followed by ``y[0] ~ x[s+d]`` -- consecutive source samples --
+so the seam has no step by construction and zero-crossing alignment is not needed; what is left to
+choose is where the two crossfaded segments ``A = x[s:s+F]`` and ``B = x[s+d:s+d+F]`` are most alike.
+The search maximises their normalised correlation over start ``s`` (and, for second-based targets, over
+``d`` within a tolerance window, which phase-aligns periodic material), then re-ranks the best few by the
+distance of their magnitude spectra. The crossfade curve is equal-power, compensated for the measured
+correlation (see :func:`transitions.equal_power`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.signal import correlate
+
+from .resample import as_2d
+from .transitions import crossfade_concat, equal_power
+
+SEAM_THRESHOLD = 1.0  # seam scores above this are flagged (the seam is twice the clip's own variation)
+_FRAME, _HOP = 2048, 512
+
+
+@dataclass(frozen=True)
+class Loop:
+    """A delivered loop: ``audio`` is exactly the loop (loop_start=0, loop_end=len); source offsets in samples."""
+
+    audio: np.ndarray
+    source_start: int  # s: where the loop starts in the source (samples)
+    length: int  # d: loop length (samples)
+    crossfade: int  # F (samples)
+    correlation: float  # normalised correlation of the crossfaded segments (1 = identical)
+    seam_score: float
+    notes: tuple[str, ...] = ()
+
+    @property
+    def flagged(self) -> bool:
+        return self.seam_score > SEAM_THRESHOLD
+
+
+def estimate_bpm(audio: np.ndarray, sr: int) -> float:
+    """Tempo (beats per minute) of ``audio`` with librosa's onset-autocorrelation estimator."""
+    import librosa
+
+    mono = as_2d(audio).mean(axis=0)
+    tempo = librosa.feature.tempo(y=mono, sr=sr)
+    return float(np.atleast_1d(tempo)[0])
+
+
+def bars_length(bars: int, bpm: float, sr: int, beats_per_bar: int = 4) -> int:
+    """Loop length in samples of ``bars`` whole bars at ``bpm``: ``round(bars*beats_per_bar*60/bpm*sr)``."""
+    if bars <= 0 or bpm <= 0:
+        raise ValueError(f"bars and bpm must be positive, got bars={bars}, bpm={bpm}")
+    return round(bars * beats_per_bar * 60.0 / bpm * sr)
+
+
+def _window_sums(v: np.ndarray, width: int) -> np.ndarray:
+    c = np.concatenate([[0.0], np.cumsum(v, dtype=np.float64)])
+    return c[width:] - c[:-width]
+
+
+def _candidates_fixed(m: np.ndarray, d: int, f: int, slack: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Correlation of x[s:s+f] with x[s+d:s+d+f] for every s in [0, slack]."""
+    n = slack + f
+    a, b = m[:n], m[d : d + n]
+    num = _window_sums(a * b, f)
+    den = np.sqrt(_window_sums(a * a, f) * _window_sums(b * b, f)) + 1e-20
+    rho = num / den
+    return np.arange(slack + 1), np.full(slack + 1, d), rho
+
+
+def _candidates_window(m: np.ndarray, d_min: int, d_max: int, f: int, slack: int, n_starts: int = 6):
+    """Correlation over a few starts s and every length d in [d_min, d_max] (FFT cross-correlation)."""
+    starts = np.unique(np.linspace(0, slack, min(n_starts, slack + 1)).round().astype(int))
+    ss, dd, rr = [], [], []
+    for s in starts:
+        a = m[s : s + f]
+        region = m[s + d_min : s + d_max + f]
+        num = correlate(region, a, mode="valid", method="fft")
+        den = np.sqrt(float(a @ a) * _window_sums(region * region, f)) + 1e-20
+        ss.append(np.full(num.size, s))
+        dd.append(np.arange(d_min, d_min + num.size))
+        rr.append(num / den)
+    return np.concatenate(ss), np.concatenate(dd), np.concatenate(rr)
+
+
+def _spectral_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of log magnitude spectra (in units of 20 dB) over audible bins."""
+    w = np.hanning(a.size)
+    pa, pb = np.abs(np.fft.rfft(a * w)), np.abs(np.fft.rfft(b * w))
+    floor = 1e-3 * max(pa.max(), pb.max(), 1e-12)
+    la, lb = np.log10(np.maximum(pa, floor)), np.log10(np.maximum(pb, floor))
+    return float(np.mean(np.abs(la - lb)))
+
+
+def make_loop(audio: np.ndarray, sr: int, length: int, crossfade: int, tolerance: int = 0) -> Loop:
+    """Cut a seamless loop of ``length`` (+- ``tolerance``) samples from ``audio`` with a ``crossfade``-sample seam.
+
+    ``tolerance=0`` keeps the length exact (music loops in bars). The source should hold
+    ``length + tolerance + crossfade`` samples; shorter sources shrink the crossfade, and sources shorter
+    than the loop are first extended by repeating them (noted).
+    """
+    x = as_2d(audio)
+    if length <= 0:
+        raise ValueError(f"loop length must be positive, got {length} samples")
+    notes: list[str] = []
+    f_min = max(1, min(crossfade, length // 8, round(0.005 * sr)))
+    d_min = max(1, length - tolerance)
+    # the length window gives way to the crossfade: generated audio is usually length + crossfade long
+    d_max = max(length, min(length + tolerance, x.shape[1] - crossfade))
+    if x.shape[1] < d_max + f_min:
+        reps = -(-(d_max + crossfade) // max(x.shape[1], 1)) + 1
+        x = crossfade_concat([x] * reps, sr, min(crossfade, x.shape[1] // 4) / sr)
+        notes.append(f"source shorter than the loop: repeated {reps}x")
+    f = max(f_min, min(crossfade, length // 2, x.shape[1] - d_max))
+    if f < crossfade:
+        notes.append(f"crossfade shortened to {f} samples (not enough source material)")
+    slack = x.shape[1] - d_max - f
+    m = x.mean(axis=0, dtype=np.float64)
+    if tolerance == 0:
+        ss, dd, rr = _candidates_fixed(m, length, f, slack)
+    else:
+        ss, dd, rr = _candidates_window(m, d_min, d_max, f, slack)
+    # prefer lengths close to the target (a 0.02 correlation penalty at the window edge), then re-rank the
+    # best few by spectral distance
+    rank = rr - 0.02 * np.abs(dd - length) / max(tolerance, 1)
+    top = np.argsort(-rank, kind="stable")[:8]
+    cost = [(1.0 - rank[i]) + 0.5 * _spectral_distance(m[ss[i] : ss[i] + f], m[ss[i] + dd[i] : ss[i] + dd[i] + f])
+            for i in top]
+    best = top[int(np.argmin(cost))]
+    s, d, rho = int(ss[best]), int(dd[best]), float(rr[best])
+    y = x[:, s : s + d].copy()
+    fade_in, fade_out = equal_power(f, rho)
+    y[:, :f] = x[:, s : s + f] * fade_in + x[:, s + d : s + d + f] * fade_out
+    score = seam_score(y, f)
+    if score > SEAM_THRESHOLD:
+        notes.append(f"seam score {score:.2f} above {SEAM_THRESHOLD}")
+    return Loop(y, s, d, f, rho, score, tuple(notes))
+
+
+def _flux(frames_a: np.ndarray, frames_b: np.ndarray) -> np.ndarray:
+    """Normalised spectral flux between paired frames: ||A|-|B|| / (|A| + |B|), 0..1."""
+    w = np.hanning(frames_a.shape[-1])
+    ma, mb = np.abs(np.fft.rfft(frames_a * w)), np.abs(np.fft.rfft(frames_b * w))
+    num = np.linalg.norm(ma - mb, axis=-1)
+    den = np.linalg.norm(ma, axis=-1) + np.linalg.norm(mb, axis=-1) + 1e-12
+    return num / den
+
+
+def seam_score(loop: np.ndarray, crossfade: int = 0, frame: int = _FRAME, hop: int = _HOP) -> float:
+    """How much worse the loop's seam is than the loop's own variation; 0 = seamless.
+
+    ``score = max(0, step / p99(steps) - 1) + max(0, mean(flux_seam) / p95(flux_body) - 1)`` where, on the
+    channel mean, ``step = |y[0] - y[-1]|`` is the sample step across the wrap, ``p99(steps)`` the 99th
+    percentile of ``|diff(y)|``, ``flux_seam`` the normalised spectral flux (``|||A|-|B|||/(|A|+|B|)``,
+    Hann frames of ``frame`` samples ``hop`` apart) of the frames of ``y`` played twice that overlap the
+    wrap or the ``crossfade`` region after it, and ``p95(flux_body)`` the 95th percentile of the same flux
+    over up to 256 frame pairs spread over the loop. 1.0 means the seam is twice the clip's usual change.
+    """
+    m = as_2d(loop).mean(axis=0, dtype=np.float64)
+    n = m.size
+    if n < 2 * frame + hop:
+        return 0.0
+    steps = np.abs(np.diff(m))
+    p99 = np.percentile(steps, 99) + 1e-12
+    step_term = max(0.0, abs(m[0] - m[-1]) / p99 - 1.0)
+    twice = np.concatenate([m, m])
+    view = np.lib.stride_tricks.sliding_window_view
+    lo, hi = n - frame - hop, min(n + crossfade + hop, 2 * n - frame - hop)
+    starts = np.arange(lo, hi, hop)
+    seam = _flux(twice[starts[:, None] + np.arange(frame)], twice[starts[:, None] + hop + np.arange(frame)])
+    body_starts = np.linspace(0, n - frame - hop, min(256, (n - frame - hop) // hop + 1)).astype(int)
+    frames = view(m, frame)
+    body = _flux(frames[body_starts], frames[body_starts + hop])
+    p95 = np.percentile(body, 95) + 1e-6
+    return float(step_term + max(0.0, seam.mean() / p95 - 1.0))
+
+
+def tile_loop(loop: np.ndarray, n: int, offset: int = 0) -> np.ndarray:
+    """``n`` samples of ``loop`` repeated seamlessly, starting ``offset`` samples into it."""
+    x = as_2d(loop)
+    idx = (np.arange(n) + offset) % x.shape[1]
+    return x[:, idx]
