@@ -20,6 +20,7 @@ from prefect.states import Completed, Failed
 
 from assetgen import progress, render
 from assetgen.render import InvalidInput, Outcome
+from assetgen.store.crash import crashpoint
 
 
 def _retry_transient(task, task_run, state) -> bool:
@@ -112,6 +113,7 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
                              for it in batch.items]
                 progress.advance("generate", len(batch.items))
                 continue
+            crashpoint("batch-generated")
             progress.advance("generate", len(gen.items), sum(it.spec.gen.duration_s for it in gen.items))
             for item, result in processed:
                 outcomes.append(_store(store, item, result, gen.model_label, gen.placeholder, run_id))
