@@ -14,13 +14,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Mapping, Sequence
 
+from assetgen.dsp import POSTPROCESS_VERSION
 from assetgen.manifest._fields import gc_paused
 from assetgen.spec import AssetSpec, GenParams, GenRequest, PostParams
-
-try:
-    from assetgen.dsp import POSTPROCESS_VERSION
-except ImportError:  # dsp not in this checkout yet; keep in step with assetgen.dsp.POSTPROCESS_VERSION
-    POSTPROCESS_VERSION = 1
 
 KEY_SCHEMA = 1  # bump if the key's recipe below changes
 STATES = ("new", "changed", "up-to-date")

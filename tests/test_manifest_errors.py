@@ -186,11 +186,11 @@ def test_unknown_loudness_profile(tmp_path):
 
 
 def test_bad_fx_chain(tmp_path):
-    fx = pytest.importorskip("assetgen.dsp.fx", reason="fx parser (assetgen.dsp.fx) not in this checkout yet")
-    with pytest.raises(fx.FxError):
-        fx.parse_fx_chain("reverb(room_size=")
-    issue = only(problems(tmp_path, f'{HEADER},fx\ns,a,sfx,x,2,"reverb(room_size="\n'))
-    assert issue.column == "fx" and issue.message.startswith("bad fx chain")
+    issues = problems(tmp_path, f'{HEADER},fx\ns,a,sfx,x,2,"reverb(room_size="\ns,b,sfx,x,2,reverbb()|gain(gain_db=3)\n')
+    assert [(i.row, i.column, i.value) for i in issues] == [(2, "fx", "reverb(room_size="), (3, "fx", "reverbb()")]
+    assert issues[0].message.startswith("bad fx chain") and "did you mean 'reverb'" in issues[1].message
+    (spec,) = load_manifests([_write(tmp_path, f'{HEADER},fx\ns,a,sfx,x,2,"reverb(room_size=0.7); highpass(cutoff_frequency_hz=120)"\n')])
+    assert spec.post.fx == "reverb(room_size=0.7); highpass(cutoff_frequency_hz=120)"
 
 
 def test_non_utf8_csv(tmp_path):

@@ -96,10 +96,8 @@ def parse_loudness(raw: str) -> float:
 
 def parse_fx(raw: str) -> str:
     """Check the fx chain with the dsp parser; the text itself is what PostParams carries."""
-    try:
-        from assetgen.dsp.fx import FxError, parse_fx_chain
-    except ImportError:  # dsp.fx not available in this checkout yet: syntax is checked at render time
-        return raw
+    from assetgen.dsp.fx import FxError, parse_fx_chain  # imported here: numpy only when fx is used
+
     try:
         parse_fx_chain(raw)
     except FxError as exc:

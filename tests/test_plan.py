@@ -1,0 +1,165 @@
+"""Content keys (what changes audio and what does not), the diff against the index, batches, summary."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+import assetgen.plan as plan_mod
+from assetgen.manifest import load_manifests
+from assetgen.plan import content_key, make_batches, make_plan, plan_summary
+
+HEADER = "scene,asset,model,prompt,duration_s,layer,gain_db,loudness,temperature,seed,category,tags,mood,notes"
+ROWS = [
+    "forest,amb,sfx,{mood} forest at dawn,3,,,,,,ambience,a,calm,first",
+    "forest,wind,sfx,wind in trees,2,,,,,5,ambience,b,,",
+    "tavern,lute,music,lute tune,3,music,-4,,0.7,,music,,,",
+    "tavern,crowd,sfx,crowd chatter,3,ambience,-2,,,,ambience,,,",
+    "ui,click,sfx,click,2,,,aswg-mobile,,,ui,,,",
+]
+FP = {"music": "fp-music", "sfx": "fp-sfx"}
+
+
+def load(tmp_path: Path, rows: list[str], name: str = "m.csv"):
+    path = tmp_path / name
+    path.write_text("\n".join([HEADER, *rows]) + "\n")
+    return load_manifests([path])
+
+
+def keys(tmp_path: Path, rows: list[str], name: str = "m.csv", fingerprints=FP) -> dict[str, str]:
+    return {i.spec.ident: i.key for i in make_plan(load(tmp_path, rows, name), {}, fingerprints).items}
+
+
+def edit(rows: list[str], index: int, column: str, value: str) -> list[str]:
+    cells = rows[index].split(",")
+    cells[HEADER.split(",").index(column)] = value
+    return [*rows[:index], ",".join(cells), *rows[index + 1 :]]
+
+
+def test_keys_ignore_order_whitespace_names_and_unrelated_columns(tmp_path):
+    base = keys(tmp_path, ROWS)
+    assert len(set(base.values())) == len(base) == 6  # 5 assets + the tavern mix
+    shuffled = ROWS[:]
+    random.Random(1).shuffle(shuffled)
+    assert keys(tmp_path, shuffled, "other_file.csv") == base
+    noisy = edit(ROWS, 1, "prompt", "  wind   in\ttrees ")
+    noisy = edit(noisy, 1, "category", "other")
+    noisy = edit(noisy, 1, "tags", "x;y")
+    noisy = edit(noisy, 0, "notes", "unrelated template column")
+    assert keys(tmp_path, noisy) == base
+
+
+@pytest.mark.parametrize(
+    ("row", "column", "value"),
+    [
+        (1, "prompt", "wind in pines"),
+        (1, "seed", "6"),
+        (1, "duration_s", "2.5"),
+        (1, "temperature", "0.9"),
+        (1, "loudness", "-16"),
+        (1, "loudness", "aswg-console"),
+        (0, "mood", "tense"),  # changes the prompt after templating
+    ],
+)
+def test_what_changes_audio_changes_the_key(tmp_path, row, column, value):
+    base = keys(tmp_path, ROWS)
+    changed = keys(tmp_path, edit(ROWS, row, column, value))
+    ident = ["forest/amb", "forest/wind"][row]
+    assert changed[ident] != base[ident]
+    assert {k: v for k, v in changed.items() if k != ident} == {k: v for k, v in base.items() if k != ident}
+
+
+def test_model_fingerprint_and_postprocess_version_change_keys(tmp_path, monkeypatch):
+    base = keys(tmp_path, ROWS)
+    other = keys(tmp_path, ROWS, fingerprints={**FP, "sfx": "fp-sfx-v2"})
+    assert other["tavern/lute"] == base["tavern/lute"] and other["forest/wind"] != base["forest/wind"]
+    monkeypatch.setattr(plan_mod, "POSTPROCESS_VERSION", plan_mod.POSTPROCESS_VERSION + 1)
+    bumped = keys(tmp_path, ROWS)
+    assert not set(bumped.values()) & set(base.values())
+
+
+def test_mix_key_follows_layers_and_placement(tmp_path):
+    base = keys(tmp_path, ROWS)
+    gain = keys(tmp_path, edit(ROWS, 2, "gain_db", "-8"))
+    assert gain["tavern/lute"] == base["tavern/lute"]  # placement does not change the layer's own file
+    assert gain["tavern/mix"] != base["tavern/mix"]
+    prompt = keys(tmp_path, edit(ROWS, 3, "prompt", "quiet crowd"))
+    assert prompt["tavern/crowd"] != base["tavern/crowd"] and prompt["tavern/mix"] != base["tavern/mix"]
+    assert prompt["tavern/lute"] == base["tavern/lute"]
+
+
+def test_content_key_is_hex_sha256(tmp_path):
+    spec = load(tmp_path, ROWS)[1]
+    key = content_key(spec, "fp")
+    assert len(key) == 64 and int(key, 16) >= 0 and key == content_key(spec, "fp") != content_key(spec, "fp2")
+
+
+def test_plan_states_and_orphans(tmp_path):
+    specs = load(tmp_path, ROWS)
+    current = {i.spec.ident: i.key for i in make_plan(specs, {}, FP).items}
+    index = dict(current)
+    del index["forest/amb"]  # new
+    index["forest/wind"] = "0" * 64  # changed
+    index["old/gone"] = "1" * 64  # orphaned
+    plan = make_plan(specs, index, FP)
+    states = {i.spec.ident: i.state for i in plan.items}
+    assert states["forest/amb"] == "new" and states["forest/wind"] == "changed"
+    assert states["tavern/mix"] == "up-to-date"
+    assert plan.counts() == {"new": 1, "changed": 1, "up-to-date": 4, "orphaned": 1}
+    assert plan.orphaned == ["old/gone"]
+    assert {i.spec.ident for i in plan.pending} == {"forest/amb", "forest/wind"}
+
+
+def test_changed_layer_makes_mix_changed(tmp_path):
+    specs = load(tmp_path, ROWS)
+    index = {i.spec.ident: i.key for i in make_plan(specs, {}, FP).items}
+    plan = make_plan(load(tmp_path, edit(ROWS, 2, "prompt", "harp tune")), index, FP)
+    changed = {i.spec.ident for i in plan.items if i.state == "changed"}
+    assert changed == {"tavern/lute", "tavern/mix"}
+
+
+def test_missing_fingerprint_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no model fingerprint for: sfx"):
+        make_plan(load(tmp_path, ROWS), {}, {"music": "x"})
+
+
+def test_batches_group_by_model_and_params_deterministically(tmp_path):
+    rows = [f"s,a{i},sfx,p{i},2,,,,,,,,," for i in range(5)]
+    rows += [f"s,b{i},sfx,p{i},3,,,,,,,,," for i in range(2)]
+    rows += [f"s,c{i},music,p{i},2,,,,0.7,,,,," for i in range(3)]
+    rows += ["t,l1,music,x,2,bed,,,,,,,,", "t,l2,sfx,y,2,fx,,,,,,,,"]
+    items = make_plan(load(tmp_path, rows), {}, FP).items
+    batches = make_batches(items, batch_size=2)
+    layout = [(b.model, b.params.duration_s, b.params.temperature, [i.spec.asset for i in b.items]) for b in batches]
+    assert layout == [
+        ("music", 2.0, 0.7, ["c0", "c1"]),
+        ("music", 2.0, 0.7, ["c2"]),
+        ("music", 2.0, 1.0, ["l1"]),
+        ("sfx", 2.0, 1.0, ["a0", "a1"]),
+        ("sfx", 2.0, 1.0, ["a2", "a3"]),
+        ("sfx", 2.0, 1.0, ["a4", "l2"]),
+        ("sfx", 3.0, 1.0, ["b0", "b1"]),
+    ]
+    assert all(not i.spec.is_mix for b in batches for i in b.items)
+    shuffled = list(items)
+    random.Random(3).shuffle(shuffled)
+    assert make_batches(shuffled, 2) == batches
+    reqs = batches[0].requests()
+    assert [r.key for r in reqs] == [i.key for i in batches[0].items] and reqs[0].params == batches[0].params
+    with pytest.raises(ValueError, match="batch_size"):
+        make_batches(items, 0)
+
+
+def test_plan_summary(tmp_path):
+    specs = load(tmp_path, ROWS)
+    index = {"forest/wind": make_plan(specs, {}, FP).items[1].key, "old/x": "k"}
+    plan = make_plan(specs, index, FP)
+    batches = make_batches(plan.pending, 8)
+    summary = plan_summary(plan, batches)
+    assert summary["counts"] == {"new": 5, "changed": 0, "up-to-date": 1, "orphaned": 1}
+    assert summary["assets"] == 6 and summary["orphaned"] == ["old/x"] and summary["mixes_to_render"] == 1
+    assert summary["generate_audio_s"] == 3 + 3 + 3 + 2  # amb, lute, crowd, click
+    assert sum(b["size"] for b in summary["batches"]) == 4
+    assert {b["model"] for b in summary["batches"]} == {"music", "sfx"}
