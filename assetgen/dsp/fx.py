@@ -169,16 +169,16 @@ def apply_fx(audio: np.ndarray, sr: int, chain: list[FxSpec] | str) -> np.ndarra
     return out.astype(np.float32, copy=False)
 
 
-def apply_fx_cyclic(audio: np.ndarray, sr: int, chain: list[FxSpec] | str, cycles: int = 2) -> np.ndarray:
-    """Render ``chain`` over a loop so tails wrap around the seam.
+def apply_fx_cyclic(audio: np.ndarray, sr: int, chain: list[FxSpec] | str, cycles: int = 3) -> np.ndarray:
+    """Render ``chain`` over a loop so tails (and look-ahead) wrap around the seam.
 
-    The loop is played ``cycles`` times back to back and the last cycle is kept: it starts with the tail of
-    the previous cycle, i.e. the effect's steady state, so the result loops without a seam (for tails shorter
-    than ``(cycles - 1)`` loop lengths).
+    The loop is played ``cycles`` times back to back and the second-to-last cycle is kept: it starts with
+    the tail of the cycles before (the effect's steady state) and its end was processed with the next cycle
+    following, so the result loops without a seam (for tails shorter than ``cycles - 2`` loop lengths).
     """
     specs = parse_fx_chain(chain) if isinstance(chain, str) else chain
     if not specs:
         return audio
     n = audio.shape[-1]
     out = apply_fx(np.tile(audio, (1, cycles)), sr, specs)
-    return out[:, -n:]
+    return out[:, (cycles - 2) * n : (cycles - 1) * n]

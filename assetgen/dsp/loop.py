@@ -92,6 +92,24 @@ def _candidates_window(m: np.ndarray, d_min: int, d_max: int, f: int, slack: int
     return np.concatenate(ss), np.concatenate(dd), np.concatenate(rr)
 
 
+def _seam_penalty(m: np.ndarray, ends: np.ndarray, sr: int) -> np.ndarray:
+    """Penalty for putting the wrap at source sample ``ends``: a large sample step or an onset there.
+
+    The wrap plays the consecutive source samples ``end-1, end``; if they are a transient attack the loop
+    restarts on a hit, which reads as a click. Step relative to the clip's 99th-percentile step, onset as
+    the |log2| energy ratio of the 5 ms after vs before (this is the zero-crossing / quiet-point alignment).
+    """
+    steps = np.abs(np.diff(m))
+    p99 = np.percentile(steps, 99) + 1e-12
+    step = np.abs(m[ends] - m[ends - 1]) / p99
+    w = max(1, round(0.005 * sr))
+    c = np.concatenate([[0.0], np.cumsum(m * m)])
+    lo, hi = np.clip(ends - w, 0, m.size), np.clip(ends + w, 0, m.size)
+    before, after = c[ends] - c[lo] + 1e-12, c[hi] - c[ends] + 1e-12
+    onset = np.abs(np.log2(after / before))
+    return 0.5 * np.maximum(0.0, step - 0.5) + 0.1 * np.minimum(onset, 5.0)
+
+
 def _spectral_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Mean absolute difference of log magnitude spectra (in units of 20 dB) over audible bins."""
     w = np.hanning(a.size)
@@ -131,7 +149,7 @@ def make_loop(audio: np.ndarray, sr: int, length: int, crossfade: int, tolerance
         ss, dd, rr = _candidates_window(m, d_min, d_max, f, slack)
     # prefer lengths close to the target (a 0.02 correlation penalty at the window edge), then re-rank the
     # best few by spectral distance
-    rank = rr - 0.02 * np.abs(dd - length) / max(tolerance, 1)
+    rank = rr - 0.02 * np.abs(dd - length) / max(tolerance, 1) - _seam_penalty(m, ss + dd, sr)
     top = np.argsort(-rank, kind="stable")[:8]
     cost = [(1.0 - rank[i]) + 0.5 * _spectral_distance(m[ss[i] : ss[i] + f], m[ss[i] + dd[i] : ss[i] + dd[i] + f])
             for i in top]

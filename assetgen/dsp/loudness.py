@@ -150,17 +150,18 @@ def limit(audio: np.ndarray, sr: int, ceiling_dbtp: float, cyclic: bool = False,
           release_ms: float = 100.0, lookahead_ms: float = 5.0) -> np.ndarray:
     """Look-ahead true-peak limiting to ``ceiling_dbtp`` (pedalboard BrickwallLimiter, 4x side-chain).
 
-    ``cyclic``: process loop+loop and keep the second cycle so the gain envelope wraps around the seam.
+    ``cyclic``: process the loop three times back to back and keep the middle cycle, so both the release
+    (from the cycle before) and the look-ahead (into the cycle after) wrap around the seam.
     """
     import pedalboard
 
     x = as_2d(audio)
     n = x.shape[1]
-    src = np.tile(x, (1, 2)) if cyclic else x
+    src = np.tile(x, (1, 3)) if cyclic else x
     lim = pedalboard.BrickwallLimiter(ceiling_db=ceiling_dbtp, release_ms=release_ms,
                                       lookahead_ms=lookahead_ms, true_peak=True)
     y = lim(np.ascontiguousarray(src), float(sr))
-    return np.ascontiguousarray(y[:, -n:], dtype=np.float32)
+    return np.ascontiguousarray(y[:, n : 2 * n] if cyclic else y, dtype=np.float32)
 
 
 def normalize(audio: np.ndarray, sr: int, target_lufs: float, ceiling_dbtp: float = -1.0,

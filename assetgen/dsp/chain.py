@@ -1,0 +1,117 @@
+"""What the render path calls: one clip -> delivered audio + measurements; layers -> a scene mix.
+
+``process_clip``: resample -> channels -> (loop: cut the loop, then fx run cyclically so tails wrap; else
+fx, then trim/pad to the duration with a short fade-out) -> loudness + true-peak ceiling -> measure.
+The loop is cut before the effects (unlike the issue's order) because effects with tails can only be
+made seamless on a finished loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..spec import PostParams, ProcessedAudio
+from . import fx as fxmod
+from .loop import bars_length, estimate_bpm, make_loop, seam_score
+from .loudness import normalize
+from .mix import mix_layers
+from .resample import as_2d, resample, to_channels
+
+LOOP_TOLERANCE_S = 0.05  # second-based loops may end up to 50 ms off target to match phase
+TRIM_FADE_S = 0.01  # fade-out when a one-shot is cut to its duration
+
+
+def check_post(post: PostParams) -> None:
+    """Raise ValueError with a readable message for delivery settings the DSP cannot honour."""
+    if post.sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {post.sample_rate}")
+    if post.channels not in (1, 2):
+        raise ValueError(f"channels must be 1 or 2, got {post.channels}")
+    if post.crossfade_s < 0:
+        raise ValueError(f"crossfade_s must be >= 0, got {post.crossfade_s}")
+
+
+def loop_target(post: PostParams, duration_s: float, audio: np.ndarray, sr: int) -> tuple[int, int, tuple[str, ...]]:
+    """Loop length and tolerance (samples) for ``post``: exact whole bars at a BPM, else seconds +- 50 ms.
+
+    A missing BPM (with ``bars``) is estimated with librosa; missing ``bars`` (with ``bpm``) is the whole
+    number of 4/4 bars closest to ``duration_s``.
+    """
+    if post.bpm or post.bars:
+        notes: tuple[str, ...] = ()
+        bpm = post.bpm
+        if not bpm:
+            bpm = estimate_bpm(audio, sr)
+            notes = (f"bpm estimated: {bpm:.1f}",)
+        bars = post.bars or max(1, round(duration_s * bpm / 240.0))
+        return bars_length(bars, bpm, sr), 0, notes
+    if duration_s <= 0:
+        raise ValueError(f"loop duration must be positive, got {duration_s} s")
+    n = round(duration_s * sr)
+    return n, min(round(LOOP_TOLERANCE_S * sr), n // 20), ()
+
+
+def fit_length(audio: np.ndarray, n: int, sr: int, fade_s: float = TRIM_FADE_S) -> np.ndarray:
+    """Trim to ``n`` samples with a ``fade_s`` fade-out (when cut) or pad with silence."""
+    x = as_2d(audio)
+    if x.shape[1] >= n:
+        y = x[:, :n].copy()
+        f = min(n, round(fade_s * sr))
+        if x.shape[1] > n and f:
+            y[:, n - f :] *= np.cos(0.5 * np.pi * (np.arange(f) + 1) / f).astype(np.float32)
+        return y
+    return np.pad(x, ((0, 0), (0, n - x.shape[1])))
+
+
+def process_clip(audio: np.ndarray, sr_in: int, post: PostParams, duration_s: float) -> ProcessedAudio:
+    """Deliver one generated clip (``(channels, samples)`` at ``sr_in`` Hz) for ``post`` at ``duration_s`` s."""
+    check_post(post)
+    sr = post.sample_rate
+    x = to_channels(resample(audio, sr_in, sr), post.channels)
+    chain = fxmod.parse_fx_chain(post.fx)
+    notes: list[str] = []
+    loop_f = 0
+    if post.loop:
+        length, tol, more = loop_target(post, duration_s, x, sr)
+        notes += more
+        lp = make_loop(x, sr, length, round(post.crossfade_s * sr), tol)
+        notes += lp.notes
+        loop_f = lp.crossfade
+        y = fxmod.apply_fx_cyclic(lp.audio, sr, chain)
+    else:
+        y = fit_length(fxmod.apply_fx(x, sr, chain), round(duration_s * sr), sr)
+    y, meas, more = normalize(y, sr, post.loudness_lufs, post.true_peak_db, cyclic=post.loop)
+    notes += more
+    n = y.shape[1]
+    return ProcessedAudio(
+        audio=y, sample_rate=sr, lufs=meas.lufs, true_peak_dbtp=meas.true_peak_dbtp,
+        loop_start=0 if post.loop else None, loop_end=n if post.loop else None,
+        seam_score=seam_score(y, loop_f) if post.loop else None, status=meas.status, notes=tuple(notes),
+    )
+
+
+def process_mix(layers: Sequence[tuple[np.ndarray, int, PostParams]], post: PostParams,
+                duration_s: float) -> ProcessedAudio:
+    """Mix delivered layers ``(audio, sample_rate, layer placement)`` into one scene asset for ``post``.
+
+    See :func:`mix.mix_layers` for placement; then scene loudness normalisation and the true-peak ceiling
+    (cyclic for loop scenes, so the mix still loops).
+    """
+    check_post(post)
+    sr = post.sample_rate
+    length = None
+    if post.loop and (post.bpm or post.bars):
+        first = as_2d(layers[0][0]) if layers else np.zeros((1, sr))
+        length, _, _ = loop_target(post, duration_s, resample(first, layers[0][1] if layers else sr, sr), sr)
+    mixed, loop_f, notes = mix_layers(layers, sr, post.channels, duration_s, loop=post.loop, length=length,
+                                      crossfade=round(post.crossfade_s * sr))
+    y, meas, more = normalize(mixed, sr, post.loudness_lufs, post.true_peak_db, cyclic=post.loop)
+    n = y.shape[1]
+    return ProcessedAudio(
+        audio=y, sample_rate=sr, lufs=meas.lufs, true_peak_dbtp=meas.true_peak_dbtp,
+        loop_start=0 if post.loop else None, loop_end=n if post.loop else None,
+        seam_score=seam_score(y, loop_f) if post.loop else None, status=meas.status,
+        notes=tuple(notes) + more,
+    )
