@@ -141,3 +141,21 @@ def test_newer_schema_is_refused_clearly(tmp_path):
     con.close()
     with pytest.raises(IndexSchemaError, match="newer"):
         index.rows()
+
+
+def test_cli_index_export_and_status_errors(tmp_path):
+    from typer.testing import CliRunner
+
+    from assetgen.cli import app
+
+    index = Index(tmp_path)
+    index.add_version(_row(key="k1"))
+    index.add_version(_row(key="k2"))
+    runner = CliRunner()
+    done = runner.invoke(app, ["index", "export", "--out", str(tmp_path), "--format", "csv"])
+    assert done.exit_code == 0, done.output
+    assert list(pd.read_csv(tmp_path / "index.csv")["version"]) == [1, 2]
+    bad = runner.invoke(app, ["approve", "forest/birds@v7", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "no such version (have v1..v2)" in bad.output
+    good = runner.invoke(app, ["approve", "forest/birds@v1", "--out", str(tmp_path)])
+    assert good.exit_code == 0 and index.latest_approved("forest", "birds")["version"] == 1
