@@ -213,3 +213,18 @@ def test_error_lists_every_problem_across_files(tmp_path):
     text = str(err.value)
     assert text.startswith("3 problems") and "a.csv:line 2: column 'duration_s' = 'abc'" in text
     assert json.dumps([str(i) for i in err.value.issues])  # plain strings, no objects
+
+
+def test_readme_examples_are_valid(tmp_path):
+    import re
+
+    blocks = re.findall(r"```csv\n(.*?)```", (REPO / "manifests" / "README.md").read_text(), re.S)
+    assert len(blocks) >= 8
+    models = tmp_path / "models" / "music"  # the custom-model example's ../models/music
+    models.mkdir(parents=True)
+    for f in ("state_dict.bin", "compression_state_dict.bin"):
+        (models / f).write_bytes(b"")
+    (tmp_path / "docs").mkdir()
+    for n, block in enumerate(blocks):
+        specs = load_manifests([write(tmp_path / "docs", block, f"example{n}.csv")])
+        assert specs, block
