@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from assetgen.manifest import ManifestError, load_manifests, target_duration_s
+from assetgen.manifest import ManifestError, load_manifests
 from assetgen.spec import LOUDNESS_PROFILES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,14 +54,14 @@ def test_all_optional_columns_are_mapped(tmp_path):
     g = pad.gen
     assert (g.temperature, g.top_k, g.top_p, g.cfg_coef) == (0.7, 100, 0.9, 4.0)
     assert g.duration_s == pytest.approx(3.25)  # loop: target + crossfade
-    assert target_duration_s(pad) == pytest.approx(3.0)
+    assert pad.target_duration_s == pytest.approx(3.0)
     assert by_ident(specs)["level/mix"].layers == ("pad",)
 
 
 def test_loop_length_from_bpm_and_bars(tmp_path):
     text = f"{HEADER},loop,bpm,bars,crossfade_s\nm,loop,music,drums,,true,90,4,0.5\n"
     (spec,) = load_manifests([write(tmp_path, text)])
-    assert target_duration_s(spec) == pytest.approx(4 * 4 * 60 / 90)
+    assert spec.target_duration_s == pytest.approx(4 * 4 * 60 / 90)
     assert spec.gen.duration_s == pytest.approx(4 * 4 * 60 / 90 + 0.5)
 
 
@@ -185,7 +185,7 @@ def test_model_hub_id_and_checkpoint_dir(tmp_path):
 def test_shipped_manifests_are_valid_and_small():
     demo = load_manifests([REPO / "manifests" / "demo.csv"])
     assert 6 <= len(demo) <= 10
-    assert all(2 <= target_duration_s(s) <= 4 for s in demo)
+    assert all(2 <= s.target_duration_s <= 4 for s in demo)
     assert any(s.post.loop and s.post.bpm and s.post.bars for s in demo)
     assert any(s.model == "sfx" and not s.layer and not s.post.loop for s in demo)
     assert any(s.template_params and "__" in s.asset and "__v" not in s.asset for s in demo)
@@ -198,7 +198,7 @@ def test_shipped_manifests_are_valid_and_small():
     for path in themes:
         specs = load_manifests([path])
         assert 4 <= len(specs) <= 8, path
-        assert all(2 <= target_duration_s(s) <= 4 for s in specs), path
+        assert all(2 <= s.target_duration_s <= 4 for s in specs), path
     everything = load_manifests([REPO / "manifests" / "demo.csv", REPO / "manifests" / "scenes.json", *themes])
     assert len({s.ident for s in everything}) == len(everything)
 
@@ -228,3 +228,10 @@ def test_readme_examples_are_valid(tmp_path):
     for n, block in enumerate(blocks):
         specs = load_manifests([write(tmp_path / "docs", block, f"example{n}.csv")])
         assert specs, block
+
+
+def test_looping_mix_gets_crossfade_material(tmp_path):
+    text = f"{HEADER},layer,loop,crossfade_s\nz,a,sfx,rain,3,bed,,\nz,m,mix,,,,true,0.5\nz,n,sfx,wind,2,top,,\n"
+    mix = by_ident(load_manifests([write(tmp_path, text)]))["z/m"]
+    assert mix.post.loop and mix.target_duration_s == pytest.approx(3.0)
+    assert mix.gen.duration_s == pytest.approx(3.5)

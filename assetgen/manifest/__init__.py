@@ -36,7 +36,6 @@ __all__ = [
     "ManifestError",
     "ValidationIssue",
     "load_manifests",
-    "target_duration_s",
     "DEFAULT_MAX_ASSETS",
 ]
 
@@ -92,19 +91,6 @@ class ManifestError(Exception):
         if n > _MAX_LISTED:
             lines.append(f"  ... and {n - _MAX_LISTED} more")
         return "\n".join(lines)
-
-
-def target_duration_s(spec: AssetSpec) -> float:
-    """Delivered length in seconds: loop length (bars*4*60/bpm or duration_s) or the generated length.
-
-    Loop rows generate ``crossfade_s`` more than they deliver (material for the loop seam).
-    """
-    post = spec.post
-    if post.bpm and post.bars:
-        return post.bars * 240.0 / post.bpm
-    if post.loop and not spec.is_mix:
-        return spec.gen.duration_s - post.crossfade_s
-    return spec.gen.duration_s
 
 
 def load_manifests(paths: Sequence[Path | str], max_assets: int = DEFAULT_MAX_ASSETS) -> list[AssetSpec]:
@@ -422,7 +408,7 @@ def _audio_params(values: dict) -> tuple[str, GenParams, PostParams]:
         target = post.bars * 240.0 / post.bpm
     else:
         target = values.get("duration_s", 0.0)  # 0 only for mixes without duration: filled from layers
-    gen_s = target + post.crossfade_s if post.loop and model != MIX_MODEL else target
+    gen_s = target + post.crossfade_s if post.loop and target else target  # AssetSpec.target_duration_s inverts this
     if gen_s > MAX_DURATION_S:
         raise BadValue(f"would generate {gen_s:g} s; expected at most {MAX_DURATION_S:g} s")
     if post.loop and target and post.crossfade_s >= target:
@@ -466,11 +452,12 @@ def _add_mixes(specs: list[AssetSpec]) -> tuple[list[AssetSpec], list[Validation
                                           f"mix row but scene '{scene}' has no rows with a layer value"))  # fmt: skip
     for scene, members in layers.items():
         names = tuple(sorted(s.asset for s in members))
-        length = max(s.post.start_s + target_duration_s(s) for s in members)
+        length = max(s.post.start_s + s.target_duration_s for s in members)
         if scene in mixes:
             i = mixes[scene][0]
             mix = specs[i]
-            gen = mix.gen if mix.gen.duration_s > 0 else GenParams(duration_s=length)
+            extra = mix.post.crossfade_s if mix.post.loop else 0.0  # see AssetSpec.target_duration_s
+            gen = mix.gen if mix.gen.duration_s > 0 else GenParams(duration_s=length + extra)
             out[i] = mix.replace(layers=names, gen=gen)
         else:
             first = members[0]
