@@ -297,3 +297,8 @@ def test_missing_and_unsupported_files(tmp_path):
     with pytest.raises(ManifestError) as err:
         load_manifests([tmp_path / "nope.csv", _write(tmp_path, "x", "m.txt")])
     assert [i.message.split(";")[0] for i in err.value.issues] == ["file not found", "unsupported manifest type"]
+
+
+def test_cell_errors_and_duplicates_are_reported_together(tmp_path):
+    issues = problems(tmp_path, f"{HEADER},layer\ns,a,sfx,x,oops,\ns,b,sfx,x,2,\ns,b,sfx,y,2,\nt,m,mix,,,\nt,l,sfx,z,-1,bed\n")
+    assert [(i.row, i.column) for i in issues] == [(2, "duration_s"), (6, "duration_s"), (4, "asset")]

@@ -120,10 +120,10 @@ def _load(paths: Sequence[Path | str], max_assets: int) -> list[AssetSpec]:
         file_specs, file_issues = _expand_table(table, max_assets)
         specs += file_specs
         issues += file_issues
-    if not issues:
-        specs, mix_issues = _add_mixes(specs)
-        issues += mix_issues
-        issues += _duplicates(specs)
+    # a mix row whose layers failed validation would look layer-less: only judge that on clean input
+    specs, mix_issues = _add_mixes(specs, check_layerless=not issues)
+    issues += mix_issues
+    issues += _duplicates(specs)
     if issues:
         raise ManifestError(issues)
     return specs
@@ -205,9 +205,7 @@ def _expand_table(table: Table, max_assets: int) -> tuple[list[AssetSpec], list[
               f"sweeps and variants would make {total} assets (row {worst.label} alone makes {worst.count}); "
               f"the cap is {max_assets} per manifest: split the sweep or raise the cap (--max-assets)")  # fmt: skip
         return [], issues
-    if issues:
-        return [], issues
-    specs: list[AssetSpec] = []
+    specs: list[AssetSpec] = []  # valid rows are expanded even when others failed: duplicates get reported too
     for row in parsed_rows:
         specs += _expand_row(table, row, params, issue)
     return specs, issues
@@ -427,7 +425,7 @@ def _fill(template: str, text: dict[str, str]) -> str:
 # --- across files --------------------------------------------------------------------------------
 
 
-def _add_mixes(specs: list[AssetSpec]) -> tuple[list[AssetSpec], list[ValidationIssue]]:
+def _add_mixes(specs: list[AssetSpec], check_layerless: bool = True) -> tuple[list[AssetSpec], list[ValidationIssue]]:
     """Attach layers to their scene's mix (explicit ``model=mix`` row or a default ``mix`` asset)."""
     issues: list[ValidationIssue] = []
     layers: dict[str, list[AssetSpec]] = {}
@@ -447,7 +445,7 @@ def _add_mixes(specs: list[AssetSpec]) -> tuple[list[AssetSpec], list[Validation
             for i in idx[1:]:
                 issues.append(ValidationIssue(*where(specs[i]), "model", "mix",
                                               f"scene '{scene}' already has a mix row ({specs[idx[0]].source})"))  # fmt: skip
-        if scene not in layers:
+        if scene not in layers and check_layerless:
             issues.append(ValidationIssue(*where(specs[idx[0]]), "model", "mix",
                                           f"mix row but scene '{scene}' has no rows with a layer value"))  # fmt: skip
     for scene, members in layers.items():
