@@ -48,8 +48,9 @@ def test_missing_required_column_names_the_likely_typo(tmp_path):
 
 
 def test_typo_column_is_an_error_unless_a_template_uses_it(tmp_path):
-    issue = only(problems(tmp_path, f"{HEADER},duraton_s,tempreature\ns,a,sfx,x,2,3,\n")[:1])
-    assert issue.column == "duraton_s" and "did you mean 'duration_s'" in issue.message
+    issues = problems(tmp_path, f"{HEADER},duraton_s,tempreature,bmp\ns,a,sfx,x,zero,3,,\n")
+    assert [(i.row, i.column) for i in issues] == [(1, "duraton_s"), (1, "tempreature"), (1, "bmp"), (2, "duration_s")]
+    assert "did you mean 'duration_s'" in issues[0].message and "did you mean 'bpm'" in issues[2].message
     # the same name used as a placeholder is a template parameter
     specs = load_manifests([_write(tmp_path, f'{HEADER},seeds\ns,a,sfx,"{{seeds}} falling",2,apple\n')])
     assert specs[0].prompt == "apple falling"

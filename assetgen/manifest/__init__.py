@@ -190,8 +190,8 @@ def _expand_table(table: Table, max_assets: int) -> tuple[list[AssetSpec], list[
     issue = _Issues(table)
     issues = issue.issues
     params = _check_columns(table, issue)
-    if issues:
-        return [], issues
+    if any(c not in table.columns for c in REQUIRED):
+        return [], issues  # every row would repeat the same error
     parsed_rows: list[_Row] = []
     caches: dict[str, dict[str, Any]] = {c: {} for c in table.columns}
     for label, cells in table.rows:
