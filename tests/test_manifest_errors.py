@@ -303,3 +303,9 @@ def test_missing_and_unsupported_files(tmp_path):
 def test_cell_errors_and_duplicates_are_reported_together(tmp_path):
     issues = problems(tmp_path, f"{HEADER},layer\ns,a,sfx,x,oops,\ns,b,sfx,x,2,\ns,b,sfx,y,2,\nt,m,mix,,,\nt,l,sfx,z,-1,bed\n")
     assert [(i.row, i.column) for i in issues] == [(2, "duration_s"), (6, "duration_s"), (4, "asset")]
+
+
+def test_json_errors_use_the_files_own_key_names(tmp_path):
+    text = '[{"name": "A", "components": [{"model": "music", "prompt": "p", "duration_s": -1, "gain_db": 0}]}]'
+    issue = only(problems(tmp_path, text, "s.json"))
+    assert (issue.row, issue.column, issue.value) == ("[0].components[0]", "duration_s", "-1")

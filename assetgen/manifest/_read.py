@@ -209,6 +209,9 @@ def _read_json(path: Path) -> Table:
         raise ReadError([Issue(None, None, None, "expected a non-empty list of scenes (or {\"scenes\": [...]})")])
     issues: list[Issue] = []
     rows: list[tuple[int | str, dict[str, str]]] = []
+    # name columns as the file does: seed keys (duration, type, weight) unless it uses manifest names
+    written = {k for s in data if isinstance(s, dict) for c in (s.get("components") or []) if isinstance(c, dict)
+               for k in c}  # fmt: skip
     for si, scene in enumerate(data):
         where = f"{prefix}[{si}]"
         if not isinstance(scene, dict) or not isinstance(scene.get("name"), str) or not scene["name"].strip():
@@ -241,7 +244,7 @@ def _read_json(path: Path) -> Table:
         raise ReadError(issues)
     columns = list(dict.fromkeys([*REQUIRED, *(c for _, r in rows for c in r)]))
     rows = [(label, {c: r.get(c, "") for c in columns}) for label, r in rows]
-    display = {v: k for k, v in _JSON_KEYS.items()}
+    display = {col: key for key, col in _JSON_KEYS.items() if key != "name" and col not in written}
     return Table(str(path), path.parent, columns, rows, header_row=None, display=display)
 
 
