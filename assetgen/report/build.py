@@ -162,10 +162,11 @@ def _media_jobs(root: Path, card: AssetCard) -> list[tuple]:
     out = root / REPORT_DIR
     wav = wav_path(root, card.row.get("path"))
     jobs = []
+    loop = (int(card.row["loop_start"]), int(card.row["loop_end"])) if is_loop(card.row) else (None, None)
     if card.image and not (out / card.image).exists():
-        jobs.append(("png", wav, out / card.image, None, None))
+        jobs.append(("png", wav, out / card.image, *loop))
     if card.seam_audio and not (out / card.seam_audio).exists():
-        jobs.append(("seam", wav, out / card.seam_audio, int(card.row["loop_start"]), int(card.row["loop_end"])))
+        jobs.append(("seam", wav, out / card.seam_audio, *loop))
     return jobs
 
 
@@ -174,7 +175,7 @@ def _run_job(job: tuple) -> str | None:
     kind, wav, dest, start, end = job
     try:
         if kind == "png":
-            media.ensure_png(wav, dest)
+            media.ensure_png(wav, dest, loop=(start, end) if start is not None else None)
         else:
             media.ensure_seam_wav(wav, start, end, dest)
     except Exception as exc:  # noqa: BLE001 - reported on the card

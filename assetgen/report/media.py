@@ -65,8 +65,10 @@ def cheap_spectrogram(mono: np.ndarray, sr: int) -> tuple[np.ndarray, float]:
     return 20.0 * np.log10(spec + 1e-6), sr / 2.0
 
 
-def render_png(audio: np.ndarray, sr: int, dest: Path) -> None:
+def render_png(audio: np.ndarray, sr: int, dest: Path, loop: tuple[int, int] | None = None) -> None:
     """Draw waveform + spectrogram of ``audio`` ``(channels, samples)`` at ``sr`` Hz into the PNG ``dest``.
+
+    ``loop`` (start, end samples) is shaded on the waveform so the reviewer sees the loop region.
 
     Saved as a 48-colour palette PNG (Pillow quantize): ~4x smaller, which matters with 1 000+ assets.
     """
@@ -84,6 +86,10 @@ def render_png(audio: np.ndarray, sr: int, dest: Path) -> None:
     wave_ax, spec_ax = fig.subplots(2, 1, gridspec_kw={"height_ratios": [1, 1.4], "hspace": 0.04})
     fig.subplots_adjust(left=0, right=1, top=1, bottom=0)
     wave_ax.fill_between(np.linspace(0.0, duration, lo.shape[0]), lo, hi, color="#5ec4ff", linewidth=0)
+    if loop is not None and sr:
+        wave_ax.axvspan(loop[0] / sr, loop[1] / sr, color="#ffffff", alpha=0.08, linewidth=0)
+        for edge in loop:
+            wave_ax.axvline(edge / sr, color="#f2b33d", linewidth=1)
     wave_ax.set_ylim(-1.0, 1.0)
     wave_ax.set_xlim(0.0, duration)
     top = float(spec.max()) if spec.size else 0.0
@@ -112,12 +118,12 @@ def seam_clip(audio: np.ndarray, sr: int, loop_start: int, loop_end: int,
     return np.concatenate([audio[:, end - side:end], audio[:, start:start + side]], axis=1)
 
 
-def ensure_png(wav: Path, dest: Path) -> bool:
+def ensure_png(wav: Path, dest: Path, loop: tuple[int, int] | None = None) -> bool:
     """Write the waveform/spectrogram PNG for ``wav`` unless ``dest`` exists. True when written."""
     if dest.exists():
         return False
     audio, sr = read_audio(wav)
-    render_png(audio, sr, dest)
+    render_png(audio, sr, dest, loop=loop)
     return True
 
 
