@@ -18,7 +18,7 @@ import pytest
 from assetgen.report import build_report
 from assetgen.report.review import create_app
 from assetgen.store.index import Index
-from tests.test_report_helpers import add_asset, tone
+from tests.test_report_helpers import add_asset, texture, tone
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -34,8 +34,8 @@ pytestmark = [
 def root(tmp_path: Path) -> Path:
     root = tmp_path / "out"
     add_asset(root, "forest", "birds", tone(freq=300))
-    add_asset(root, "forest", "birds", tone(freq=600), lufs=-26.5)
-    add_asset(root, "forest", "wind", tone(seconds=4, freq=150), loop_start=8_000, loop_end=56_000,
+    add_asset(root, "forest", "birds", texture(seconds=2, seed=1), lufs=-26.5)
+    add_asset(root, "forest", "wind", texture(seconds=4, seed=2), loop_start=8_000, loop_end=56_000,
               seam_score=0.02, model="tiny/sfx", placeholder=1, category="loops")
     add_asset(root, "city", "horn", tone(seconds=1, sr=48_000, freq=900, channels=1), sr=48_000, true_peak_dbtp=-0.9)
     return root

@@ -47,3 +47,14 @@ def add_asset(root: Path, scene: str, asset: str, audio: np.ndarray | None = Non
                 audio_status="ok", category="ambience", tags=json.dumps(["test"]), run_id="run1")
     base.update(row)
     return index.add_version(base)
+
+
+def texture(seconds: float = 3.0, sr: int = 16_000, seed: int = 0, channels: int = 2) -> np.ndarray:
+    """Chirps over pulsing filtered noise: looks and sounds like an asset (for screenshots), float32."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    noise = np.convolve(rng.standard_normal(n), np.ones(8) / 8, mode="same") * (0.5 + 0.5 * np.sin(2 * np.pi * 0.7 * t))
+    chirp = np.sin(2 * np.pi * (800 + 1500 * (t % 0.5)) * t) * (np.sin(2 * np.pi * 2 * t) > 0.6)
+    mono = (0.25 * noise + 0.2 * chirp).astype(np.float32)
+    return np.repeat(mono[None, :], channels, axis=0)
