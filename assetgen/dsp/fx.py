@@ -169,16 +169,18 @@ def apply_fx(audio: np.ndarray, sr: int, chain: list[FxSpec] | str) -> np.ndarra
     return out.astype(np.float32, copy=False)
 
 
-def apply_fx_cyclic(audio: np.ndarray, sr: int, chain: list[FxSpec] | str, cycles: int = 3) -> np.ndarray:
+def apply_fx_cyclic(audio: np.ndarray, sr: int, chain: list[FxSpec] | str, tail_s: float = 8.0) -> np.ndarray:
     """Render ``chain`` over a loop so tails (and look-ahead) wrap around the seam.
 
-    The loop is played ``cycles`` times back to back and the second-to-last cycle is kept: it starts with
-    the tail of the cycles before (the effect's steady state) and its end was processed with the next cycle
-    following, so the result loops without a seam (for tails shorter than ``cycles - 2`` loop lengths).
+    The loop is played back to back with at least ``tail_s`` seconds of itself before the kept cycle and one
+    cycle after it: the kept cycle starts in the effect's steady state (the tail of the cycles before) and
+    its end was processed with the next cycle following, so it loops without a seam for tails up to
+    ``tail_s`` (reverbs and delays decay well within 8 s at the parameter ranges pedalboard allows).
     """
     specs = parse_fx_chain(chain) if isinstance(chain, str) else chain
     if not specs:
         return audio
     n = audio.shape[-1]
-    out = apply_fx(np.tile(audio, (1, cycles)), sr, specs)
-    return out[:, (cycles - 2) * n : (cycles - 1) * n]
+    before = max(1, -(-round(tail_s * sr) // n))
+    out = apply_fx(np.tile(audio, (1, before + 2)), sr, specs)
+    return out[:, before * n : (before + 1) * n]

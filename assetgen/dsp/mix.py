@@ -85,8 +85,12 @@ def mix_layers(layers: Sequence[tuple[np.ndarray, int, PostParams]], sr: int, ch
             _place(mix, fades(x, sr, p.fade_in_s, p.fade_out_s), start, cyclic=False)
         return mix, 0, ()
     loop_lengths = [x.shape[1] for x, p in prepared if p.loop]
-    exact = common_loop_length(loop_lengths, target) if length is None else (
-        length if all(length % n == 0 for n in loop_lengths) else None)
+    if not loop_lengths:  # only one-shots: cyclic placement alone makes the loop
+        exact: int | None = target
+    elif length is None:
+        exact = common_loop_length(loop_lengths, target)
+    else:
+        exact = length if all(length % n == 0 for n in loop_lengths) else None
     n = exact or target + crossfade  # without a common length: render extra material for the loop cut
     mix = np.zeros((channels, n), np.float32)
     for x, p in prepared:
