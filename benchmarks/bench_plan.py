@@ -90,7 +90,7 @@ def main(repeats: int = 3) -> None:
     for n in sizes:
         r = best[n]
         print(f"{n:>7} assets: load {r['load']:.2f} s + keys/diff/batches {r['plan']:.2f} s = {r['total']:.2f} s"
-              f"  counts={r['counts']} batches={r['batches']}")  # fmt: skip
+              f" ({r['total'] / n * 1e6:.0f} us/asset)  counts={r['counts']} batches={r['batches']}")  # fmt: skip
     ratio = best[100_000]["total"] / best[10_000]["total"]
     print(f"100k/10k time ratio: {ratio:.1f} (10.0 = linear); 100k within 5 s: {best[100_000]['total'] <= 5.0}")
 

@@ -309,3 +309,10 @@ def test_json_errors_use_the_files_own_key_names(tmp_path):
     text = '[{"name": "A", "components": [{"model": "music", "prompt": "p", "duration_s": -1, "gain_db": 0}]}]'
     issue = only(problems(tmp_path, text, "s.json"))
     assert (issue.row, issue.column, issue.value) == ("[0].components[0]", "duration_s", "-1")
+
+
+def test_two_mix_rows_and_default_mix_name_collision(tmp_path):
+    issues = problems(tmp_path, f"{HEADER},layer\ns,a,sfx,x,2,bed\ns,m1,mix,,,\ns,m2,mix,,,\n")
+    assert [(i.row, i.value) for i in issues] == [(4, "mix")] and "already has a mix row" in issues[0].message
+    issue = only(problems(tmp_path, f"{HEADER},layer\nt,mix,sfx,x,2,\nt,a,sfx,y,2,bed\n"))
+    assert issue.value == "mix" and "duplicate default mix asset 't/mix'" in issue.message
