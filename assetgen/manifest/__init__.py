@@ -29,7 +29,7 @@ from assetgen.manifest._fields import (
     shorten,
     slug,
 )
-from assetgen.manifest._read import Issue, ReadError, Table, read_table
+from assetgen.manifest._read import ReadError, Table, read_table
 from assetgen.spec import MIX_MODEL, AssetSpec, GenParams, PostParams, Source
 
 __all__ = [
