@@ -85,10 +85,13 @@ def process_clip(audio: np.ndarray, sr_in: int, post: PostParams, duration_s: fl
     y, meas, more = normalize(y, sr, post.loudness_lufs, post.true_peak_db, cyclic=post.loop)
     notes += more
     n = y.shape[1]
+    score = None
+    if post.loop:  # the score is gain-invariant: re-measure only when fx or the limiter changed the audio
+        score = lp.seam_score if not (chain or more) else seam_score(y, loop_f)
     return ProcessedAudio(
         audio=y, sample_rate=sr, lufs=meas.lufs, true_peak_dbtp=meas.true_peak_dbtp,
         loop_start=0 if post.loop else None, loop_end=n if post.loop else None,
-        seam_score=seam_score(y, loop_f) if post.loop else None, status=meas.status, notes=tuple(notes),
+        seam_score=score, status=meas.status, notes=tuple(notes),
     )
 
 
