@@ -357,21 +357,24 @@ def _expand_row(table: Table, row: _Row, params: list[str], issue) -> list[Asset
             issue(row.label, None, None, str(exc))
             return out
     template_params = [p for p in sorted(params) if p in row.text or p in columns]
-    for combo in itertools.product(*(opts for _, opts in row.swept)):
-        values, text = row.fixed, row.text
+    # per option: (raw, parsed, name suffix); names are built from precomputed suffixes
+    options = [[(raw, parsed, f"__{c}-{slug(raw)}") for raw, parsed in opts] for c, opts in row.swept]
+    fixed = row.fixed
+    for combo in itertools.product(*options):
+        values, text = fixed, row.text
         if combo:
-            values, text = dict(values), dict(text)
-            for column, (raw, parsed) in zip(columns, combo):
+            values, text = dict(fixed), dict(text)
+            for column, (raw, parsed, _) in zip(columns, combo):
                 values[column] = parsed
                 text[column] = raw
         try:
             model, gen, post = shared or _audio_params(values)
             prompt = _fill(row.template, text) if model != MIX_MODEL else ""
         except BadValue as exc:
-            where = ", ".join(f"{c}={raw}" for c, (raw, _) in zip(columns, combo))
+            where = ", ".join(f"{c}={o[0]}" for c, o in zip(columns, combo))
             issue(row.label, None, None, str(exc) + (f" (with {where})" if where else ""))
             continue
-        name = shorten(base + "".join(f"__{c}-{slug(raw)}" for c, (raw, _) in zip(columns, combo)))
+        name = shorten(base + "".join([o[2] for o in combo])) if combo else base
         spec = AssetSpec(
             scene=scene,
             asset=name,
@@ -380,10 +383,10 @@ def _expand_row(table: Table, row: _Row, params: list[str], issue) -> list[Asset
             seed=values.get("seed", default_seed),
             gen=gen,
             post=post,
-            layer=values.get("layer"),
-            category=values.get("category", ""),
-            tags=values.get("tags", ()),
-            template_params=tuple((p, text[p]) for p in template_params),
+            layer=fixed.get("layer"),
+            category=fixed.get("category", ""),
+            tags=fixed.get("tags", ()),
+            template_params=tuple([(p, text[p]) for p in template_params]),
             source=source,
         )
         if variants == 1:
