@@ -43,8 +43,10 @@ def prefect_env(out: Path) -> None:
     output root so a render writes nothing outside it. Telemetry off (its heartbeat logs "database is locked" on
     the temporary SQLite server); a generous start-up timeout for the temporary server on a loaded 2-core machine.
     """
-    if not os.environ.get("PREFECT_API_URL"):
-        os.environ.setdefault("PREFECT_HOME", str(Path(out).resolve() / ".prefect"))
+    if not os.environ.get("PREFECT_API_URL") and not os.environ.get("PREFECT_HOME"):
+        home = Path(out).resolve() / ".prefect"
+        home.mkdir(parents=True, exist_ok=True)  # Prefect does not create missing parents
+        os.environ["PREFECT_HOME"] = str(home)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
