@@ -26,7 +26,7 @@ DRIVER = Path(__file__).with_name("store_crash_driver.py")
 REPO = DRIVER.parents[1]
 N_ASSETS = "6"  # 9 commits: 6 first versions, then v2 of assets 0, 2, 4
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def _run(root: Path, crash_at: str | None = None) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ import pytest
 from assetgen.store import AssetStore, Index, RootLocked
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 # Holds the lock, commits assets one by one (printing each), then waits for a line on stdin.
 HOLDER = """
@@ -58,9 +58,9 @@ def test_second_writer_waits_or_fails_fast_while_readers_read(tmp_path):
         with pytest.raises(RootLocked, match="in use by another assetgen process"):
             with AssetStore(tmp_path).lock(wait=False):
                 pass
-        seen = set()
-        while holder.poll() is None and len(seen) < 9:  # read while the holder commits
-            rows = Index(tmp_path).rows()
+        seen, deadline = set(), time.monotonic() + 120
+        while 9 not in seen and holder.poll() is None and time.monotonic() < deadline:
+            rows = Index(tmp_path).rows()  # read while the holder commits
             _consistent(tmp_path, rows)
             seen.add(len(rows))
             time.sleep(0.02)
