@@ -94,7 +94,8 @@ def assert_final_invariants(root: Path, clean: Path) -> None:
         assert row["content_key"] == clean_rows[ident]["content_key"], ident
         a, _ = sf.read(root / row["path"])
         b, _ = sf.read(clean / clean_rows[ident]["path"])
-        np.testing.assert_array_equal(a, b, err_msg=str(ident))
+        # same tokens; decoding a different batch composition differs only by float rounding (~1e-7)
+        np.testing.assert_allclose(a, b, atol=1e-5, err_msg=str(ident))
     wavs = [p for p in root.rglob("*.wav") if ".quarantine" not in p.parts]
     indexed = {root / r["path"] for r in rows}
     assert set(wavs) <= indexed, f"WAVs without index rows: {set(wavs) - indexed}"

@@ -77,8 +77,11 @@ def test_loudness_and_loops_as_delivered(demo_root):
         data, sr = sf.read(demo_root / row["path"], always_2d=True)
         if row["audio_status"] == "ok":
             measured = pyloudnorm.Meter(sr).integrated_loudness(data)
-            assert abs(measured - row["loudness_target"]) < 0.5, (row["asset"], measured)
-            assert abs(measured - row["lufs"]) < 0.1
+            assert abs(measured - row["lufs"]) < 0.1, (row["asset"], measured, row["lufs"])
+            # on target, unless the true-peak ceiling capped the gain (then the peak sits at the ceiling)
+            at_ceiling = row["true_peak_dbtp"] > row["true_peak_target"] - 0.5
+            assert abs(measured - row["loudness_target"]) < 0.5 or (at_ceiling and measured < row["loudness_target"])
+        assert row["true_peak_dbtp"] <= row["true_peak_target"] + 0.05, row["asset"]
         loop = read_loop(demo_root / row["path"])
         if row["loop_end"] is not None:
             assert loop == (row["loop_start"], row["loop_end"]), row["asset"]
@@ -164,7 +167,7 @@ def test_dask_runner_matches_local_runner(demo_root, tiny_models, tmp_path):
         assert row["content_key"] == local[ident]["content_key"], ident
         a, _ = sf.read(root / row["path"])
         b, _ = sf.read(demo_root / local[ident]["path"])
-        np.testing.assert_array_equal(a, b, err_msg=str(ident))
+        np.testing.assert_allclose(a, b, atol=1e-5, err_msg=str(ident))  # float rounding only
 
 
 def test_index_export_and_review_status(demo_root, tmp_path):

@@ -32,7 +32,9 @@ def _compression_cfg(sample_rate: int, n_q: int, bins: int):
                     "channels": 1, "causal": False, "renormalize": False},
         "seanet": {"dimension": 32, "channels": 1, "n_filters": 4, "n_residual_layers": 1,
                    "ratios": _RATIOS[sample_rate], "encoder": {}, "decoder": {}},
-        "rvq": {"n_q": n_q, "bins": bins},
+        # kmeans_init=False: random codebooks (kmeans init leaves them zero until training, so every token
+        # sequence would decode to the same waveform).
+        "rvq": {"n_q": n_q, "bins": bins, "kmeans_init": False},
     })
 
 
