@@ -12,7 +12,7 @@ import contextlib
 import uuid
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
+from prefect import allow_failure, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
@@ -100,8 +100,11 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
         progress.start(prepared)
         pending, previous = [], None
         for batch in prepared.batches:
+            # one device locally: chain generations (a failed batch must not block the next one); on Dask the
+            # GPU=1 resource already limits each worker to one generation at a time
+            chain = [allow_failure(previous)] if previous is not None and runner != "dask" else None
             with _gpu_annotation(runner):
-                gen = generate_task.submit(batch, model_dir, device, wait_for=[previous] if previous else None)
+                gen = generate_task.submit(batch, model_dir, device, wait_for=chain)
             previous = gen
             pending.append(postprocess_task.submit(gen))
         for fut in as_completed(pending):

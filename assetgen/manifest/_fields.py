@@ -136,6 +136,8 @@ def name_problem(name: str) -> str | None:
         return f"contains {' '.join(bad)} (not allowed in Windows file names)"
     if name.split(".")[0].strip().upper() in _WINDOWS_RESERVED:
         return "is a reserved device name on Windows (CON, PRN, AUX, NUL, COM1-9, LPT1-9)"
+    if name[0] == ".":
+        return "starts with a dot (hidden files and folders are assetgen's own, e.g. .quarantine)"
     if name[-1] in ". " or name[0] == " ":
         return "starts or ends with a space or ends with a dot (Windows strips them)"
     if len(name) > MAX_NAME_LEN:
@@ -148,6 +150,15 @@ def parse_name(raw: str) -> str:
     if problem:
         raise BadValue(f"name {problem}")
     return raw
+
+
+def parse_scene(raw: str) -> str:
+    """A scene name: a safe name that is not one of the output root's own folders (ROOT/report/)."""
+    from assetgen.spec import RESERVED_SCENES
+
+    if raw.lower() in RESERVED_SCENES:
+        raise BadValue(f"scene name {raw!r} is reserved (ROOT/{raw}/ holds the review report); choose another")
+    return parse_name(raw)
 
 
 _SLUG_DROP = re.compile(r"[^a-z0-9._-]+")
@@ -266,7 +277,7 @@ REQUIRED = ("scene", "asset", "model", "prompt", "duration_s")
 
 # column -> (parser, may hold a sweep `a|b|c`)
 PARSERS: dict[str, tuple[Callable[[str], Any], bool]] = {
-    "scene": (parse_name, False),
+    "scene": (parse_scene, False),
     "asset": (parse_name, False),
     "model": (parse_text, True),  # parsed by parse_model, which needs the manifest's folder
     "prompt": (parse_text, False),

@@ -39,14 +39,14 @@ from typing import Any
 
 import numpy as np
 
-from assetgen.spec import AssetSpec, ProcessedAudio
+from assetgen.spec import RESERVED_SCENES, AssetSpec, ProcessedAudio  # ROOT/report/ is the review page
 from assetgen.store import wav
 from assetgen.store.crash import crashpoint
 from assetgen.store.index import COLUMNS, Index, utc_now
 from assetgen.store.lock import root_lock
 
 QUARANTINE = ".quarantine"
-RESERVED_SCENES = ("report",)  # ROOT/report/ is the review page (ARCHITECTURE.md output tree)
+
 _TMP_RE = re.compile(r"^\..+\.wav\.tmp-\d+$")
 _VERSION_RE = re.compile(r"^(?P<asset>.+)_v(?P<version>\d{3,})\.wav$")
 _ROW_FROM_PROVENANCE = tuple(c for c in COLUMNS if c not in ("id", "sha256", "status", "file_state"))
