@@ -112,8 +112,10 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
                 gen, processed = fut.result()
             except Exception as exc:  # noqa: BLE001 - a whole batch failed after retries
                 batch = prepared.batches[pending.index(fut)]
-                outcomes += [Outcome(it.spec.ident, it.key, stage="generate", error=render.error_text(exc))
-                             for it in batch.items]
+                error = render.error_text(exc)
+                for it in batch.items:
+                    store.record_failure(it.spec, it.key, "generate", error, run_id)
+                    outcomes.append(Outcome(it.spec.ident, it.key, stage="generate", error=error))
                 progress.advance("generate", len(batch.items))
                 continue
             crashpoint("batch-generated")

@@ -40,6 +40,9 @@ def main(root: str, n_assets: int = 8) -> None:
     with store.lock():
         print("reconcile:", store.reconcile(), flush=True)
         for spec, key, processed in plan(n_assets):
+            seen = store.index.get_by_key(spec.scene, spec.asset, key)
+            if seen is not None and store.index.get(spec.scene, spec.asset)["content_key"] != key:
+                continue  # a resumed run: this take was superseded by a later one already (as the plan would)
             store.commit(spec, key, processed, model_label="synthetic", placeholder=True, run_id="crash",
                          params={"i": spec.seed})
     print("done", flush=True)

@@ -41,7 +41,7 @@ def test_versions_are_contiguous_and_latest_is_highest(tmp_path):
 def test_duplicate_content_key_and_gaps_are_refused(tmp_path):
     index = Index(tmp_path)
     index.add_version(_row(key="k1"))
-    with pytest.raises(IndexConflictError, match="already version 1"):
+    with pytest.raises(IndexConflictError, match="already the latest version"):
         index.add_version(_row(key="k1") | {"path": "other.wav"})
     with pytest.raises(IndexConflictError, match="contiguous"):
         index.add_version(_row(key="k2", version=3))

@@ -74,6 +74,19 @@ def test_new_version_only_when_key_changes_and_files_are_never_touched(tmp_path)
     assert store.index.latest_keys() == {"forest/birds": "k2"}
 
 
+def test_going_back_to_an_older_key_publishes_a_new_latest_version(tmp_path):
+    store = AssetStore(tmp_path)
+    commit(store, spec(), "k1")
+    commit(store, spec(), "k2", processed(seed=1))
+    before = snapshot(tmp_path)
+    back = commit(store, spec(), "k1")  # the manifest returned to the first take's settings
+    assert back["version"] == 3 and back["content_key"] == "k1"
+    assert store.index.latest_keys() == {"forest/birds": "k1"}
+    assert all(snapshot(tmp_path)[rel] == sha for rel, sha in before.items())
+    assert commit(store, spec(), "k1") == back  # now up to date: nothing new
+    assert [r["version"] for r in store.index.history("forest", "birds")] == [1, 2, 3]
+
+
 @pytest.mark.parametrize("bit_depth,subtype", [(16, "PCM_16"), (32, "FLOAT")])
 def test_per_row_format_overrides(tmp_path, bit_depth, subtype):
     row = commit(AssetStore(tmp_path), spec(bit_depth=bit_depth), "k", processed(sr=44100))

@@ -67,7 +67,7 @@ class AudiocraftBackend:
         self.model.set_generation_params(
             duration=params.duration_s, temperature=params.temperature, top_k=params.top_k,
             top_p=params.top_p, cfg_coef=params.cfg_coef)
-        torch.manual_seed(requests[0].seed)
+        torch.manual_seed(int(requests[0].seed) % (2**63))
         _rows.generators = [torch.Generator(device=self.device).manual_seed(int(r.seed) % (2**63))
                             for r in requests]
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class DeviceUnavailable(ValueError):
     """The requested device does not exist on this machine (CLI exit code 2)."""
@@ -15,10 +17,11 @@ def pick_device(requested: str | None = None) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cpu":
         return "cpu"
-    if requested.startswith("cuda"):
+    match = re.fullmatch(r"cuda(?::(\d+))?", requested)
+    if match:
         if not torch.cuda.is_available():
             raise DeviceUnavailable(f"--device {requested}: CUDA is not available on this machine (use cpu)")
-        index = int(requested.split(":", 1)[1]) if ":" in requested else 0
+        index = int(match.group(1) or 0)
         if index >= torch.cuda.device_count():
             raise DeviceUnavailable(
                 f"--device {requested}: only {torch.cuda.device_count()} CUDA device(s) present")

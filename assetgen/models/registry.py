@@ -122,7 +122,7 @@ def resolve(ref: str, model_dir: str | Path | None = None) -> ResolvedModel:
 
 
 @lru_cache(maxsize=64)
-def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+def _file_digest(path: str, size: int, mtime_ns: int, inode: int, ctime_ns: int) -> str:
     real = os.path.realpath(path)
     blob = os.path.basename(real)
     # Files in the HF cache are symlinks to blobs named by their sha256: no need to read gigabytes.
@@ -142,5 +142,5 @@ def fingerprint(ref: str, model_dir: str | Path | None = None) -> str:
     for name in CHECKPOINT_FILES:
         path = resolved.checkpoint_dir / name
         st = path.stat()
-        h.update(_file_digest(str(path), st.st_size, st.st_mtime_ns).encode())
+        h.update(_file_digest(str(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns).encode())
     return h.hexdigest()

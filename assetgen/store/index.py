@@ -74,9 +74,10 @@ CREATE TABLE IF NOT EXISTS assets (
     layer TEXT,
     run_id TEXT,
     created_at TEXT NOT NULL,
-    UNIQUE (scene, asset, version),
-    UNIQUE (scene, asset, content_key)
+    UNIQUE (scene, asset, version)
 );
+-- not unique: a manifest that goes back to an older take's settings gets a new version with that key
+CREATE INDEX IF NOT EXISTS assets_key ON assets (scene, asset, content_key);
 CREATE TABLE IF NOT EXISTS failures (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id TEXT,
@@ -230,7 +231,8 @@ class Index:
 
     def get_by_key(self, scene: str, asset: str, content_key: str) -> dict | None:
         """The version of an asset with this content key, if any."""
-        found = self._select("SELECT * FROM assets WHERE scene = ? AND asset = ? AND content_key = ?",
+        found = self._select("SELECT * FROM assets WHERE scene = ? AND asset = ? AND content_key = ? "
+                             "ORDER BY version DESC",
                              (scene, asset, content_key))
         return found[0] if found else None
 
@@ -260,8 +262,9 @@ class Index:
     def add_version(self, row: Mapping[str, Any]) -> dict:
         """Insert one new version; ``version`` is assigned as max+1 in the same transaction.
 
-        A given ``version`` must equal max+1 (the store names the file before indexing it); a content key
-        already indexed for the asset raises :class:`IndexConflictError`. Returns the stored row.
+        A given ``version`` must equal max+1 (the store names the file before indexing it); the latest
+        version's content key again raises :class:`IndexConflictError` (an older version's key is fine: the
+        manifest went back to earlier settings). Returns the stored row.
         """
         missing = [c for c in REQUIRED if not row.get(c)]
         if missing:
@@ -284,11 +287,11 @@ class Index:
             elif int(values["version"]) != top + 1:
                 raise IndexConflictError(f"{ident(scene, asset)}: version {values['version']} is not the next "
                                          f"version ({top + 1}); versions must stay contiguous")
-            dup = con.execute("SELECT version FROM assets WHERE scene = ? AND asset = ? AND content_key = ?",
-                              (scene, asset, values["content_key"])).fetchone()
+            dup = con.execute("SELECT version FROM assets WHERE scene = ? AND asset = ? AND content_key = ? "
+                              "AND version = ?", (scene, asset, values["content_key"], top)).fetchone()
             if dup is not None:
                 raise IndexConflictError(f"{ident(scene, asset)}: content key {values['content_key'][:12]}... "
-                                         f"is already version {dup[0]}")
+                                         f"is already the latest version ({dup[0]})")
             if values.get("run_id"):
                 con.execute("INSERT OR IGNORE INTO runs (run_id, started_at) VALUES (?, ?)",
                             (values["run_id"], values["created_at"]))

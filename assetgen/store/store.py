@@ -191,12 +191,14 @@ class AssetStore:
                placeholder: bool, run_id: str, params: dict) -> dict:
         """Write one version atomically and index it; returns the row.
 
-        An already indexed content key returns the existing row and writes nothing (unless its file was
-        found missing by reconcile: then the file is restored at its own path and version).
+        When the latest version already has this content key, that row is returned and nothing is written
+        (unless its file was found missing by reconcile: then the file is restored at its own path and
+        version). A key that only an older version has (the manifest went back to earlier settings) becomes
+        a new version, so "latest" always matches the manifest.
         """
         folder = self.asset_dir(spec.scene, spec.asset)
-        existing = self.index.get_by_key(spec.scene, spec.asset, content_key)
-        if existing is not None:
+        existing = self.index.get(spec.scene, spec.asset)
+        if existing is not None and existing["content_key"] == content_key:
             if existing["file_state"] == "missing":
                 return self._restore(existing, processed)
             return existing
@@ -313,8 +315,9 @@ class AssetStore:
             return "provenance lacks content key or creation time"
         if version != self.index.next_version(scene, asset):
             return f"version {version} is not the next version ({self.index.next_version(scene, asset)})"
-        if self.index.get_by_key(scene, asset, prov["content_key"]) is not None:
-            return "its content key is already indexed for this asset"
+        latest = self.index.get(scene, asset)
+        if latest is not None and latest["content_key"] == prov["content_key"]:
+            return "its content key is already the asset's latest version"
         return None
 
     def _adopt(self, path: Path) -> dict:
