@@ -185,3 +185,21 @@ def test_index_export_and_review_status(demo_root, tmp_path):
     assert run("approve", "ui/nope", "--out", demo_root).exit_code == 2
     params = json.loads(Index(demo_root).get("ui", "click", 1)["params"])
     assert params["post"]["loudness_lufs"] == -18.0
+
+
+def test_theme_manifests_and_seed_scenes_render(tmp_path, tiny_models):
+    from assetgen.manifest import load_manifests
+
+    manifests = sorted((REPO / "manifests" / "themes").glob("*.csv")) + [REPO / "manifests" / "scenes.json"]
+    root = tmp_path / "themes"
+    result = run("render", *manifests, "--out", root, "--model-dir", tiny_models, "--batch-size", "16",
+                 "--no-progress")
+    assert result.exit_code == 0, result.output
+    expected = sorted(s.ident for s in load_manifests(manifests))
+    landed = sorted(f"{r['scene']}/{r['asset']}" for r in rows(root))
+    assert landed == expected
+    for row in rows(root):
+        assert sha256(root / row["path"]) == row["sha256"]
+    # the seed's mixed scenes: 16 kHz AudioGen and 32 kHz MusicGen layers resampled before mixing, at 48 kHz
+    mixes = [r for r in rows(root) if r["asset"] == "mix"]
+    assert mixes and all(r["sample_rate"] == 48000 for r in mixes)
