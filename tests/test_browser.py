@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +15,7 @@ import pytest
 from assetgen.report import build_report
 from assetgen.report.review import create_app
 from assetgen.store.index import Index
-from tests.test_report_helpers import add_asset, texture, tone
+from tests.test_report_helpers import add_asset, serve_in_thread, texture, tone
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -137,28 +134,11 @@ def test_static_report_in_chromium(root: Path, driver, tmp_path: Path) -> None:
     assert visible() == ["wind"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def review_server(root: Path):
-    import uvicorn
-
     build_report(root, workers=1)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(root), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "review server did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serve_in_thread(create_app(root)) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_approve_in_review_server(root: Path, review_server: str, driver, tmp_path: Path) -> None:

@@ -5,8 +5,12 @@ Assets are real WAVs (soundfile) indexed through the real ``assetgen.store.index
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import socket
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -58,3 +62,25 @@ def texture(seconds: float = 3.0, sr: int = 16_000, seed: int = 0, channels: int
     chirp = np.sin(2 * np.pi * (800 + 1500 * (t % 0.5)) * t) * (np.sin(2 * np.pi * 2 * t) > 0.6)
     mono = (0.25 * noise + 0.2 * chirp).astype(np.float32)
     return np.repeat(mono[None, :], channels, axis=0)
+
+
+@contextlib.contextmanager
+def serve_in_thread(app, timeout_s: float = 30.0):
+    """Run an ASGI ``app`` on a real uvicorn server on a free 127.0.0.1 port; yields the port."""
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "review server did not start"
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)

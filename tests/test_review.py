@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import socket
 import threading
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from fastapi.testclient import TestClient
 from assetgen.report.review import UnsafePath, create_app, resolve_under
 from assetgen.store.index import Index
 from assetgen.store.lock import root_lock
-from tests.test_report_helpers import add_asset, tone
+from tests.test_report_helpers import add_asset, serve_in_thread, tone
 
 
 @pytest.fixture
@@ -123,27 +122,11 @@ def test_resolve_under_only_serves_media_inside_root(root: Path, tmp_path: Path)
     assert resolve_under(root, "link.wav") is None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(root: Path):
     """The app on a real uvicorn server (raw request paths are not normalised by a client library)."""
-    import uvicorn
-
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(root), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield port
-    srv.should_exit = True
-    thread.join(10)
+    with serve_in_thread(create_app(root)) as port:
+        yield port
 
 
 def _raw_get(port: int, target: str) -> tuple[int, bytes]:
