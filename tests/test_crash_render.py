@@ -7,9 +7,11 @@ set equals a clean run's (same content keys, same audio samples).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,32 +30,74 @@ DEMO = REPO / "manifests" / "demo.csv"
 # after a batch came back from the model (before anything of it is written), and an external SIGKILL as soon as
 # a new WAV appears.
 CRASHES = ["wav-half-written:2", "after-rename:1", "after-fsync:2", "external", "batch-generated:2",
-           "after-index:1", "after-rename:1"]
+           "after-index:1"]
 
 
 def _env(extra: dict | None = None) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETGEN_CRASH")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASSETGEN_CRASH", "PREFECT_"))}
     env.update({"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONPATH": str(REPO)})
     env.update(extra or {})
     return env
 
 
-def render(root: Path, models: Path, crash: str | None = None, kill_after_first_wav: bool = False):
+@pytest.fixture(scope="module")
+def prefect_api(tmp_path_factory):
+    """One Prefect server for all the renders of this module (as on a farm), instead of a temporary server
+    per render: each render then spends its time rendering, not starting a server."""
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    home = tmp_path_factory.mktemp("prefect-home")
+    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                               "--port", str(port)], env=_env({"PREFECT_HOME": str(home)}),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, "prefect server did not start"
+            time.sleep(0.5)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+
+
+def render(root: Path, models: Path, api: str, crash: str | None = None, kill_after_first_wav: bool = False):
+    """Run one render; returns (exit code, output). Output goes to a file, not a pipe: a SIGKILLed render
+    leaves Prefect's temporary server (its child) running, which would hold a pipe open. The render gets its
+    own process group, killed afterwards, so no orphan survives the test."""
     cmd = [sys.executable, "-m", "assetgen.cli", "render", str(DEMO), "--out", str(root), "--model-dir",
            str(models), "--no-progress", "--batch-size", "2"]
-    env = _env({"ASSETGEN_CRASH_AT": crash} if crash else None)
+    env = _env({"PREFECT_API_URL": api, **({"ASSETGEN_CRASH_AT": crash} if crash else {})})
     before = set(root.rglob("*.wav"))
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if kill_after_first_wav:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and proc.poll() is None:
-            if set(root.rglob("*_v00*.wav")) - before:
-                time.sleep(0.05)
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-            time.sleep(0.02)
-    out, _ = proc.communicate(timeout=600)
-    return proc.returncode, out
+    log = root.parent / f"{root.name}-render.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            if kill_after_first_wav:
+                deadline = time.monotonic() + 240
+                while time.monotonic() < deadline and proc.poll() is None:
+                    if set(root.rglob("*_v00*.wav")) - before:
+                        time.sleep(0.05)
+                        os.kill(proc.pid, signal.SIGKILL)
+                        break
+                    time.sleep(0.02)
+            code = proc.wait(timeout=600)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    return code, log.read_text()
 
 
 def index_rows(root: Path) -> list[dict]:
@@ -101,21 +145,21 @@ def assert_final_invariants(root: Path, clean: Path) -> None:
     assert set(wavs) <= indexed, f"WAVs without index rows: {set(wavs) - indexed}"
 
 
-def test_sigkill_at_every_stage_then_rerun_equals_clean_run(tmp_path, tiny_models):
+def test_sigkill_at_every_stage_then_rerun_equals_clean_run(tmp_path, tiny_models, prefect_api):
     clean = tmp_path / "clean"
-    code, out = render(clean, tiny_models)
+    code, out = render(clean, tiny_models, prefect_api)
     assert code == 0, out
     root = tmp_path / "crashy"
     killed = 0
     for crash in CRASHES:
         if crash == "external":
-            code, out = render(root, tiny_models, kill_after_first_wav=True)
+            code, out = render(root, tiny_models, prefect_api, kill_after_first_wav=True)
         else:
-            code, out = render(root, tiny_models, crash=crash)
+            code, out = render(root, tiny_models, prefect_api, crash=crash)
         killed += code == -signal.SIGKILL
         assert code in (-signal.SIGKILL, 0), out
         assert_index_points_at_complete_files(root)
     assert killed >= 5, f"only {killed} runs were actually killed"
-    code, out = render(root, tiny_models)
+    code, out = render(root, tiny_models, prefect_api)
     assert code == 0, out
     assert_final_invariants(root, clean)

@@ -417,6 +417,15 @@ def test_generation_params_reach_the_sampler(music):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("seconds", [0.5, 1.03, 10.0])
+def test_output_is_exactly_the_requested_length(sfx, seconds):
+    # 25 Hz frames: 0.5 s is 12.5 frames, which audiocraft alone would floor to 12 (0.48 s)
+    (out,) = sfx.generate([req(0, GenParams(duration_s=seconds))])
+    assert out.shape == (1, round(seconds * 16000))
+    assert np.abs(out[:, -160:]).max() > 0  # generated, not padded
+
+
+@pytest.mark.slow
 def test_duration_beyond_max_uses_continuation(sfx):
     assert sfx.max_duration_s == 10.0
     (out,) = sfx.generate([req(0, GenParams(duration_s=12.0), prompt="rain on a tin roof")])

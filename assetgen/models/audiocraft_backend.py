@@ -8,6 +8,7 @@ tokens whatever batch it lands in (up to float differences between batch shapes 
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from typing import Sequence
@@ -64,8 +65,14 @@ class AudiocraftBackend:
         params = requests[0].params
         if any(r.params != params for r in requests):
             raise ValueError("a batch must share one GenParams; group requests with plan.make_batches")
+        # audiocraft generates int(duration * frame_rate) frames: round up to whole frames, trim to the sample
+        frames = math.ceil(params.duration_s * self.model.frame_rate - 1e-6)
+        samples = round(params.duration_s * self.sample_rate)
+        duration = (frames + 0.5) / self.model.frame_rate
+        if params.duration_s <= self.max_duration_s:  # stay in the single-window path
+            duration = min(duration, self.max_duration_s)
         self.model.set_generation_params(
-            duration=params.duration_s, temperature=params.temperature, top_k=params.top_k,
+            duration=duration, temperature=params.temperature, top_k=params.top_k,
             top_p=params.top_p, cfg_coef=params.cfg_coef)
         torch.manual_seed(int(requests[0].seed) % (2**63))
         _rows.generators = [torch.Generator(device=self.device).manual_seed(int(r.seed) % (2**63))
@@ -75,7 +82,7 @@ class AudiocraftBackend:
                 wav = self.model.generate([r.prompt for r in requests])
         finally:
             _rows.generators = None
-        return [w.detach().to("cpu", torch.float32).numpy() for w in wav]
+        return [w[..., :samples].detach().to("cpu", torch.float32).numpy() for w in wav]
 
     def free_memory(self) -> None:
         """Release cached device memory after an out-of-memory error."""
