@@ -467,3 +467,29 @@ def test_oom_split_on_real_model_matches_unsplit_batch(music):
     for i in range(6):
         assert torch_equal(split_tokens[i], toks[0][i])
         np.testing.assert_allclose(split[i], whole[i], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_per_request_sampler_draws_the_distribution(music):
+    import torch
+
+    import assetgen.models.audiocraft_backend as ab
+
+    probs = torch.tensor([0.0, 0.5, 0.0, 0.3, 0.2])
+    batch = probs.expand(2, 4000, 5).clone()  # [B, R, card]: 2 requests x 4000 draws each
+    ab._rows.generators = [torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)]
+    try:
+        drawn = ab._row_multinomial(batch, num_samples=1)
+    finally:
+        ab._rows.generators = None
+    assert drawn.shape == (2, 4000, 1)
+    freq = torch.bincount(drawn.flatten(), minlength=5).float() / drawn.numel()
+    assert freq[0] == 0 and freq[2] == 0  # zero-probability tokens never drawn
+    assert torch.allclose(freq, probs, atol=0.02), freq
+    # row b depends only on its own generator
+    ab._rows.generators = [torch.Generator().manual_seed(2)]
+    try:
+        alone = ab._row_multinomial(batch[1:], num_samples=1)
+    finally:
+        ab._rows.generators = None
+    assert torch.equal(alone[0], drawn[1])

@@ -19,16 +19,12 @@ from typing import Annotated, Any, Callable, Iterator
 
 from pydantic import Field, TypeAdapter, ValidationError
 
+from assetgen.models.registry import CHECKPOINT_FILES, HUB_ID_RE, HUB_IDS
 from assetgen.spec import LOUDNESS_PROFILES, MIX_MODEL, MODEL_ALIASES
 
 MAX_DURATION_S = 600.0
 SAMPLE_RATES = (16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 96_000)
 BIT_DEPTHS = (16, 24, 32)
-HUB_ID_RE = re.compile(r"^facebook/(musicgen-(small|medium|large|melody)|audiogen-medium)$")
-HUB_IDS = tuple(f"facebook/musicgen-{s}" for s in ("small", "medium", "large", "melody")) + (
-    "facebook/audiogen-medium",
-)
-CHECKPOINT_FILES = ("state_dict.bin", "compression_state_dict.bin")
 MAX_NAME_LEN = 120
 SEED_MAX = 2**32 - 1
 

@@ -27,12 +27,19 @@ _original_multinomial = ac_utils.multinomial
 
 
 def _row_multinomial(input: torch.Tensor, num_samples: int, replacement: bool = False, *, generator=None):
-    """audiocraft's ``multinomial``, drawing batch row ``b`` from the b-th active per-request generator."""
+    """audiocraft's ``multinomial``, drawing batch row ``b`` from the b-th active per-request generator.
+
+    One uniform per (row, codebook) from that row's generator, then inverse-CDF sampling for the whole batch
+    at once (a token with zero probability can never be drawn: it adds nothing to the CDF).
+    """
     gens = getattr(_rows, "generators", None)
-    if gens is None or generator is not None or input.dim() < 2 or input.shape[0] != len(gens):
+    if gens is None or generator is not None or num_samples != 1 or input.dim() < 2 or input.shape[0] != len(gens):
         return _original_multinomial(input, num_samples, replacement, generator=generator)
-    return torch.stack([_original_multinomial(row, num_samples, replacement, generator=g)
-                        for row, g in zip(input, gens)])
+    rows = input.reshape(input.shape[0], -1, input.shape[-1]).to(torch.float32)  # [B, R, card]
+    u = torch.stack([torch.rand(rows.shape[1], generator=g, device=g.device) for g in gens])  # [B, R]
+    cdf = rows.cumsum(-1)
+    idx = torch.searchsorted(cdf, (u * cdf[..., -1]).unsqueeze(-1), right=True)
+    return idx.clamp_(max=input.shape[-1] - 1).reshape(*input.shape[:-1], 1)
 
 
 ac_utils.multinomial = _row_multinomial  # sample_top_k / sample_top_p / lm look it up at call time
@@ -43,6 +50,9 @@ class AudiocraftBackend:
 
     def __init__(self, resolved: ResolvedModel, device: str = "cpu"):
         cls = AudioGen if resolved.kind == "sfx" else MusicGen
+        if device == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+            # leave one core to post-processing, which overlaps the next batch's generation
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
         env_before = os.environ.get("HF_HUB_OFFLINE")
         os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for the hub: resolve() found local files
         try:

@@ -19,6 +19,8 @@ from pathlib import Path
 MARKER_FILE = "assetgen.json"  # written next to tiny checkpoints; marks placeholder audio
 CHECKPOINT_FILES = ("state_dict.bin", "compression_state_dict.bin")
 DEFAULT_HUB_IDS = {"music": "facebook/musicgen-small", "sfx": "facebook/audiogen-medium"}
+HUB_IDS = tuple(f"facebook/musicgen-{s}" for s in ("small", "medium", "large", "melody")) + (
+    "facebook/audiogen-medium",)
 HUB_ID_RE = re.compile(r"^facebook/(musicgen-(small|medium|large|melody)|audiogen-medium)$")
 MODEL_DIR_ENV = "ASSETGEN_MODEL_DIR"
 
