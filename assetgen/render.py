@@ -7,13 +7,12 @@ Nothing here knows about Prefect, so every stage is tested on its own.
 from __future__ import annotations
 
 import dataclasses
-import json
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from assetgen.spec import AssetSpec, GenRequest, ProcessedAudio
+from assetgen.spec import AssetSpec, ProcessedAudio
 
 DEFAULT_BATCH_SIZE = 8
 
@@ -105,10 +104,6 @@ def prepare(manifests: Sequence[str | Path], root: str | Path, *, model_dir=None
     return Prepared(specs, plan, batches, mixes, models, prints)
 
 
-def requests_for(items: Sequence) -> list[GenRequest]:
-    return [GenRequest(key=it.key, prompt=it.spec.prompt, seed=it.spec.seed, params=it.spec.gen) for it in items]
-
-
 def generate_batch(batch, *, model_dir=None, device: str | None = None, max_batch: int | None = None) -> GenResult:
     """Generate one planned batch on this process's cached model; OOM splits, per-request failures kept."""
     from assetgen.models.batching import generate_split
@@ -116,7 +111,7 @@ def generate_batch(batch, *, model_dir=None, device: str | None = None, max_batc
 
     backend = get_backend(batch.model, model_dir, device)
     splits: list = []
-    results = generate_split(backend, requests_for(batch.items),
+    results = generate_split(backend, batch.requests(),
                              on_split=lambda n, exc: splits.append(f"OOM at batch {n}: split in halves"))
     audio = [r if not isinstance(r, BaseException) else f"{type(r).__name__}: {r}" for r in results]
     return GenResult(list(batch.items), audio, backend.sample_rate, backend.name, backend.placeholder, splits)
@@ -195,7 +190,3 @@ def summary(prepared: Prepared, outcomes: Sequence[Outcome], run_id: str) -> dic
             "placeholder": any(m.placeholder for m in prepared.models.values()),
             "versions": [{k: r.get(k) for k in ("scene", "asset", "version", "path", "lufs", "true_peak_dbtp",
                                                 "seam_score", "model")} for r in rows]}
-
-
-def to_json(data: Any) -> str:
-    return json.dumps(data, indent=2, default=str)

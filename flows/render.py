@@ -24,10 +24,13 @@ from assetgen.store.crash import crashpoint
 
 
 def _retry_transient(task, task_run, state) -> bool:
-    """Retry flaky workers and OOM after splitting; never invalid input."""
+    """Retry flaky workers and OOM after splitting; never invalid input (missing or refused checkpoints)."""
+    from assetgen.models.base import CheckpointRefused
+    from assetgen.models.registry import ModelUnavailable
+
     try:
         state.result()
-    except InvalidInput:
+    except (InvalidInput, ModelUnavailable, CheckpointRefused):
         return False
     except Exception:  # noqa: BLE001
         return True
@@ -113,12 +116,12 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
             except Exception as exc:  # noqa: BLE001 - a whole batch failed after retries
                 batch = prepared.batches[pending.index(fut)]
                 error = render.error_text(exc)
-                for it in batch.items:
-                    store.record_failure(it.spec, it.key, "generate", error, run_id)
-                    outcomes.append(Outcome(it.spec.ident, it.key, stage="generate", error=error))
+                outcomes += [_store(store, it, error, "", False, run_id) for it in batch.items]
                 progress.advance("generate", len(batch.items))
                 continue
             crashpoint("batch-generated")
+            for line in gen.split_log:
+                log.warning("batch of %d on %s: %s", len(gen.items), gen.model_label, line)
             progress.advance("generate", len(gen.items), sum(it.spec.gen.duration_s for it in gen.items))
             for item, result in processed:
                 outcomes.append(_store(store, item, result, gen.model_label, gen.placeholder, run_id))
