@@ -66,6 +66,7 @@ def main() -> None:
     from flows.render import render_flow
     from prefect import flow
 
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))  # what the render does on CPU, for a, b and c alike
     tmp = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     model_dir = tmp / "models"
     write_checkpoint(model_dir / "music", "music", dim=32, num_layers=32, num_heads=2, n_q=4, card=1024)

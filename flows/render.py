@@ -42,6 +42,9 @@ def _retry_transient(task, task_run, state) -> bool:
 def generate_task(batch, model_dir, device, attempts: int = 3):
     from prefect.runtime import task_run
 
+    from assetgen.models.device import reserve_core_for_postprocessing
+
+    reserve_core_for_postprocessing(device)
     result = render.generate_batch(batch, model_dir=model_dir, device=device)
     failed = [a for a in result.audio if isinstance(a, str)]
     if failed and (task_run.run_count or 1) < attempts:

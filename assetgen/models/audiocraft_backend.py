@@ -50,9 +50,6 @@ class AudiocraftBackend:
 
     def __init__(self, resolved: ResolvedModel, device: str = "cpu"):
         cls = AudioGen if resolved.kind == "sfx" else MusicGen
-        if device == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-            # leave one core to post-processing, which overlaps the next batch's generation
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
         env_before = os.environ.get("HF_HUB_OFFLINE")
         os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for the hub: resolve() found local files
         try:

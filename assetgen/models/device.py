@@ -31,3 +31,14 @@ def pick_device(requested: str | None = None) -> str:
             raise DeviceUnavailable("--device mps: Apple MPS is not available on this machine")
         return "mps"
     raise DeviceUnavailable(f"--device {requested!r}: expected auto, cpu, cuda, cuda:N or mps")
+
+
+def reserve_core_for_postprocessing(device: str | None) -> None:
+    """On CPU renders, give torch all cores but one: post-processing of the previous batch runs on the other
+    one while the next batch generates (on a GPU the device is separate and nothing changes)."""
+    import os
+
+    import torch
+
+    if pick_device(device) == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
