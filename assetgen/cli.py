@@ -79,7 +79,6 @@ def plan(manifests: List[Path] = MANIFESTS, out: Path = OUT, model_dir: Optional
     from assetgen import render
     from assetgen.plan import plan_summary
 
-    _load(manifests, max_assets)  # friendly manifest errors first
     try:
         prepared = render.prepare(manifests, out, model_dir=model_dir, batch_size=batch_size, max_assets=max_assets)
     except render.InvalidInput as exc:
@@ -125,7 +124,6 @@ def render_cmd(
 
     if runner not in ("local", "dask"):
         _err(f"--runner {runner!r}: expected local or dask")
-    _load(manifests, max_assets)
     try:
         prepared = render.prepare(manifests, out, model_dir=model_dir, batch_size=batch_size, max_assets=max_assets)
         if prepared.batches:
