@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import fractions
 import os
-import pickle
 import shutil
 import subprocess
 import sys
