@@ -117,3 +117,26 @@ def test_crossfade_concat_is_vectorised_seed_equivalent_length():
     mid = y[:, 3 * sr // 4 : sr]
     # uncorrelated noise: power through the crossfade stays that of the inputs (equal power)
     assert np.mean(mid**2) == pytest.approx(np.mean(a**2), rel=0.1)
+
+
+@pytest.mark.parametrize("loop", [False, True])
+@pytest.mark.parametrize("target", [-23.0, -9.0])  # -9 needs the limiter
+def test_mono_source_to_stereo_equals_duplicating_first(loop, target):
+    # without effects a mono clip is processed mono and duplicated last; the result must be what the
+    # stereo path gives for the same clip duplicated first
+    src = music(32000, 4.5)[:1]
+    post = PostParams(loop=loop, bpm=120.0 if loop else None, bars=2 if loop else None, channels=2,
+                      loudness_lufs=target)
+    fast = process_clip(src, 32000, post, 4.0)
+    ref = process_clip(np.concatenate([src, src]), 32000, post, 4.0)
+    assert any("limited" in n for n in ref.notes) == (target == -9.0)
+    assert fast.audio.shape == ref.audio.shape == (2, 192000)
+    np.testing.assert_array_equal(fast.audio[0], fast.audio[1])
+    np.testing.assert_allclose(fast.audio, ref.audio, atol=2e-5)
+    assert fast.lufs == pytest.approx(ref.lufs, abs=0.01)
+    assert fast.lufs == pytest.approx(lufs(fast.audio, 48000), abs=0.1)
+    assert fast.true_peak_dbtp == pytest.approx(ref.true_peak_dbtp, abs=0.01)
+    assert (fast.loop_start, fast.loop_end) == (ref.loop_start, ref.loop_end)
+    assert (fast.seam_score is None) == (not loop)
+    if loop:
+        assert fast.seam_score == pytest.approx(ref.seam_score, abs=0.05)

@@ -131,3 +131,45 @@ def test_cyclic_true_peak_sees_the_wrap():
     x = np.zeros((1, 4096), np.float32)
     x[0, 0], x[0, -1] = 0.8, 0.8  # a peak that straddles the seam only when looped
     assert L.true_peak(x, cyclic=True) > L.true_peak(x) + 0.01
+
+
+def brute_cyclic_true_peak(x: np.ndarray) -> float:
+    """Full oversampling of the clip played three times; outputs of the middle period (and the filter
+    length after it) are those of the endless loop."""
+    n = x.shape[1]
+    h = L._TP_PHASES.T.reshape(-1).astype(np.float64)
+    y = upfirdn(h, np.tile(x, 3).astype(np.float64), up=4, axis=1)[:, 4 * n : 8 * n + h.size]
+    return max(float(np.abs(y).max()), float(np.abs(x).max()))
+
+
+@pytest.mark.parametrize("n", [12, 13, 16, 17, 31, 100, 4099])
+@pytest.mark.parametrize("kind", ["noise", "spikes", "edge", "square"])
+def test_pruned_true_peak_equals_full_oversampling(n, kind):
+    rng = np.random.default_rng(n)
+    if kind == "noise":
+        x = rng.standard_normal((2, n)).astype(np.float32) * 0.3
+    elif kind == "square":  # dense: nearly every sample is near the peak
+        x = np.sign(np.sin(np.arange(n) * 0.9 + rng.uniform(0, 6, (2, 1)))).astype(np.float32) * 0.5
+    else:
+        x = rng.standard_normal((2, n)).astype(np.float32) * 0.01
+        spots = [0, n - 1] if kind == "edge" else rng.integers(0, n, 3)
+        for s in spots:  # alternating-sign pairs make large inter-sample peaks
+            x[1, s], x[1, (s + 1) % n] = 0.6, -0.6
+    assert L.true_peak(x) == pytest.approx(brute_true_peak(x), rel=1e-5)
+    assert L.true_peak(x, cyclic=True) == pytest.approx(brute_cyclic_true_peak(x), rel=1e-5)
+
+
+@pytest.mark.parametrize("cyclic", [False, True])
+def test_true_peak_finds_windows_whose_samples_are_all_below_the_sample_peak(cyclic):
+    # the worst-case pattern (signs of the taps) makes a window's interpolated value ~1.9x its samples:
+    # 0.3-amplitude samples give ~0.57 beside a 0.5 sample peak elsewhere. The pattern sits on samples
+    # n-11 .. n-4 so its peak window ends in the last, partial chunk (and, when cyclic, wraps).
+    n, end = 4099, 4097
+    phase = int(np.argmax(np.abs(L._TP_PHASES).sum(axis=1)))
+    x = np.zeros((2, n), np.float32)
+    x[0, 2000] = 0.5
+    t = np.arange(2, 10)
+    x[1, end - 11 + t] = 0.3 * np.sign(L._TP_PHASES[phase, t])
+    brute = brute_cyclic_true_peak(x) if cyclic else brute_true_peak(x)
+    assert brute > 0.55
+    assert L.true_peak(x, cyclic=cyclic) == pytest.approx(brute, rel=1e-5)

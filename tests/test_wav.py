@@ -139,3 +139,17 @@ def test_bad_requests_raise_clear_errors(kwargs, match):
     args = {"audio": _audio(), "sample_rate": 48000, "bit_depth": 24} | kwargs
     with pytest.raises(wav.WavError, match=match):
         wav.wav_bytes(**args)
+
+
+@pytest.mark.parametrize("bit_depth", [16, 24, 32])
+def test_encoded_bytes_equal_libsndfile(bit_depth):
+    rng = np.random.default_rng(bit_depth)
+    edges = [1.0, -1.0, 0.99999994, -0.99999994, 1.7, -3.0, 0.0, -0.0, 1e-9, -1e-9, 2.0**-24, -(2.0**-24),
+             2.0**-16, -(2.0**-16), 0.5 + 2.0**-24, -0.5 - 2.0**-24, 2.0**-8 * 1.5, -(2.0**-8) * 1.5, -1e-10, 1e-10]
+    audio = np.concatenate([np.array(edges, np.float32)[None].repeat(2, axis=0),
+                            rng.uniform(-1.2, 1.2, (2, 5000)).astype(np.float32),
+                            rng.standard_normal((2, 5000)).astype(np.float32) * 1e-5], axis=1)
+    raw = io.BytesIO()
+    sf.write(raw, audio.T, 48000, format="RAW", subtype=wav.BIT_DEPTHS[bit_depth][0], endian="LITTLE")
+    assert wav.encode_samples(audio, bit_depth) == raw.getvalue()
+    assert wav.encode_samples(audio[:1], bit_depth) == wav.encode_samples(audio[0], bit_depth)

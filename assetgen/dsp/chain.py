@@ -1,7 +1,8 @@
 """What the render path calls: one clip -> delivered audio + measurements; layers -> a scene mix.
 
 ``process_clip``: resample -> channels -> (loop: cut the loop, then fx run cyclically so tails wrap; else
-fx, then trim/pad to the duration with a short fade-out) -> loudness + true-peak ceiling -> measure.
+fx, then trim/pad to the duration with a short fade-out) -> loudness + true-peak ceiling -> measure. A mono
+clip delivered as stereo without effects is duplicated at the very end instead (same result, half the work).
 The loop is cut before the effects (unlike the issue's order) because effects with tails can only be
 made seamless on a finished loop.
 """
@@ -69,8 +70,14 @@ def process_clip(audio: np.ndarray, sr_in: int, post: PostParams, duration_s: fl
     """Deliver one generated clip (``(channels, samples)`` at ``sr_in`` Hz) for ``post`` at ``duration_s`` s."""
     check_post(post)
     sr = post.sample_rate
-    x = to_channels(resample(audio, sr_in, sr), post.channels)
     chain = fxmod.parse_fx_chain(post.fx)
+    x = resample(audio, sr_in, sr)
+    # a mono clip (every non-stereo MusicGen/AudioGen) delivered as stereo stays mono until the end: dual
+    # mono has the same loop, seam and true peak, and its loudness is the mono energy counted per channel
+    # (copies); effects may widen it, so with effects the channels are made first
+    copies = post.channels if x.shape[0] == 1 and post.channels > 1 and not chain else 1
+    if copies == 1:
+        x = to_channels(x, post.channels)
     notes: list[str] = []
     loop_f = 0
     if post.loop:
@@ -82,7 +89,8 @@ def process_clip(audio: np.ndarray, sr_in: int, post: PostParams, duration_s: fl
         y = fxmod.apply_fx_cyclic(lp.audio, sr, chain)
     else:
         y = fit_length(fxmod.apply_fx(x, sr, chain), round(duration_s * sr), sr)
-    y, meas, more = normalize(y, sr, post.loudness_lufs, post.true_peak_db, cyclic=post.loop)
+    y, meas, more = normalize(y, sr, post.loudness_lufs, post.true_peak_db, cyclic=post.loop, copies=copies)
+    y = to_channels(y, post.channels)
     notes += more
     n = y.shape[1]
     score = None

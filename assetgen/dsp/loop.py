@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft
 from scipy.signal import correlate
 
 from .resample import as_2d
@@ -62,9 +63,20 @@ def bars_length(bars: int, bpm: float, sr: int, beats_per_bar: int = 4) -> int:
     return round(bars * beats_per_bar * 60.0 / bpm * sr)
 
 
-def _percentile(v: np.ndarray, q: float, max_n: int = 200_000) -> float:
-    """``np.percentile`` on an evenly strided subset of at most ~``max_n`` values (statistics, not exactness)."""
-    return float(np.percentile(v[:: max(1, v.size // max_n)], q))
+def _mono(x: np.ndarray, idx: np.ndarray | slice = slice(None)) -> np.ndarray:
+    """Channel mean (float32) of ``(channels, samples)`` at ``idx`` (a slice or an index array of any shape):
+    what the loop search and the seam score look at."""
+    if x.shape[0] == 2:
+        return x[0][idx] * np.float32(0.5) + x[1][idx] * np.float32(0.5)
+    return x[0][idx] if x.shape[0] == 1 else x[:, idx].mean(axis=0, dtype=np.float32)
+
+
+def _step_p99(x: np.ndarray, max_n: int = 50_000) -> float:
+    """99th percentile of the channel mean's sample steps ``|diff|`` on an evenly strided subset of at most
+    ~``max_n`` steps (statistics, not exactness; only those samples are read)."""
+    x = as_2d(x)
+    i = np.arange(0, x.shape[1] - 1, max(1, (x.shape[1] - 1) // max_n))
+    return float(np.percentile(np.abs(_mono(x, i + 1).astype(np.float64) - _mono(x, i)), 99))
 
 
 def _window_sums(v: np.ndarray, width: int) -> np.ndarray:
@@ -104,12 +116,13 @@ def _seam_penalty(m: np.ndarray, ends: np.ndarray, sr: int) -> np.ndarray:
     restarts on a hit, which reads as a click. Step relative to the clip's 99th-percentile step, onset as
     the |log2| energy ratio of the 5 ms after vs before (this is the zero-crossing / quiet-point alignment).
     """
-    p99 = _percentile(np.abs(np.diff(m)), 99) + 1e-12
-    step = np.abs(m[ends] - m[ends - 1]) / p99
+    p99 = _step_p99(m[None]) + 1e-12
+    step = np.abs(m[ends].astype(np.float64) - m[ends - 1]) / p99
     w = max(1, round(0.005 * sr))
-    c = np.concatenate([[0.0], np.cumsum(m * m)])
-    lo, hi = np.clip(ends - w, 0, m.size), np.clip(ends + w, 0, m.size)
-    before, after = c[ends] - c[lo] + 1e-12, c[hi] - c[ends] + 1e-12
+    a, b = max(0, int(ends.min()) - w), min(m.size, int(ends.max()) + w)  # only the region around the ends
+    c = np.concatenate([[0.0], np.cumsum(np.square(m[a:b], dtype=np.float64))])
+    lo, mid, hi = np.clip(ends - w, a, b) - a, ends - a, np.clip(ends + w, a, b) - a
+    before, after = c[mid] - c[lo] + 1e-12, c[hi] - c[mid] + 1e-12
     onset = np.abs(np.log2(after / before))
     return 0.5 * np.maximum(0.0, step - 0.5) + 0.1 * np.minimum(onset, 5.0)
 
@@ -146,7 +159,7 @@ def make_loop(audio: np.ndarray, sr: int, length: int, crossfade: int, tolerance
     if f < crossfade:
         notes.append(f"crossfade shortened to {f} samples (not enough source material)")
     slack = x.shape[1] - d_max - f
-    m = x.mean(axis=0, dtype=np.float64)
+    m = _mono(x)
     if tolerance == 0:
         ss, dd, rr = _candidates_fixed(m, length, f, slack)
     else:
@@ -170,11 +183,17 @@ def make_loop(audio: np.ndarray, sr: int, length: int, crossfade: int, tolerance
 
 def _flux(frames_a: np.ndarray, frames_b: np.ndarray) -> np.ndarray:
     """Normalised spectral flux between paired frames: ||A|-|B|| / (|A| + |B|), 0..1."""
-    w = np.hanning(frames_a.shape[-1])
-    ma, mb = np.abs(np.fft.rfft(frames_a * w)), np.abs(np.fft.rfft(frames_b * w))
+    w = np.hanning(frames_a.shape[-1]).astype(np.float32)
+    ma, mb = np.abs(scipy.fft.rfft(frames_a * w)), np.abs(scipy.fft.rfft(frames_b * w))  # float32 FFTs
     num = np.linalg.norm(ma - mb, axis=-1)
     den = np.linalg.norm(ma, axis=-1) + np.linalg.norm(mb, axis=-1) + 1e-12
     return num / den
+
+
+def _mono_frames(x: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """Channel-mean frames ``x[:, s : s + width]`` for each ``s`` in ``starts`` -> ``(len(starts), width)``."""
+    view = np.lib.stride_tricks.sliding_window_view
+    return _mono(np.stack([view(c, width)[starts] for c in x]).reshape(x.shape[0], -1)).reshape(-1, width)
 
 
 def seam_score(loop: np.ndarray, crossfade: int = 0, frame: int = _FRAME, hop: int = _HOP) -> float:
@@ -187,22 +206,21 @@ def seam_score(loop: np.ndarray, crossfade: int = 0, frame: int = _FRAME, hop: i
     wrap or the ``crossfade`` region after it, and ``p95(flux_body)`` the 95th percentile of the same flux
     over up to 256 frame pairs spread over the loop. 1.0 means the seam is twice the clip's usual change.
     """
-    m = as_2d(loop).mean(axis=0, dtype=np.float64)
-    n = m.size
+    x = as_2d(loop)
+    n = x.shape[1]
     if n < 2 * frame + hop:
         return 0.0
-    p99 = _percentile(np.abs(np.diff(m)), 99) + 1e-12
-    step_term = max(0.0, abs(m[0] - m[-1]) / p99 - 1.0)
-    twice = np.concatenate([m, m])
-    view = np.lib.stride_tricks.sliding_window_view
+    step_term = max(0.0, abs(float(_mono(x, 0)) - float(_mono(x, n - 1))) / (_step_p99(x) + 1e-12) - 1.0)
+    # only the samples that are looked at are read: frames of the loop played twice that overlap the wrap
+    # or the crossfade after it, and the body frames
     lo, hi = n - frame - hop, min(n + crossfade + hop, 2 * n - frame - hop)
-    starts = np.arange(lo, hi, hop)
-    seam = _flux(twice[starts[:, None] + np.arange(frame)], twice[starts[:, None] + hop + np.arange(frame)])
+    wrap = np.concatenate([x[:, lo:], x[:, : hi + hop + frame - n]], axis=1)
+    seam = _mono_frames(wrap, np.arange(0, hi - lo, hop), frame + hop)
     body_starts = np.linspace(0, n - frame - hop, min(256, (n - frame - hop) // hop + 1)).astype(int)
-    frames = view(m, frame)
-    body = _flux(frames[body_starts], frames[body_starts + hop])
-    p95 = np.percentile(body, 95) + 1e-6
-    return float(step_term + max(0.0, seam.mean() / p95 - 1.0))
+    body = _mono_frames(x, body_starts, frame + hop)
+    seam_flux = _flux(seam[:, :frame], seam[:, hop:])
+    p95 = np.percentile(_flux(body[:, :frame], body[:, hop:]), 95) + 1e-6
+    return float(step_term + max(0.0, seam_flux.mean() / p95 - 1.0))
 
 
 def tile_loop(loop: np.ndarray, n: int, offset: int = 0) -> np.ndarray:

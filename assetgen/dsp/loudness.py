@@ -41,7 +41,8 @@ _TP_PHASES = np.array(
 _TP_PHASES = np.concatenate([_TP_PHASES, _TP_PHASES[::-1, ::-1]]).astype(np.float32)  # phases 2, 3 mirror 1, 0
 _TP_GAIN = float(np.abs(_TP_PHASES).sum(axis=1).max())  # worst-case interpolation gain
 _TAPS = _TP_PHASES.shape[1]
-_TP_BLOCK = 2048
+_TP_CHUNK = 16  # outputs per evaluated chunk (> taps - 1)
+_TP_SCAN = 256  # samples per block of the sample-peak scan
 
 
 @dataclass(frozen=True)
@@ -55,27 +56,52 @@ class Measurement:
 
 @functools.cache
 def _k_weighting_sos(sr: int) -> np.ndarray:
+    """pyloudnorm's K-weighting (pre-filter high shelf, then RLB high-pass) as float32 second-order sections."""
     import pyloudnorm
 
-    filters = pyloudnorm.Meter(sr)._filters  # pre-filter (high shelf) then RLB high-pass
-    return np.array([np.concatenate([f.b, f.a]) for f in filters.values()])
+    filters = pyloudnorm.Meter(sr)._filters
+    return np.array([np.concatenate([f.b, f.a]) for f in filters.values()], dtype=np.float32)
 
 
-def block_energies(audio: np.ndarray, sr: int) -> np.ndarray:
-    """Mean-square K-weighted energy of each 400 ms block (75 % overlap), summed over channels."""
+def _k_weighted(x: np.ndarray, sr: int) -> np.ndarray:
+    """K-weighted ``x`` as one float32 run with the channels of each sample interleaved (``(samples, ch)`` flat).
+
+    Stereo runs as one complex signal ``L + iR`` through the (real) filter -- ``filter(L) + i filter(R)``
+    -- so scipy's ``sosfilt`` does both channels in one pass (~25 % faster than two) and the complex64
+    result viewed as float32 is already interleaved. float32 changes loudness by < 0.001 LU (tested
+    against pyloudnorm).
+    """
+    sos = _k_weighting_sos(sr)
+    if x.shape[0] == 2:
+        c = np.empty(x.shape[1], np.complex64)
+        c.real, c.imag = x[0], x[1]
+        return sosfilt(sos, c).view(np.float32)
+    return np.ascontiguousarray(sosfilt(sos, x, axis=-1).T).reshape(-1)
+
+
+def block_energies(audio: np.ndarray, sr: int, copies: int = 1) -> np.ndarray:
+    """Mean-square K-weighted energy of each 400 ms block (75 % overlap), summed over channels.
+
+    All channels weigh 1.0 (BS.1770's weight for mono, L and R; assetgen delivers mono or stereo).
+    ``copies``: ``audio`` stands for that many identical copies of its channels (a mono clip that will be
+    delivered as dual-mono stereo), so each energy is ``copies`` times the measured one.
+    """
     x = as_2d(audio)
-    n, step = round(BLOCK_S * sr), round(STEP_S * sr)
-    if x.shape[1] < n:
+    c, n = x.shape
+    block, step = round(BLOCK_S * sr), round(STEP_S * sr)
+    if n < block:
         return np.zeros(0)
-    z = sosfilt(_k_weighting_sos(sr), x, axis=-1)
-    if n == 4 * step:  # 100 ms sub-blocks, four to a gating block (cheaper than a cumulative sum)
-        k = x.shape[1] // step
-        sub = np.square(z[:, : k * step]).reshape(x.shape[0], k, step).sum(axis=2)
-        return (sub[:, :-3] + sub[:, 1:-2] + sub[:, 2:-1] + sub[:, 3:]).sum(axis=0) / n
-    csum = np.zeros((x.shape[0], x.shape[1] + 1))
-    np.cumsum(np.square(z, dtype=np.float64), axis=1, out=csum[:, 1:])
-    starts = np.arange(0, x.shape[1] - n + 1, step)
-    return ((csum[:, starts + n] - csum[:, starts]) / n).sum(axis=0)
+    z = _k_weighted(x, sr)
+    if block == 4 * step:  # 100 ms sub-blocks, four to a gating block (cheaper than a cumulative sum)
+        k = n // step
+        zz = z[: k * step * c].reshape(k, step * c)
+        sub = np.einsum("ij,ij->i", zz, zz).astype(np.float64)  # sum of squares without a squared copy
+        return (sub[:-3] + sub[1:-2] + sub[2:-1] + sub[3:]) * (copies / block)
+    power = np.square(z).reshape(n, c).sum(axis=1, dtype=np.float64)
+    csum = np.zeros(n + 1)
+    np.cumsum(power, out=csum[1:])
+    starts = np.arange(0, n - block + 1, step)
+    return (csum[starts + block] - csum[starts]) * (copies / block)
 
 
 def _lufs(energy: np.ndarray | float) -> np.ndarray | float:
@@ -83,9 +109,10 @@ def _lufs(energy: np.ndarray | float) -> np.ndarray | float:
         return -0.691 + 10.0 * np.log10(energy)
 
 
-def integrated_loudness(audio: np.ndarray, sr: int) -> tuple[float | None, str]:
-    """Gated integrated loudness (LUFS) per BS.1770-4 -> (lufs or None, status)."""
-    e = block_energies(audio, sr)
+def integrated_loudness(audio: np.ndarray, sr: int, copies: int = 1) -> tuple[float | None, str]:
+    """Gated integrated loudness (LUFS) per BS.1770-4 -> (lufs or None, status); ``copies`` as in
+    :func:`block_energies`."""
+    e = block_energies(audio, sr, copies)
     if e.size == 0:
         return None, "too-short"
     e = e[_lufs(e) > ABS_GATE_LUFS]
@@ -95,43 +122,60 @@ def integrated_loudness(audio: np.ndarray, sr: int) -> tuple[float | None, str]:
     return float(_lufs(e[_lufs(e) > rel].mean())), "ok"
 
 
+def _interpolated_peak(x: np.ndarray, chunks: np.ndarray, cyclic: bool) -> np.ndarray:
+    """Max |4x interpolated value| of each chunk: outputs whose 12-tap window ends in ``[q*C, q*C + C)``."""
+    c, n = x.shape
+    h, width = _TAPS, _TP_CHUNK
+    nq = -(-(n + (0 if cyclic else h - 1)) // width)
+    ch, q = np.divmod(chunks, nq)
+    idx = (q * width - h + 1)[:, None] + np.arange(width + h - 1)  # samples under the chunk's windows
+    if cyclic:
+        vals = x[ch[:, None], idx % n]
+    else:
+        inside = (idx >= 0) & (idx < n)
+        vals = np.where(inside, x[ch[:, None], np.clip(idx, 0, n - 1)], np.float32(0))
+    win = np.lib.stride_tricks.sliding_window_view(vals, h, axis=1)  # (chunks, width, taps)
+    return np.abs(win @ _TP_PHASES.T).max(axis=(1, 2))
+
+
 def true_peak(audio: np.ndarray, cyclic: bool = False) -> float:
     """True peak (linear, >= sample peak): max |x| of the 4x oversampled signal (BS.1770-4 Annex 2).
 
-    ``cyclic`` treats the clip as a loop (the interpolator wraps around the seam).
+    ``cyclic`` treats the clip as a loop (the interpolator wraps around the seam). The result equals
+    oversampling everything, but only outputs that can beat the sample peak are computed: an interpolated
+    value is at most ``_TP_GAIN`` (the largest phase's sum of |taps|, ~2.02) times the largest sample under
+    its 12-tap window, so only windows holding a sample above ``peak / _TP_GAIN`` are evaluated, in
+    chunks of ``_TP_CHUNK`` outputs.
     """
     x = as_2d(audio)
     c, n = x.shape
     if n == 0:
         return 0.0
-    h = _TAPS
-    nb = -(-n // _TP_BLOCK)
-    pad_end = nb * _TP_BLOCK - n + h
-    if cyclic:
-        xp = np.concatenate([np.tile(x, (1, 1 + (h + pad_end) // n + 1))[:, n - h : n], x,
-                             np.tile(x, (1, pad_end // n + 1))[:, :pad_end]], axis=1)
-    else:
-        xp = np.pad(x, ((0, 0), (h, pad_end)))
-    flat = xp.reshape(-1)  # per channel a run of h + nb*B + pad_end samples
-    stride = xp.shape[1]
-    absx = np.abs(x)
-    best = float(absx.max())
-    # per-block sample peak incl. neighbours (the filter support is < one block)
-    bp = np.pad(absx, ((0, 0), (0, nb * _TP_BLOCK - n))).reshape(c, nb, _TP_BLOCK).max(axis=2)
-    bp = np.maximum(bp, np.maximum(np.pad(bp, ((0, 0), (1, 0)))[:, :-1], np.pad(bp, ((0, 0), (0, 1)))[:, 1:]))
-    bound = bp.reshape(-1) * _TP_GAIN
-    order = np.argsort(-bound, kind="stable")
-    seg = np.arange(_TP_BLOCK + h)
-    for i in range(0, order.size, 64):  # chunks of blocks, most promising first
-        chunk = order[i : i + 64]
-        chunk = chunk[bound[chunk] > best]
-        if chunk.size == 0:
-            break
-        ch, b = np.divmod(chunk, nb)
-        starts = ch * stride + b * _TP_BLOCK + 1  # window j covers output sample j + h - 1
-        win = np.lib.stride_tricks.sliding_window_view(flat[starts[:, None] + seg], h, axis=1)
-        y = win @ _TP_PHASES.T  # (blocks, B + 1, 4 phases)
-        best = max(best, float(np.abs(y).max()))
+    # sample peak of each 256-sample block (one pass); only blocks above peak / _TP_GAIN are looked into
+    nb, tail = divmod(n, _TP_SCAN)
+    body = x[:, : nb * _TP_SCAN].reshape(c, nb, _TP_SCAN)
+    peaks = np.concatenate([np.maximum(body.max(axis=2), -body.min(axis=2)),
+                            np.abs(x[:, nb * _TP_SCAN :]).max(axis=1, keepdims=True) if tail else np.zeros((c, 0))],
+                           axis=1, dtype=np.float32)
+    best = float(peaks.max())
+    if best == 0.0:
+        return 0.0
+    h, width = _TAPS, _TP_CHUNK
+    nq = -(-(n + (0 if cyclic else h - 1)) // width)  # chunks per channel (window end positions / width)
+    thr = np.float32(best / _TP_GAIN)
+    ch_b, b = np.divmod(np.flatnonzero(peaks > thr), peaks.shape[1])
+    idx = b[:, None] * _TP_SCAN + np.arange(_TP_SCAN)
+    hot = (np.abs(x[ch_b[:, None], np.minimum(idx, n - 1)]) > thr) & (idx < n)
+    ch, i = np.broadcast_to(ch_b[:, None], idx.shape)[hot], idx[hot]
+    # windows ending at i .. i+h-1 hold sample i: at most two chunks (h - 1 < width), wrapped when cyclic
+    last = (i + h - 1) % n if cyclic else i + h - 1
+    ends = [i, last] + ([np.minimum(i + h - 1, n - 1)] if cyclic else [])
+    flags = np.zeros(c * nq, bool)
+    for e in ends:
+        flags[ch * nq + e // width] = True
+    chunks = np.flatnonzero(flags)
+    for k in range(0, chunks.size, 4096):
+        best = max(best, float(_interpolated_peak(x, chunks[k : k + 4096], cyclic).max()))
     return best
 
 
@@ -140,9 +184,9 @@ def to_db(value: float) -> float | None:
     return None if value <= 0 else float(20.0 * np.log10(value))
 
 
-def measure(audio: np.ndarray, sr: int, cyclic: bool = False) -> Measurement:
+def measure(audio: np.ndarray, sr: int, cyclic: bool = False, copies: int = 1) -> Measurement:
     """Integrated loudness (LUFS), true peak (dBTP) and status of ``audio`` at ``sr`` Hz."""
-    lufs, status = integrated_loudness(audio, sr)
+    lufs, status = integrated_loudness(audio, sr, copies)
     return Measurement(lufs, to_db(true_peak(audio, cyclic)), status)
 
 
@@ -165,14 +209,15 @@ def limit(audio: np.ndarray, sr: int, ceiling_dbtp: float, cyclic: bool = False,
 
 
 def normalize(audio: np.ndarray, sr: int, target_lufs: float, ceiling_dbtp: float = -1.0,
-              cyclic: bool = False) -> tuple[np.ndarray, Measurement, tuple[str, ...]]:
+              cyclic: bool = False, copies: int = 1) -> tuple[np.ndarray, Measurement, tuple[str, ...]]:
     """Gain to ``target_lufs`` (LUFS) with a true-peak ceiling (dBTP); a limiter catches peaks, never clipping.
 
     Returns (audio, measurement of the returned audio, notes). Silent and too-short clips keep their level
-    (only brought under the ceiling) and report that status with ``lufs=None``.
+    (only brought under the ceiling) and report that status with ``lufs=None``. ``copies`` as in
+    :func:`block_energies` (the returned audio keeps its channels; the measurement is of the copies).
     """
     x = as_2d(audio)
-    lufs, status = integrated_loudness(x, sr)
+    lufs, status = integrated_loudness(x, sr, copies)
     tp = true_peak(x, cyclic)
     ceiling = 10.0 ** (ceiling_dbtp / 20.0)
     if status != "ok":
@@ -193,7 +238,7 @@ def normalize(audio: np.ndarray, sr: int, target_lufs: float, ceiling_dbtp: floa
                 break
             lim_ceiling -= 20.0 * np.log10(tp_out / ceiling) + 0.05
         y = out
-        lufs_out, _ = integrated_loudness(y, sr)
+        lufs_out, _ = integrated_loudness(y, sr, copies)
         if lufs_out is None or abs(target_lufs - lufs_out) < 0.05:
             break
         g *= 10.0 ** ((target_lufs - lufs_out) / 20.0)
@@ -201,5 +246,5 @@ def normalize(audio: np.ndarray, sr: int, target_lufs: float, ceiling_dbtp: floa
     if tp_out > ceiling:  # last resort is a gain change, still no clipping
         y = y * np.float32(ceiling / tp_out)
         tp_out = true_peak(y, cyclic)
-    lufs_out, status = integrated_loudness(y, sr)
+    lufs_out, status = integrated_loudness(y, sr, copies)
     return y, Measurement(lufs_out, to_db(tp_out), status), notes
