@@ -36,3 +36,20 @@ def test_farm_deployment_matches_render_flow_signature():
     assert set(dep["parameters"]) <= accepted, set(dep["parameters"]) - accepted
     for manifest in dep["parameters"]["manifests"]:
         assert (REPO / manifest).is_file(), manifest
+
+
+def test_ephemeral_renders_skip_flow_heartbeats(monkeypatch):
+    # nothing reads heartbeats of a server that dies with the process; with a real server they stay on
+    from prefect.settings import get_current_settings
+
+    from assetgen.cli import ephemeral_run_settings
+
+    default = get_current_settings().flows.heartbeat_frequency
+    assert default is not None
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with ephemeral_run_settings():
+        assert get_current_settings().flows.heartbeat_frequency is None
+    assert get_current_settings().flows.heartbeat_frequency == default
+    monkeypatch.setenv("PREFECT_API_URL", "http://prefect.example:4200/api")
+    with ephemeral_run_settings():
+        assert get_current_settings().flows.heartbeat_frequency == default
