@@ -8,6 +8,8 @@ Submodules: ``resample``, ``loudness``, ``loop``, ``fx``, ``mix``, ``transitions
 from __future__ import annotations
 
 # Bump whenever delivered audio changes for the same inputs (part of every content key).
-POSTPROCESS_VERSION = 1
+# 2: float32 K-weighting (loudness within 0.001 LU) and the loop search's step statistic on a coarser
+#    subset can pick a different loop start in near-ties, so delivered loops may differ from version 1.
+POSTPROCESS_VERSION = 2
 
 __all__ = ["POSTPROCESS_VERSION"]
