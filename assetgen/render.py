@@ -7,6 +7,9 @@ Nothing here knows about Prefect, so every stage is tested on its own.
 from __future__ import annotations
 
 import dataclasses
+import os
+import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,6 +139,65 @@ def postprocess_batch(gen: GenResult) -> list[tuple[Any, ProcessedAudio | str]]:
         except Exception as exc:  # noqa: BLE001 - isolated per asset
             out.append((item, f"dsp: {type(exc).__name__}: {exc}"))
     return out
+
+
+_DSP_POOL: Any = None
+_DSP_POOL_LOCK = threading.Lock()
+
+
+def dsp_pool():
+    """The flow process's post-processing process (spawned on first use, reused for every batch).
+
+    Post-processing in a thread of the flow process would share the GIL with the generation thread, whose
+    sampling loop releases and re-takes it at every torch call; a separate process keeps generation at its
+    own speed (measured: a 16-request batch takes 5.8-7.2 s alone, 8.9-9.5 s beside a DSP thread, 5.9-6.4 s
+    beside a DSP process). One process: CPU renders give torch every core but one, and on a GPU worker one
+    core of DSP (~400x realtime) keeps up with the device.
+    """
+    global _DSP_POOL
+    with _DSP_POOL_LOCK:
+        if _DSP_POOL is None:
+            import concurrent.futures
+            import multiprocessing
+
+            # spawn, not fork: the flow process has torch, Prefect and event-loop threads
+            _DSP_POOL = concurrent.futures.ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_dsp_worker_init,
+                initargs=(os.getpid(),))
+        return _DSP_POOL
+
+
+def _dsp_worker_init(parent_pid: int) -> None:
+    """Import the DSP stack up front, and exit when the flow process is gone (even if it was killed)."""
+    import assetgen.dsp.chain  # noqa: F401
+    import pedalboard  # noqa: F401
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def warm_dsp_pool() -> None:
+    """Start the post-processing process now (it imports the DSP stack while the first batch generates)."""
+    dsp_pool().submit(int)
+
+
+def postprocess_batch_isolated(gen: GenResult) -> list[tuple[Any, ProcessedAudio | str]]:
+    """:func:`postprocess_batch` in :func:`dsp_pool`'s process; a dead process is replaced for the next batch."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    global _DSP_POOL
+    pool = dsp_pool()
+    try:
+        return pool.submit(postprocess_batch, gen).result()
+    except BrokenProcessPool:
+        with _DSP_POOL_LOCK:
+            if _DSP_POOL is pool:
+                _DSP_POOL = None
+        raise
 
 
 def params_record(spec: AssetSpec) -> dict:

@@ -53,8 +53,8 @@ def generate_task(batch, model_dir, device, attempts: int = 3):
 
 
 @task(name="post-process", cache_policy=NO_CACHE)
-def postprocess_task(gen):
-    return gen, render.postprocess_batch(gen)
+def postprocess_task(gen, isolated: bool = False):
+    return gen, (render.postprocess_batch_isolated(gen) if isolated else render.postprocess_batch(gen))
 
 
 @task(name="mix-scene", cache_policy=NO_CACHE)
@@ -104,6 +104,11 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
             log.warning("reconciled output root: %s", report)
         run_id = store.index.start_run(uuid.uuid4().hex[:12])
         progress.start(prepared)
+        # locally, DSP runs in its own process so it does not share the GIL with generation; Dask workers
+        # are processes already
+        isolated = runner != "dask" and bool(prepared.batches)
+        if isolated:
+            render.warm_dsp_pool()
         pending, previous = [], None
         for batch in prepared.batches:
             # one device locally: chain generations (a failed batch must not block the next one); on Dask the
@@ -112,7 +117,7 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
             with _gpu_annotation(runner):
                 gen = generate_task.submit(batch, model_dir, device, wait_for=chain)
             previous = gen
-            pending.append(postprocess_task.submit(gen))
+            pending.append(postprocess_task.submit(gen, isolated))
         for fut in as_completed(pending):
             try:
                 gen, processed = fut.result()

@@ -1,0 +1,71 @@
+"""Local renders post-process in a spawned DSP process: same results, replaced when it dies, gone with its parent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures.process import BrokenProcessPool
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from assetgen import render
+from assetgen.spec import AssetSpec, GenParams, PostParams
+
+
+def _gen() -> render.GenResult:
+    rng = np.random.default_rng(0)
+    items = [SimpleNamespace(spec=AssetSpec(scene="s", asset=f"a{i}", model="sfx", prompt="p", seed=i,
+                                            gen=GenParams(duration_s=1.0), post=PostParams(loop=i == 1)))
+             for i in range(3)]
+    audio = [(0.1 * rng.standard_normal((1, 17000))).astype(np.float32), (0.1 * rng.standard_normal((1, 20000))).astype(
+        np.float32), "generate: CUDA out of memory"]
+    return render.GenResult(items=items, audio=audio, sample_rate=16000, model_label="sfx", placeholder=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_isolated_postprocessing_equals_in_process_and_runs_elsewhere():
+    gen = _gen()
+    here, there = render.postprocess_batch(gen), render.postprocess_batch_isolated(gen)
+    assert render.dsp_pool().submit(os.getpid).result() != os.getpid()
+    assert [i.spec.asset for i, _ in there] == ["a0", "a1", "a2"]
+    assert there[2][1] == here[2][1] == "generate: CUDA out of memory"
+    for (_, a), (_, b) in zip(here[:2], there[:2]):
+        np.testing.assert_array_equal(a.audio, b.audio)
+        assert (a.lufs, a.true_peak_dbtp, a.loop_end, a.seam_score) == (b.lufs, b.true_peak_dbtp, b.loop_end,
+                                                                         b.seam_score)
+
+
+def test_a_killed_dsp_process_fails_its_batch_and_is_replaced():
+    gen = _gen()
+    pid = render.dsp_pool().submit(os.getpid).result()
+    pool = render.dsp_pool()
+    pool.submit(time.sleep, 0.5)
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(BrokenProcessPool):
+        render.postprocess_batch_isolated(gen)
+    assert len(render.postprocess_batch_isolated(gen)) == 3  # a fresh process
+    assert render.dsp_pool().submit(os.getpid).result() != pid
+
+
+def test_dsp_process_exits_when_the_flow_process_is_killed():
+    code = ("import os, sys; from assetgen import render; "
+            "print(render.dsp_pool().submit(os.getpid).result(), flush=True); os.kill(os.getpid(), 9)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    child = int(out.stdout.split()[0])
+    deadline = time.time() + 10
+    while _alive(child) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _alive(child)
