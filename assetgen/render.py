@@ -6,6 +6,7 @@ Nothing here knows about Prefect, so every stage is tested on its own.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
 import threading
@@ -164,7 +165,16 @@ def dsp_pool():
             _DSP_POOL = concurrent.futures.ProcessPoolExecutor(
                 max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_dsp_worker_init,
                 initargs=(os.getpid(),))
+            atexit.register(_shutdown_dsp_pool)  # before interpreter teardown, or its weakref callback errors
         return _DSP_POOL
+
+
+def _shutdown_dsp_pool() -> None:
+    global _DSP_POOL
+    with _DSP_POOL_LOCK:
+        pool, _DSP_POOL = _DSP_POOL, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _dsp_worker_init(parent_pid: int) -> None:
