@@ -116,7 +116,7 @@ def _seam_penalty(m: np.ndarray, ends: np.ndarray, sr: int) -> np.ndarray:
     restarts on a hit, which reads as a click. Step relative to the clip's 99th-percentile step, onset as
     the |log2| energy ratio of the 5 ms after vs before (this is the zero-crossing / quiet-point alignment).
     """
-    p99 = _step_p99(m[None]) + 1e-12
+    p99 = _step_p99(m) + 1e-12
     step = np.abs(m[ends].astype(np.float64) - m[ends - 1]) / p99
     w = max(1, round(0.005 * sr))
     a, b = max(0, int(ends.min()) - w), min(m.size, int(ends.max()) + w)  # only the region around the ends

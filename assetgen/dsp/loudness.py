@@ -122,11 +122,11 @@ def integrated_loudness(audio: np.ndarray, sr: int, copies: int = 1) -> tuple[fl
     return float(_lufs(e[_lufs(e) > rel].mean())), "ok"
 
 
-def _interpolated_peak(x: np.ndarray, chunks: np.ndarray, cyclic: bool) -> np.ndarray:
-    """Max |4x interpolated value| of each chunk: outputs whose 12-tap window ends in ``[q*C, q*C + C)``."""
-    c, n = x.shape
+def _interpolated_peak(x: np.ndarray, chunks: np.ndarray, nq: int, cyclic: bool) -> np.ndarray:
+    """Max |4x interpolated value| of each chunk (``channel * nq + q``, ``nq`` chunks per channel): outputs
+    whose 12-tap window ends in ``[q*C, q*C + C)``."""
+    n = x.shape[1]
     h, width = _TAPS, _TP_CHUNK
-    nq = -(-(n + (0 if cyclic else h - 1)) // width)
     ch, q = np.divmod(chunks, nq)
     idx = (q * width - h + 1)[:, None] + np.arange(width + h - 1)  # samples under the chunk's windows
     if cyclic:
@@ -175,7 +175,7 @@ def true_peak(audio: np.ndarray, cyclic: bool = False) -> float:
         flags[ch * nq + e // width] = True
     chunks = np.flatnonzero(flags)
     for k in range(0, chunks.size, 4096):
-        best = max(best, float(_interpolated_peak(x, chunks[k : k + 4096], cyclic).max()))
+        best = max(best, float(_interpolated_peak(x, chunks[k : k + 4096], nq, cyclic).max()))
     return best
 
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Callable, Iterator
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from assetgen.models.registry import CHECKPOINT_FILES, HUB_ID_RE, HUB_IDS
+from assetgen.models.registry import CHECKPOINT_FILES, HUB_IDS
 from assetgen.spec import LOUDNESS_PROFILES, MIX_MODEL, MODEL_ALIASES
 
 MAX_DURATION_S = 600.0
@@ -247,7 +247,7 @@ def parse_model(raw: str, base_dir: Path) -> str:
     Relative directories are looked up next to the manifest first, then in the working directory.
     Whether the checkpoint can be loaded is the model registry's job, not checked here.
     """
-    if raw in MODEL_ALIASES or raw == MIX_MODEL or HUB_ID_RE.match(raw):
+    if raw in MODEL_ALIASES or raw == MIX_MODEL or raw in HUB_IDS:
         return raw
     path = Path(raw).expanduser()
     candidates = [path] if path.is_absolute() else [base_dir / path, Path.cwd() / path]

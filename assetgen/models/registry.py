@@ -21,7 +21,6 @@ CHECKPOINT_FILES = ("state_dict.bin", "compression_state_dict.bin")
 DEFAULT_HUB_IDS = {"music": "facebook/musicgen-small", "sfx": "facebook/audiogen-medium"}
 HUB_IDS = tuple(f"facebook/musicgen-{s}" for s in ("small", "medium", "large", "melody")) + (
     "facebook/audiogen-medium",)
-HUB_ID_RE = re.compile(r"^facebook/(musicgen-(small|medium|large|melody)|audiogen-medium)$")
 MODEL_DIR_ENV = "ASSETGEN_MODEL_DIR"
 
 
@@ -91,7 +90,7 @@ def resolve(ref: str, model_dir: str | Path | None = None) -> ResolvedModel:
     """Resolve ``ref`` to local checkpoints or raise ``ModelUnavailable`` naming every place looked at."""
     mdir = model_dir_from_env(model_dir)
     looked: list[str] = []
-    if ref not in DEFAULT_HUB_IDS and not HUB_ID_RE.match(ref):
+    if ref not in DEFAULT_HUB_IDS and ref not in HUB_IDS:
         path = Path(ref).expanduser()
         if _has_checkpoints(path):
             return _dir_model(ref, path)
@@ -108,7 +107,7 @@ def resolve(ref: str, model_dir: str | Path | None = None) -> ResolvedModel:
                 if ref in DEFAULT_HUB_IDS:  # the alias fixes the model class
                     resolved = ResolvedModel(ref, ref, resolved.source, resolved.checkpoint_dir, resolved.placeholder)
                 return resolved
-        if HUB_ID_RE.match(name):
+        if name in HUB_IDS:
             looked.append(f"Hugging Face cache ({name})")
             cached = _hf_cached_dir(name)
             if cached is not None:
