@@ -121,11 +121,26 @@ def generate_batch(batch, *, model_dir=None, device: str | None = None, max_batc
     return GenResult(list(batch.items), audio, backend.sample_rate, backend.name, backend.placeholder, splits)
 
 
-def postprocess(spec: AssetSpec, audio, sample_rate: int) -> ProcessedAudio:
-    """Delivery chain for one generated clip (resample, fx, loop, loudness; see ``dsp.chain``)."""
-    from assetgen.dsp.chain import process_clip
+def part_slice(n: int, part: int, parts: int) -> slice:
+    """Part ``part`` of ``parts`` contiguous, near-equal slices of ``n`` items."""
+    return slice(part * n // parts, (part + 1) * n // parts)
 
-    return process_clip(audio, sample_rate, spec.post, spec.target_duration_s)
+
+def part_of(gen: GenResult, part: int, parts: int) -> GenResult:
+    """:func:`part_slice` of a generated batch (its OOM-split log goes with part 0 only)."""
+    cut = part_slice(len(gen.items), part, parts)
+    return dataclasses.replace(gen, items=gen.items[cut], audio=gen.audio[cut],
+                               split_log=gen.split_log if part == 0 else [])
+
+
+def postprocess(spec: AssetSpec, audio, sample_rate: int) -> ProcessedAudio:
+    """Delivery chain for one generated clip (resample, fx, loop, loudness; see ``dsp.chain``), its audio
+    encoded for the WAV here, where the DSP runs (the flow process then only adds headers and writes)."""
+    from assetgen.dsp.chain import process_clip
+    from assetgen.store.wav import encode
+
+    out = process_clip(audio, sample_rate, spec.post, spec.target_duration_s)
+    return dataclasses.replace(out, audio=encode(out.audio, spec.post.bit_depth))
 
 
 def postprocess_batch(gen: GenResult) -> list[tuple[Any, ProcessedAudio | str]]:

@@ -130,7 +130,7 @@ class GenRequest:
 class ProcessedAudio:
     """Delivered audio plus what was measured on it (goes to the WAV chunks and the index)."""
 
-    audio: Any  # np.ndarray (channels, samples), float32
+    audio: Any  # np.ndarray (channels, samples) float32, or store.wav.Samples once encoded for delivery
     sample_rate: int
     lufs: float | None
     true_peak_dbtp: float | None

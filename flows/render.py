@@ -53,8 +53,10 @@ def generate_task(batch, model_dir, device, attempts: int = 3):
 
 
 @task(name="post-process", cache_policy=NO_CACHE)
-def postprocess_task(gen, isolated: bool = False):
-    return gen, (render.postprocess_batch_isolated(gen) if isolated else render.postprocess_batch(gen))
+def postprocess_task(gen, isolated: bool = False, part: int = 0, parts: int = 1):
+    """Post-process slice ``part`` of ``parts`` of a generated batch, in the DSP process when ``isolated``."""
+    piece = render.part_of(gen, part, parts)
+    return piece, (render.postprocess_batch_isolated(piece) if isolated else render.postprocess_batch(piece))
 
 
 @task(name="mix-scene", cache_policy=NO_CACHE)
@@ -109,23 +111,29 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
         isolated = runner != "dask" and bool(prepared.batches)
         if isolated:
             render.warm_dsp_pool()
-        pending, previous = [], None
-        for batch in prepared.batches:
+        pending, parts_of, previous = [], [], None
+        for i, batch in enumerate(prepared.batches):
             # one device locally: chain generations (a failed batch must not block the next one); on Dask the
             # GPU=1 resource already limits each worker to one generation at a time
             chain = [allow_failure(previous)] if previous is not None and runner != "dask" else None
             with _gpu_annotation(runner):
                 gen = generate_task.submit(batch, model_dir, device, wait_for=chain)
             previous = gen
-            pending.append(postprocess_task.submit(gen, isolated))
+            # after the last generation nothing shares the GIL with DSP any more: half of the last batch is
+            # post-processed in this process beside the DSP process, and each half is stored when it is done
+            parts = 2 if isolated and i == len(prepared.batches) - 1 and len(batch.items) > 1 else 1
+            for part in range(parts):
+                pending.append(postprocess_task.submit(gen, isolated and part == 0, part, parts))
+                parts_of.append((batch, part, parts))
         for fut in as_completed(pending):
             try:
                 gen, processed = fut.result()
             except Exception as exc:  # noqa: BLE001 - a whole batch failed after retries
-                batch = prepared.batches[pending.index(fut)]
+                batch, part, parts = parts_of[pending.index(fut)]
+                items = batch.items[render.part_slice(len(batch.items), part, parts)]
                 error = render.error_text(exc)
-                outcomes += [_store(store, it, error, "", False, run_id) for it in batch.items]
-                progress.advance("generate", len(batch.items))
+                outcomes += [_store(store, it, error, "", False, run_id) for it in items]
+                progress.advance("generate", len(items))
                 continue
             crashpoint("batch-generated")
             for line in gen.split_log:

@@ -42,7 +42,7 @@ def test_isolated_postprocessing_equals_in_process_and_runs_elsewhere():
     assert [i.spec.asset for i, _ in there] == ["a0", "a1", "a2"]
     assert there[2][1] == here[2][1] == "generate: CUDA out of memory"
     for (_, a), (_, b) in zip(here[:2], there[:2]):
-        np.testing.assert_array_equal(a.audio, b.audio)
+        assert a.audio == b.audio  # the encoded samples (wav.Samples: bytes and their sha256)
         assert (a.lufs, a.true_peak_dbtp, a.loop_end, a.seam_score) == (b.lufs, b.true_peak_dbtp, b.loop_end,
                                                                          b.seam_score)
 
@@ -69,3 +69,14 @@ def test_dsp_process_exits_when_the_flow_process_is_killed():
     while _alive(child) and time.time() < deadline:
         time.sleep(0.2)
     assert not _alive(child)
+
+
+@pytest.mark.parametrize("n,parts", [(16, 2), (7, 2), (5, 3), (1, 1), (3, 4)])
+def test_batch_parts_cover_every_item_once_in_order(n, parts):
+    gen = render.GenResult(items=list(range(n)), audio=[f"a{i}" for i in range(n)], sample_rate=16000,
+                           model_label="sfx", placeholder=True, split_log=["OOM at batch 16: split in halves"])
+    pieces = [render.part_of(gen, p, parts) for p in range(parts)]
+    assert [i for piece in pieces for i in piece.items] == list(range(n))
+    assert all(piece.audio == [f"a{i}" for i in piece.items] for piece in pieces)
+    assert max(len(p.items) for p in pieces) - min(len(p.items) for p in pieces) <= 1
+    assert [len(p.split_log) for p in pieces] == [1] + [0] * (parts - 1)  # logged once per batch

@@ -212,3 +212,16 @@ def test_index_columns_cover_the_contract(tmp_path):
     row = commit(AssetStore(tmp_path), spec(), "k1")
     assert set(row) == set(COLUMNS)
     assert row["created_at"].endswith("Z") and row["status"] == "rendered" and row["run_id"] == "run1"
+
+
+def test_commit_of_audio_encoded_by_post_processing_writes_the_same_file(tmp_path, monkeypatch):
+    import assetgen.store.store as store_mod
+
+    monkeypatch.setattr(store_mod, "utc_now", lambda: "2025-01-02T03:04:05Z")
+    p = processed(loop=(0, 4800))
+    encoded = ProcessedAudio(**{**vars(p), "audio": wav.encode(p.audio, 24)})
+    rows = [commit(AssetStore(tmp_path / name), spec(loop=True), "k1", q) for name, q in (("a", p), ("b", encoded))]
+    assert (tmp_path / "a" / rows[0]["path"]).read_bytes() == (tmp_path / "b" / rows[1]["path"]).read_bytes()
+    assert {k: v for k, v in rows[0].items() if k != "id"} == {k: v for k, v in rows[1].items() if k != "id"}
+    with pytest.raises(StoreError, match="encoded at 24 bit"):
+        commit(AssetStore(tmp_path / "c"), spec(bit_depth=16), "k1", encoded)

@@ -153,3 +153,16 @@ def test_encoded_bytes_equal_libsndfile(bit_depth):
     sf.write(raw, audio.T, 48000, format="RAW", subtype=wav.BIT_DEPTHS[bit_depth][0], endian="LITTLE")
     assert wav.encode_samples(audio, bit_depth) == raw.getvalue()
     assert wav.encode_samples(audio[:1], bit_depth) == wav.encode_samples(audio[0], bit_depth)
+
+
+@pytest.mark.parametrize("bit_depth", [16, 24, 32])
+def test_pre_encoded_samples_give_the_same_file(bit_depth):
+    audio = _audio(seed=bit_depth)
+    samples = wav.encode(audio, bit_depth)
+    assert samples.data == wav.encode_samples(audio, bit_depth) and (samples.channels, samples.frames) == (2, 4801)
+    kw = {"loop": (0, 4801), "description": "p", "provenance": {"content_key": "k"}, "when": WHEN}
+    assert wav.wav_bytes(samples, 48000, bit_depth, **kw) == wav.wav_bytes(audio, 48000, bit_depth, **kw)
+    with pytest.raises(wav.WavError, match="encoded at"):
+        wav.wav_bytes(samples, 48000, 24 if bit_depth != 24 else 16)
+    with pytest.raises(wav.WavError, match="NaN"):
+        wav.encode(np.full((1, 4), np.nan, np.float32), bit_depth)

@@ -204,14 +204,15 @@ class AssetStore:
             return existing
         version = self.index.next_version(spec.scene, spec.asset)
         rel = f"{spec.scene}/{spec.asset}/{version_name(spec.asset, version)}"
-        audio = np.asarray(processed.audio, dtype=np.float32)
+        samples = _samples(processed, spec.post.bit_depth)
         loop = _loop(processed)
+        duration = samples.frames / processed.sample_rate if processed.sample_rate else None
         row = {
             "scene": spec.scene, "asset": spec.asset, "version": version, "path": rel,
             "content_key": content_key, "model": model_label, "placeholder": int(bool(placeholder)),
             "prompt": spec.prompt, "seed": int(spec.seed), "params": json.dumps(params, sort_keys=True, default=str),
-            "sample_rate": int(processed.sample_rate), "channels": int(audio.shape[0]) if audio.ndim == 2 else None,
-            "bit_depth": int(spec.post.bit_depth), "duration_s": _duration(audio, processed.sample_rate),
+            "sample_rate": int(processed.sample_rate), "channels": samples.channels,
+            "bit_depth": samples.bit_depth, "duration_s": duration,
             "lufs": _num(processed.lufs), "true_peak_dbtp": _num(processed.true_peak_dbtp),
             "loudness_target": float(spec.post.loudness_lufs), "true_peak_target": float(spec.post.true_peak_db),
             "loop_start": loop[0] if loop else None, "loop_end": loop[1] if loop else None,
@@ -223,14 +224,14 @@ class AssetStore:
         if final.exists():
             raise StoreError(f"{rel} exists but is not in the index; run reconcile before rendering")
         self._make_dirs(folder)
-        data = self._file_bytes(row, audio)
+        data = self._file_bytes(row, samples)
         atomic_write(final, data)
         row["sha256"] = hashlib.sha256(data).hexdigest()
         stored = self.index.add_version(row)
         crashpoint("after-index")
         return stored
 
-    def _file_bytes(self, row: dict, audio: np.ndarray) -> bytes:
+    def _file_bytes(self, row: dict, audio: np.ndarray | wav.Samples) -> bytes:
         """The WAV for an index row: format from the row, provenance = the row's rebuildable columns."""
         provenance = {k: row.get(k) for k in _ROW_FROM_PROVENANCE}
         loop = (row["loop_start"], row["loop_end"]) if row.get("loop_start") is not None else None
@@ -246,8 +247,7 @@ class AssetStore:
         if final.exists():
             raise StoreError(f"{row['path']} exists but is marked missing; run reconcile before rendering")
         self._make_dirs(final.parent)
-        audio = np.asarray(processed.audio, dtype=np.float32)
-        data = self._file_bytes(row, audio)
+        data = self._file_bytes(row, _samples(processed, int(row["bit_depth"])))
         atomic_write(final, data)
         restored = self.index.set_file_state(row["scene"], row["asset"], row["version"], "ok",
                                              sha256=hashlib.sha256(data).hexdigest())
@@ -369,8 +369,13 @@ def _loop(processed: ProcessedAudio) -> tuple[int, int] | None:
     return int(processed.loop_start), int(processed.loop_end)
 
 
-def _duration(audio: np.ndarray, sample_rate: int) -> float | None:
-    return audio.shape[-1] / float(sample_rate) if audio.ndim == 2 and sample_rate else None
+def _samples(processed: ProcessedAudio, bit_depth: int) -> wav.Samples:
+    """The delivered audio encoded at ``bit_depth``: as post-processing encoded it, or encoded here."""
+    if isinstance(processed.audio, wav.Samples):
+        if processed.audio.bit_depth != bit_depth:
+            raise StoreError(f"audio was encoded at {processed.audio.bit_depth} bit, the asset asks for {bit_depth}")
+        return processed.audio
+    return wav.encode(np.asarray(processed.audio, dtype=np.float32), bit_depth)
 
 
 def _num(value: Any) -> float | None:

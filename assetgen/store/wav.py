@@ -37,6 +37,7 @@ import os
 import struct
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -155,11 +156,23 @@ def info_chunk(comment: str, when: _dt.datetime) -> bytes:
     return chunk(b"LIST", b"INFO" + fields)
 
 
-def wav_bytes(audio: np.ndarray, sample_rate: int, bit_depth: int = 24, *,
-              loop: tuple[int, int] | None = None, description: str = "", provenance: dict | None = None,
-              lufs: float | None = None, true_peak_dbtp: float | None = None,
-              when: _dt.datetime | None = None, scene: str = "", take: str = "") -> bytes:
-    """The complete file. ``audio`` is float (channels, samples); ``loop`` = (start, end) frames, end exclusive."""
+@dataclass(frozen=True)
+class Samples:
+    """Audio encoded for a WAV ``data`` chunk (interleaved, little-endian) with the sha256 of those bytes.
+
+    Made by :func:`encode` where the audio is post-processed (a DSP process or a Dask worker), so the
+    process that writes the files only adds the header chunks; also 3/4 the size of float32 to send back.
+    """
+
+    data: bytes
+    sha256: str
+    channels: int
+    frames: int
+    bit_depth: int
+
+
+def encode(audio: np.ndarray, bit_depth: int) -> Samples:
+    """Validate ``audio`` (float, (channels, samples), finite) and encode it at ``bit_depth`` (16/24/32)."""
     if bit_depth not in BIT_DEPTHS:
         raise WavError(f"bit depth {bit_depth}: expected 16, 24 (PCM) or 32 (float)")
     audio = np.asarray(audio)
@@ -167,16 +180,28 @@ def wav_bytes(audio: np.ndarray, sample_rate: int, bit_depth: int = 24, *,
         raise WavError(f"audio shape {audio.shape}: expected (channels, samples) with at least one sample")
     if not np.isfinite(np.sum(audio, dtype=np.float64)):  # NaN and inf propagate; float64 cannot overflow
         raise WavError("audio contains NaN or infinite samples")
+    data = _encode(np.asarray(audio, dtype=np.float32), bit_depth)
+    return Samples(bytes(data), hashlib.sha256(data).hexdigest(), audio.shape[0], audio.shape[1], bit_depth)
+
+
+def wav_bytes(audio: np.ndarray | Samples, sample_rate: int, bit_depth: int = 24, *,
+              loop: tuple[int, int] | None = None, description: str = "", provenance: dict | None = None,
+              lufs: float | None = None, true_peak_dbtp: float | None = None,
+              when: _dt.datetime | None = None, scene: str = "", take: str = "") -> bytes:
+    """The complete file. ``audio`` is float (channels, samples) or already :func:`encode`-d at ``bit_depth``;
+    ``loop`` = (start, end) frames, end exclusive."""
+    samples = audio if isinstance(audio, Samples) else encode(audio, bit_depth)
+    if samples.bit_depth != bit_depth:
+        raise WavError(f"samples encoded at {samples.bit_depth} bit, file asked for {bit_depth} bit")
     if not 1 <= int(sample_rate) <= 768_000:
         raise WavError(f"sample rate {sample_rate}: out of range")
-    channels, frames = audio.shape
+    channels, frames, data = samples.channels, samples.frames, samples.data
     if loop is not None:
         start, end = int(loop[0]), int(loop[1])
         if not 0 <= start < end <= frames:
             raise WavError(f"loop ({start}, {end}): need 0 <= start < end <= {frames} frames")
     when = when or _dt.datetime.now(_dt.timezone.utc)
-    data = _encode(np.asarray(audio, dtype=np.float32), bit_depth)
-    prov = dict(provenance or {}) | {"audio_sha256": hashlib.sha256(data).hexdigest()}
+    prov = dict(provenance or {}) | {"audio_sha256": samples.sha256}
     key = str(prov.get("content_key", ""))
     history = f"A=PCM,F={sample_rate},W={bit_depth},M={_MODES.get(channels, str(channels))},T={ORIGINATOR}\r\n"
     chunks = [fmt_chunk(channels, int(sample_rate), bit_depth)]
