@@ -162,6 +162,7 @@ def render_cmd(
     prefect_env(out)
     from assetgen import progress
     from assetgen.store import RootLocked
+    from assetgen.render import AssetsFailed
     from flows.render import render_flow
 
     progress.enable(progress_bars and sys.stderr.isatty())
@@ -181,6 +182,8 @@ def render_cmd(
     except RootLocked as exc:
         _err(str(exc))
     summary = state.result(raise_on_failure=False)
+    if isinstance(summary, AssetsFailed):
+        summary = summary.summary
     if isinstance(summary, BaseException):
         if isinstance(summary, RootLocked):
             _err(str(summary))

@@ -25,6 +25,21 @@ class InvalidInput(Exception):
     """Bad manifests, arguments or models: CLI exit code 2, never retried."""
 
 
+class AssetsFailed(Exception):
+    """Some assets of a render failed (the others landed); ``summary`` is the run's :func:`summary`.
+
+    The data of the flow's Failed state, so ``render_flow(...)`` called from Python raises it (Prefect can
+    only raise exceptions from a failed state) and ``assetgen render`` reads the summary from it.
+    """
+
+    def __init__(self, message: str, summary: dict) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+    def __reduce__(self):
+        return type(self), (str(self), self.summary)
+
+
 @dataclass
 class Prepared:
     """Everything decided before any model loads."""

@@ -149,7 +149,8 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
     _artifacts(summary)
     if summary["failed"]:
         names = ", ".join(f["asset"] for f in summary["failed"][:10])
-        return Failed(message=f"{len(summary['failed'])} asset(s) failed: {names}", data=summary)
+        message = f"{len(summary['failed'])} asset(s) failed: {names}"
+        return Failed(message=message, data=render.AssetsFailed(message, summary))
     return Completed(message=f"{summary['rendered']} new version(s)", data=summary)
 
 

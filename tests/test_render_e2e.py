@@ -134,7 +134,9 @@ def test_missing_model_exits_2_with_a_pointer(tmp_path, monkeypatch):
     assert not root.exists()
 
 
-def test_failing_asset_is_isolated_and_exit_code_is_1(tmp_path, tiny_models):
+@pytest.fixture
+def half_broken_manifest(tmp_path, tiny_models) -> Path:
+    """ok/one on the tiny sfx model, bad/two on a copy of it whose weights are not a checkpoint."""
     broken = tmp_path / "broken_model"
     shutil.copytree(tiny_models / "sfx", broken)
     (broken / "state_dict.bin").write_bytes(b"not a checkpoint")
@@ -143,6 +145,11 @@ def test_failing_asset_is_isolated_and_exit_code_is_1(tmp_path, tiny_models):
         "scene,asset,model,prompt,duration_s\n"
         "ok,one,sfx,a door creaks,1\n"
         f"bad,two,{broken},a door slams,1\n")
+    return manifest
+
+
+def test_failing_asset_is_isolated_and_exit_code_is_1(tmp_path, tiny_models, half_broken_manifest):
+    manifest = half_broken_manifest
     root = tmp_path / "out"
     result = run("render", manifest, "--out", root, "--model-dir", tiny_models, "--no-progress")
     assert result.exit_code == 1, result.output
@@ -153,6 +160,20 @@ def test_failing_asset_is_isolated_and_exit_code_is_1(tmp_path, tiny_models):
 
     failures = Index(root).failures()
     assert [(f["scene"], f["asset"], f["stage"]) for f in failures] == [("bad", "two", "generate")]
+
+
+def test_render_flow_called_from_python_raises_the_failures(tmp_path, tiny_models, half_broken_manifest):
+    from assetgen.cli import ephemeral_run_settings, prefect_env
+    from assetgen.render import AssetsFailed
+    from flows.render import render_flow
+
+    root = tmp_path / "out"
+    prefect_env(root)
+    with ephemeral_run_settings(), pytest.raises(AssetsFailed, match="1 asset\\(s\\) failed: bad/two") as caught:
+        render_flow(manifests=[str(half_broken_manifest)], out=str(root), model_dir=str(tiny_models))
+    summary = caught.value.summary
+    assert summary["rendered"] == 1 and [f["asset"] for f in summary["failed"]] == ["bad/two"]
+    assert [(r["scene"], r["asset"]) for r in rows(root)] == [("ok", "one")]
 
 
 def test_dask_runner_matches_local_runner(demo_root, tiny_models, tmp_path):
