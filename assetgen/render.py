@@ -211,6 +211,9 @@ def _dsp_worker_init(parent_pid: int) -> None:
     """Import the DSP stack up front, and exit when the flow process is gone (even if it was killed)."""
     import assetgen.dsp.chain  # noqa: F401
     import pedalboard  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # one core: the others generate (true peak's GEMM would otherwise use every core)
 
     def watch() -> None:
         while os.getppid() == parent_pid:

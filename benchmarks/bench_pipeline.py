@@ -6,8 +6,8 @@
 (c) assetgen's render flow end to end (plan, batched generation, resample/loop/loudness DSP, atomic versioned WAV
     + index), in-process after one warm-up flow run (the Prefect server and the model are loaded once per process,
     as on a worker).
-(b) and (c) alternate for five rounds (each render into a fresh output root) and their medians are compared, so
-a slow spell of this shared machine does not land on one side only.
+(b) and (c) alternate for five rounds (each render into a fresh output root; b first in even rounds, c first in
+odd ones) and their medians are compared, so a slow spell of this shared machine does not land on one side only.
 Also: a no-change re-run over 1 000 up-to-date assets must load no model, make 0 generation calls and take at most
 5 s longer than an empty flow run timed in the same process.
 
@@ -124,13 +124,20 @@ def run(args: argparse.Namespace) -> None:
     manifest = write_manifest(tmp / "bench.csv", args.requests, args.duration, "music")
     loads_before = cache.load_count
     t_bs, t_cs = [], []
-    for r in range(args.rounds):
-        t_bs.append(timed(raw_batched))
-        out_c = tmp / f"out_c{r}"
-        t_cs.append(timed(lambda: render_flow(manifests=[str(manifest)], out=str(out_c), model_dir=str(model_dir),
-                                              device="cpu", batch_size=args.batch_size)))
+    def render_c(out_c: Path) -> float:
+        t = timed(lambda: render_flow(manifests=[str(manifest)], out=str(out_c), model_dir=str(model_dir),
+                                      device="cpu", batch_size=args.batch_size))
         landed = len(list(out_c.rglob("*_v001.wav")))
         assert landed == args.requests, f"render landed {landed} of {args.requests}"
+        return t
+
+    for r in range(args.rounds):  # b, c then c, b: a machine slowing down (or speeding up) hits both alike
+        if r % 2 == 0:
+            t_bs.append(timed(raw_batched))
+            t_cs.append(render_c(tmp / f"out_c{r}"))
+        else:
+            t_cs.append(render_c(tmp / f"out_c{r}"))
+            t_bs.append(timed(raw_batched))
     t_b, t_c = statistics.median(t_bs), statistics.median(t_cs)
 
     audio_s = args.requests * args.duration

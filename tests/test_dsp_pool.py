@@ -39,6 +39,10 @@ def test_isolated_postprocessing_equals_in_process_and_runs_elsewhere():
     gen = _gen()
     here, there = render.postprocess_batch(gen), render.postprocess_batch_isolated(gen)
     assert render.dsp_pool().submit(os.getpid).result() != os.getpid()
+    from threadpoolctl import threadpool_info
+
+    blas = [i["num_threads"] for i in render.dsp_pool().submit(threadpool_info).result() if i["user_api"] == "blas"]
+    assert blas and set(blas) == {1}  # the DSP process keeps to one core
     assert [i.spec.asset for i, _ in there] == ["a0", "a1", "a2"]
     assert there[2][1] == here[2][1] == "generate: CUDA out of memory"
     for (_, a), (_, b) in zip(here[:2], there[:2]):
