@@ -143,6 +143,25 @@ def _interpolated_peak(x: np.ndarray, chunks: np.ndarray, nq: int, cyclic: bool)
     return np.abs(vals @ _TP_BAND).max(axis=1)
 
 
+def _every_chunk_peak(x: np.ndarray, nq: int, cyclic: bool, rows: int = 8192) -> float:
+    """Max |4x interpolated value| over all ``nq`` chunks per channel (what :func:`_interpolated_peak`
+    computes for some), from one padded copy of the signal, ``rows`` chunks per GEMM."""
+    c, n = x.shape
+    h, width = _TAPS, _TP_CHUNK
+    total = nq * width + h - 1  # positions -(h-1) .. nq*width-1: every chunk's window
+    if cyclic:
+        xp = x[:, (np.arange(total) - (h - 1)) % n]
+    else:
+        xp = np.zeros((c, total), np.float32)
+        xp[:, h - 1 : h - 1 + n] = x
+    win = np.lib.stride_tricks.sliding_window_view(xp, width + h - 1, axis=1)[:, ::width]  # (c, nq, 27)
+    best = 0.0
+    for ch in range(c):
+        for k in range(0, nq, rows):
+            best = max(best, float(np.abs(win[ch, k : k + rows] @ _TP_BAND).max()))
+    return best
+
+
 def true_peak(audio: np.ndarray, cyclic: bool = False) -> float:
     """True peak (linear, >= sample peak): max |x| of the 4x oversampled signal (BS.1770-4 Annex 2).
 
@@ -150,7 +169,8 @@ def true_peak(audio: np.ndarray, cyclic: bool = False) -> float:
     oversampling everything, but only outputs that can beat the sample peak are computed: an interpolated
     value is at most ``_TP_GAIN`` (the largest phase's sum of |taps|, ~2.02) times the largest sample under
     its 12-tap window, so only windows holding a sample above ``peak / _TP_GAIN`` are evaluated, in
-    chunks of ``_TP_CHUNK`` outputs.
+    chunks of ``_TP_CHUNK`` outputs. Dense audio (most 256-sample blocks above that level) evaluates every
+    chunk instead, which then costs less than finding the ones that can matter.
     """
     x = as_2d(audio)
     c, n = x.shape
@@ -169,13 +189,12 @@ def true_peak(audio: np.ndarray, cyclic: bool = False) -> float:
     nq = -(-(n + (0 if cyclic else h - 1)) // width)  # chunks per channel (window end positions / width)
     thr = np.float32(best / _TP_GAIN)
     hot_blocks = np.flatnonzero(peaks > thr)
-    if hot_blocks.size * 8 > peaks.size:  # dense (noise-like ambiences): one pass beats gathering blocks
-        ch, i = np.nonzero(np.abs(x) > thr)
-    else:
-        ch_b, b = np.divmod(hot_blocks, peaks.shape[1])
-        idx = b[:, None] * _TP_SCAN + np.arange(_TP_SCAN)
-        hot = (np.abs(x[ch_b[:, None], np.minimum(idx, n - 1)]) > thr) & (idx < n)
-        ch, i = np.broadcast_to(ch_b[:, None], idx.shape)[hot], idx[hot]
+    if hot_blocks.size * 2 > peaks.size:  # dense (noise-like ambiences): every chunk costs less than finding some
+        return max(best, _every_chunk_peak(x, nq, cyclic))
+    ch_b, b = np.divmod(hot_blocks, peaks.shape[1])
+    idx = b[:, None] * _TP_SCAN + np.arange(_TP_SCAN)
+    hot = (np.abs(x[ch_b[:, None], np.minimum(idx, n - 1)]) > thr) & (idx < n)
+    ch, i = np.broadcast_to(ch_b[:, None], idx.shape)[hot], idx[hot]
     # windows ending at i .. i+h-1 hold sample i: at most two chunks (h - 1 < width), wrapped when cyclic
     last = (i + h - 1) % n if cyclic else i + h - 1
     ends = [i, last] + ([np.minimum(i + h - 1, n - 1)] if cyclic else [])
