@@ -202,7 +202,7 @@ class AssetStore:
             if existing["file_state"] == "missing":
                 return self._restore(existing, processed)
             return existing
-        version = self.index.next_version(spec.scene, spec.asset)
+        version = existing["version"] + 1 if existing is not None else 1  # ``get`` is the highest version
         rel = f"{spec.scene}/{spec.asset}/{version_name(spec.asset, version)}"
         samples = _samples(processed, spec.post.bit_depth)
         loop = _loop(processed)
