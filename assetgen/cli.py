@@ -54,6 +54,33 @@ def prefect_env(out: Path) -> None:
 
 
 @contextlib.contextmanager
+def exit_on_sigterm():
+    """SIGTERM (a CI timeout, systemd, a farm's scheduler) ends a render like an error, with exit code 143.
+
+    Python's default SIGTERM action kills the process without unwinding: Prefect marks the flow run crashed,
+    then re-sends the signal to whatever handler was there before, so the temporary Prefect server (a child
+    process) and the DSP process were left running. Raising ``SystemExit`` instead runs the ``finally``
+    blocks and exit handlers that stop them; files and index rows stay as after any crash (atomic).
+    """
+    import signal
+
+    def handler(signum, frame):
+        print("error: render terminated (SIGTERM); what landed is in the index, run it again to render the rest",
+              file=sys.stderr, flush=True)
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. called from a test runner's thread): nothing to do
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
 def ephemeral_run_settings():
     """Prefect settings for a flow run in ephemeral mode (no ``PREFECT_API_URL``): no flow-run heartbeats.
 
@@ -175,7 +202,7 @@ def render_cmd(
                                "resources": {"GPU": 1}}}
         flow_fn = render_flow.with_options(task_runner=DaskTaskRunner(**kwargs))
     try:
-        with ephemeral_run_settings():
+        with exit_on_sigterm(), ephemeral_run_settings():
             state = flow_fn(manifests=[str(m) for m in manifests], out=str(out),
                             model_dir=str(model_dir) if model_dir else None, device=device, batch_size=batch_size,
                             max_assets=max_assets, wait=not no_wait, runner=runner, return_state=True)

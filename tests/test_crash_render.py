@@ -164,3 +164,37 @@ def test_sigkill_at_every_stage_then_rerun_equals_clean_run(tmp_path, tiny_model
     code, out = render(root, tiny_models, prefect_api)
     assert code == 0, out
     assert_final_invariants(root, clean)
+
+
+def test_sigterm_stops_the_render_and_every_process_it_started(tmp_path, tiny_models):
+    """SIGTERM (a CI timeout, systemd, a scheduler) ends a render with exit code 143 and leaves nothing running:
+    not the temporary Prefect server, not the DSP process; the index only points at complete files."""
+    import psutil
+
+    root = tmp_path / "out"
+    cmd = [sys.executable, "-m", "assetgen.cli", "render", str(DEMO), "--out", str(root), "--model-dir",
+           str(tiny_models), "--no-progress", "--batch-size", "2"]
+    env = _env({"PREFECT_HOME": str(tmp_path / "prefect-home")})  # no PREFECT_API_URL: a temporary server
+    log = tmp_path / "render.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            while not list(root.rglob("*_v001.wav")):
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+            children = psutil.Process(proc.pid).children(recursive=True)
+            names = [" ".join(c.cmdline()) for c in children]
+            assert any("uvicorn" in n for n in names) and any("spawn_main" in n for n in names), names
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=120)
+            _, alive = psutil.wait_procs(children, timeout=20)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    output = log.read_text()
+    assert code == 143, output
+    assert not alive, [" ".join(p.cmdline()) for p in alive]
+    assert "render terminated (SIGTERM)" in output and "Traceback" not in output
+    assert not [p for p in root.rglob("*") if ".tmp" in p.name]
+    assert_index_points_at_complete_files(root)
