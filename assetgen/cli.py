@@ -188,8 +188,8 @@ def render_cmd(
     typer.echo("plan: " + ", ".join(f"{k} {v}" for k, v in counts.items()), err=True)
     prefect_env(out)
     from assetgen import progress
-    from assetgen.store import RootLocked
     from assetgen.render import AssetsFailed
+    from assetgen.store import RootLocked
     from flows.render import render_flow
 
     progress.enable(progress_bars and sys.stderr.isatty())

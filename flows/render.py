@@ -121,6 +121,7 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
             previous = gen
             # after the last generation nothing shares the GIL with DSP any more: half of the last batch is
             # post-processed in this process beside the DSP process, and each half is stored when it is done
+            # (a native crash in that half would end the run like any crash: atomic files, consistent index)
             parts = 2 if isolated and i == len(prepared.batches) - 1 and len(batch.items) > 1 else 1
             for part in range(parts):
                 pending.append(postprocess_task.submit(gen, isolated and part == 0, part, parts))

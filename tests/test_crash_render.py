@@ -177,7 +177,8 @@ def test_sigterm_stops_the_render_and_every_process_it_started(tmp_path, tiny_mo
     env = _env({"PREFECT_HOME": str(tmp_path / "prefect-home")})  # no PREFECT_API_URL: a temporary server
     log = tmp_path / "render.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
         try:
             deadline = time.monotonic() + 300
             while not list(root.rglob("*_v001.wav")):

@@ -373,7 +373,8 @@ def _samples(processed: ProcessedAudio, bit_depth: int) -> wav.Samples:
     """The delivered audio encoded at ``bit_depth``: as post-processing encoded it, or encoded here."""
     if isinstance(processed.audio, wav.Samples):
         if processed.audio.bit_depth != bit_depth:
-            raise StoreError(f"audio was encoded at {processed.audio.bit_depth} bit, the asset asks for {bit_depth}")
+            raise StoreError(f"audio was encoded at {processed.audio.bit_depth} bit, "
+                             f"the asset asks for {bit_depth}")
         return processed.audio
     return wav.encode(np.asarray(processed.audio, dtype=np.float32), bit_depth)
 
