@@ -72,12 +72,17 @@ def prefect_api(tmp_path_factory):
         server.wait(30)
 
 
+def render_cmd(root: Path, models: Path) -> list[str]:
+    """`assetgen render` of the demo manifest into ``root``, two requests per batch."""
+    return [sys.executable, "-m", "assetgen.cli", "render", str(DEMO), "--out", str(root), "--model-dir",
+            str(models), "--no-progress", "--batch-size", "2"]
+
+
 def render(root: Path, models: Path, api: str, crash: str | None = None, kill_after_first_wav: bool = False):
     """Run one render; returns (exit code, output). Output goes to a file, not a pipe: a SIGKILLed render
     leaves Prefect's temporary server (its child) running, which would hold a pipe open. The render gets its
     own process group, killed afterwards, so no orphan survives the test."""
-    cmd = [sys.executable, "-m", "assetgen.cli", "render", str(DEMO), "--out", str(root), "--model-dir",
-           str(models), "--no-progress", "--batch-size", "2"]
+    cmd = render_cmd(root, models)
     env = _env({"PREFECT_API_URL": api, **({"ASSETGEN_CRASH_AT": crash} if crash else {})})
     before = set(root.rglob("*.wav"))
     log = root.parent / f"{root.name}-render.log"
@@ -172,8 +177,7 @@ def test_sigterm_stops_the_render_and_every_process_it_started(tmp_path, tiny_mo
     import psutil
 
     root = tmp_path / "out"
-    cmd = [sys.executable, "-m", "assetgen.cli", "render", str(DEMO), "--out", str(root), "--model-dir",
-           str(tiny_models), "--no-progress", "--batch-size", "2"]
+    cmd = render_cmd(root, tiny_models)
     env = _env({"PREFECT_HOME": str(tmp_path / "prefect-home")})  # no PREFECT_API_URL: a temporary server
     log = tmp_path / "render.log"
     with open(log, "w") as out:

@@ -231,12 +231,12 @@ class AssetStore:
         crashpoint("after-index")
         return stored
 
-    def _file_bytes(self, row: dict, audio: np.ndarray | wav.Samples) -> bytes:
+    def _file_bytes(self, row: dict, samples: wav.Samples) -> bytes:
         """The WAV for an index row: format from the row, provenance = the row's rebuildable columns."""
         provenance = {k: row.get(k) for k in _ROW_FROM_PROVENANCE}
         loop = (row["loop_start"], row["loop_end"]) if row.get("loop_start") is not None else None
         when = _dt.datetime.fromisoformat(row["created_at"].replace("Z", "+00:00"))
-        return wav.wav_bytes(audio, int(row["sample_rate"]), int(row["bit_depth"]), loop=loop,
+        return wav.wav_bytes(samples, int(row["sample_rate"]), int(row["bit_depth"]), loop=loop,
                              description=row.get("prompt") or "", provenance=provenance, lufs=row.get("lufs"),
                              true_peak_dbtp=row.get("true_peak_dbtp"), when=when, scene=row["scene"],
                              take=f"v{int(row['version']):03d}")
