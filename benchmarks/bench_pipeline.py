@@ -2,12 +2,15 @@
 
 (a) seed-tutorial style: one prompt per generate() call, then its post-processing (audiocraft's audio_write with
     strategy="loudness", as the tutorial does);
-(b) the raw batched generate() over the same requests, same batch size, no post-processing;
+(b) the raw batched generate() over the same requests, same batch size, no post-processing (audiocraft's call as
+    it comes: torch.no_grad, one RNG per batch);
+(g) assetgen's own batched generation alone (its backend's generate(): per-request seeds, torch.inference_mode),
+    no post-processing: c against g is what the pipeline around generation costs;
 (c) assetgen's render flow end to end (plan, batched generation, resample/loop/loudness DSP, atomic versioned WAV
     + index), in-process after one warm-up flow run (the Prefect server and the model are loaded once per process,
     as on a worker).
-(b) and (c) alternate for five rounds (each render into a fresh output root; b first in even rounds, c first in
-odd ones) and their medians are compared, so a slow spell of this shared machine does not land on one side only.
+(b), (g) and (c) alternate for five rounds (each render into a fresh output root; the order rotates every round)
+and their medians are compared, so a slow spell of this shared machine does not land on one side only.
 Also c's time outside generate() per run (start-up, planning, the last batch's post-processing and writes, run
 end), measured within each c run, so unaffected by drift between b and c. And a no-change re-run over 1 000
 up-to-date assets must load no model, make 0 generation calls and take at most 5 s longer than an empty flow
@@ -121,11 +124,16 @@ def run(args: argparse.Namespace) -> None:
     empty_flow()  # starts the ephemeral server once for this process
     t_empty = statistics.median(timed(empty_flow) for _ in range(3))
 
-    # (b) and (c) alternate for a few rounds so that both see the same machine; medians are compared.
+    # (g) assetgen's batched generation alone: the backend's generate() over the same batches
+    def backend_batched():
+        for batch in chunk(reqs, args.batch_size):
+            backend.generate(batch)
+
+    # (b), (g) and (c) alternate for a few rounds so that all see the same machine; medians are compared.
     # (c) is in-process with a warm server and the cached model, each round into a fresh output root.
     manifest = write_manifest(tmp / "bench.csv", args.requests, args.duration, "music")
     loads_before = cache.load_count
-    t_bs, t_cs = [], []
+    t_bs, t_gs, t_cs = [], [], []
     # c's time outside generate() (flow start-up, planning, the last batch's DSP and writes, run end): what
     # a render adds to the device's work, measured inside each c run and so free of the b/c drift
     spans: list[float] = []
@@ -152,14 +160,12 @@ def run(args: argparse.Namespace) -> None:
         assert landed == args.requests, f"render landed {landed} of {args.requests}"
         return t
 
-    for r in range(args.rounds):  # b, c then c, b: a machine slowing down (or speeding up) hits both alike
-        if r % 2 == 0:
-            t_bs.append(timed(raw_batched))
-            t_cs.append(render_c(tmp / f"out_c{r}"))
-        else:
-            t_cs.append(render_c(tmp / f"out_c{r}"))
-            t_bs.append(timed(raw_batched))
-    t_b, t_c = statistics.median(t_bs), statistics.median(t_cs)
+    series = [(t_bs, lambda r: timed(raw_batched)), (t_gs, lambda r: timed(backend_batched)),
+              (t_cs, lambda r: render_c(tmp / f"out_c{r}"))]
+    for r in range(args.rounds):  # the order rotates: a machine slowing down (or speeding up) hits all alike
+        for times, measure in series[r % 3:] + series[:r % 3]:
+            times.append(measure(r))
+    t_b, t_g, t_c = statistics.median(t_bs), statistics.median(t_gs), statistics.median(t_cs)
 
     audio_s = args.requests * args.duration
     print(f"\n{args.requests} requests x {args.duration:.0f} s, batch size {args.batch_size} "
@@ -167,14 +173,18 @@ def run(args: argparse.Namespace) -> None:
     print(f"  (a) seed style, one generate() per prompt + audio_write : {t_a:8.2f} s  {audio_s / t_a:6.2f} audio-s/s")
     print(f"  (b) raw batched generate(), no post-processing         : {t_b:8.2f} s  {audio_s / t_b:6.2f} audio-s/s"
           f"   (median of {', '.join(f'{t:.2f}' for t in t_bs)})")
+    print(f"  (g) assetgen's batched generation, no post-processing  : {t_g:8.2f} s  {audio_s / t_g:6.2f} audio-s/s"
+          f"   (median of {', '.join(f'{t:.2f}' for t in t_gs)})")
     print(f"  (c) assetgen render end to end (flow, DSP, WAV, index)  : {t_c:8.2f} s  {audio_s / t_c:6.2f} audio-s/s"
           f"   (median of {', '.join(f'{t:.2f}' for t in t_cs)}; models loaded during c: "
           f"{cache.load_count - loads_before})")
     print(f"  c vs a speed-up           : {t_a / t_c:6.2f}x   (target >= 8x)")
     print(f"  c throughput / b throughput: {t_b / t_c:6.2f}    (target >= 0.9)")
+    print(f"  g throughput / b throughput: {t_b / t_g:6.2f}    (assetgen's generation vs audiocraft's call as it comes)")
+    print(f"  c throughput / g throughput: {t_g / t_c:6.2f}    (what the pipeline around generation costs)")
     t_out = statistics.median(outside)
     print(f"  c outside generate(): {t_out:.2f} s per run (median of {', '.join(f'{t:.2f}' for t in outside)}) "
-          f"-> at b's median speed c/b would be {t_b / (t_b + t_out):.2f}")
+          f"-> with g's median generation c/g would be {t_g / (t_g + t_out):.2f}")
 
     # no-change re-run over N up-to-date assets
     n = args.noop_assets

@@ -393,6 +393,33 @@ def torch_equal(a, b) -> bool:
 
 
 @pytest.mark.slow
+def test_generation_runs_in_inference_mode_with_the_tokens_of_no_grad(music, monkeypatch):
+    import torch
+
+    from assetgen.models import audiocraft_backend
+
+    modes: list = []
+    reqs = [req(0, GenParams(duration_s=0.4), seed=3), req(1, GenParams(duration_s=0.4), seed=4)]
+    with captured_tokens(music) as toks:
+        capture = music.model.generate_audio
+
+        def spy(tokens):
+            modes.append(torch.is_inference_mode_enabled())
+            return capture(tokens)
+
+        music.model.generate_audio = spy
+        try:
+            fast = music.generate(reqs)
+            monkeypatch.setattr(audiocraft_backend.torch, "inference_mode", torch.no_grad)
+            stock = music.generate(reqs)
+        finally:
+            music.model.generate_audio = capture
+    assert modes == [True, False]
+    assert torch_equal(toks[0], toks[1])
+    assert all(np.array_equal(a, b) for a, b in zip(fast, stock))
+
+
+@pytest.mark.slow
 def test_generation_params_reach_the_sampler(music):
     greedy = GenParams(duration_s=0.4, top_k=1)  # 10 frames at 25 Hz (audiocraft floors to whole frames)
     with captured_tokens(music) as toks:
