@@ -9,7 +9,7 @@
 (c) assetgen's render flow end to end (plan, batched generation, resample/loop/loudness DSP, atomic versioned WAV
     + index), in-process after one warm-up flow run (the Prefect server and the model are loaded once per process,
     as on a worker).
-(b), (g) and (c) alternate for five rounds (each render into a fresh output root; the order rotates every round)
+(b), (g) and (c) alternate for seven rounds (each render into a fresh output root; the order rotates every round)
 and their medians are compared, so a slow spell of this shared machine does not land on one side only.
 Also c's time outside generate() per run (start-up, planning, the last batch's post-processing and writes, run
 end), measured within each c run, so unaffected by drift between b and c. And a no-change re-run over 1 000
@@ -19,7 +19,7 @@ run timed in the same process.
 The model is random-weight, sized (dim 32, 32 layers, 4 codebooks x 1024) so that CPU generation of one request
 runs at roughly real time: closer to a GPU's share of the work than the tiny test model. As on a GPU worker,
 generation has its own "device" (torch uses all cores but one, here 1 of 2) and post-processing the other core.
-Usage: .venv/bin/python benchmarks/bench_pipeline.py [--requests 32] [--batch-size 16] [--duration 4] [--rounds 5]
+Usage: .venv/bin/python benchmarks/bench_pipeline.py [--requests 32] [--batch-size 16] [--duration 4] [--rounds 7]
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--duration", type=float, default=4.0)
     ap.add_argument("--noop-assets", type=int, default=1000)
-    ap.add_argument("--rounds", type=int, default=5, help="alternating (b), (c) rounds; medians are compared")
+    ap.add_argument("--rounds", type=int, default=7, help="alternating (b), (c) rounds; medians are compared")
     args = ap.parse_args()
     from assetgen.cli import ephemeral_run_settings
 

@@ -100,7 +100,8 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
                     sorted(r for r, m in prepared.models.items() if m.placeholder))
     store = AssetStore(root)
     outcomes: list[Outcome] = []
-    with store.lock(wait=wait, on_wait=lambda: log.warning("another render holds %s; waiting for it", root)):
+    with store.lock(wait=wait, on_wait=lambda: log.warning("another render holds %s; waiting for it", root)), \
+            store.index.keep_open():
         report = store.reconcile()
         if report:
             log.warning("reconciled output root: %s", report)

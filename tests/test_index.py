@@ -132,6 +132,30 @@ def test_readers_see_committed_state_while_a_writer_holds_a_transaction(tmp_path
     assert index.latest_keys() == {"forest/birds": "uncommitted"}
 
 
+def test_keep_open_keeps_the_wal_between_commits_and_checkpoints_once_at_the_end(tmp_path):
+    index = Index(tmp_path / "out")
+    wal = index.path.with_name(index.path.name + "-wal")
+    index.add_version(_row(key="k1"))
+    assert not wal.exists()  # the last connection closed: checkpointed into the database, WAL deleted
+    with index.keep_open():
+        index.add_version(_row(key="k2"))
+        assert wal.exists() and wal.stat().st_size > 0  # not checkpointed and deleted per commit
+        index.add_version(_row(asset="wind", key="w1"))
+        other = sqlite3.connect(index.path)  # a reader elsewhere sees every committed row meanwhile
+        assert other.execute("SELECT COUNT(*) FROM assets").fetchone()[0] == 3
+        other.close()
+    assert not wal.exists()
+    assert [r["version"] for r in Index(tmp_path / "out").history("forest", "birds")] == [1, 2]
+
+
+def test_keep_open_creates_a_missing_index(tmp_path):
+    index = Index(tmp_path / "new")
+    with index.keep_open():
+        assert index.path.exists() and index.rows() == []
+        index.add_version(_row())
+    assert index.get("forest", "birds")["version"] == 1
+
+
 def test_newer_schema_is_refused_clearly(tmp_path):
     index = Index(tmp_path)
     index.add_version(_row())

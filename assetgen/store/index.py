@@ -173,6 +173,23 @@ class Index:
         finally:
             con.close()
 
+    @contextlib.contextmanager
+    def keep_open(self) -> Iterator[None]:
+        """Hold one idle connection for a run of many short transactions (creates the index if missing).
+
+        When the last connection to a WAL database closes, SQLite checkpoints the WAL into the database and
+        deletes it, so with one connection per operation every commit paid for a checkpoint (16 commits of a
+        render: 0.17 -> 0.13 s). The held connection has no transaction open: it blocks neither writers nor
+        checkpoints, and closing it at the end checkpoints once.
+        """
+        with self._write():
+            pass
+        con = self._open()
+        try:
+            yield
+        finally:
+            con.close()
+
     def _open(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         con.row_factory = sqlite3.Row
