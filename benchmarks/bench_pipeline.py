@@ -58,7 +58,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--duration", type=float, default=4.0)
     ap.add_argument("--noop-assets", type=int, default=1000)
-    ap.add_argument("--rounds", type=int, default=7, help="alternating (b), (c) rounds; medians are compared")
+    ap.add_argument("--rounds", type=int, default=7, help="rounds of (b), (g), (c) in rotating order; medians are compared")
     args = ap.parse_args()
     from assetgen.cli import ephemeral_run_settings
 
