@@ -225,3 +225,83 @@ def test_commit_of_audio_encoded_by_post_processing_writes_the_same_file(tmp_pat
     assert {k: v for k, v in rows[0].items() if k != "id"} == {k: v for k, v in rows[1].items() if k != "id"}
     with pytest.raises(StoreError, match="encoded at 24 bit"):
         commit(AssetStore(tmp_path / "c"), spec(bit_depth=16), "k1", encoded)
+
+
+def hashed_files(monkeypatch) -> list:
+    """Record the files reconcile hashes."""
+    from assetgen.store import store as store_mod
+
+    seen: list = []
+    original = store_mod.sha256_file
+
+    def spy(path):
+        seen.append(path.name)
+        return original(path)
+
+    monkeypatch.setattr(store_mod, "sha256_file", spy)
+    return seen
+
+
+def test_reconcile_hashes_a_file_again_only_when_it_changed(tmp_path, monkeypatch):
+    import shutil
+    import time
+
+    from assetgen.store import store as store_mod
+
+    monkeypatch.setattr(store_mod, "RACY_NS", 0)  # no clock-tick margin: see the next test for it
+    store = AssetStore(tmp_path)
+    rows = [commit(store, spec(asset=a), "k1") for a in ("birds", "wind", "rain")]
+    seen = hashed_files(monkeypatch)
+    assert not store.reconcile() and sorted(seen) == ["birds_v001.wav", "rain_v001.wav", "wind_v001.wav"]
+    seen.clear()
+    assert not store.reconcile() and seen == []  # nothing changed: no file read
+    time.sleep(0.05)  # past the file system's timestamp tick
+    # same size, mtime put back: the write still changed ctime
+    birds = tmp_path / rows[0]["path"]
+    st = birds.stat()
+    data = bytearray(birds.read_bytes())
+    data[-1] ^= 1
+    birds.write_bytes(bytes(data))
+    os.utime(birds, ns=(st.st_atime_ns, st.st_mtime_ns))
+    # an identical copy put in place (new inode): hashed, found intact
+    wind = tmp_path / rows[1]["path"]
+    shutil.copyfile(wind, tmp_path / "copy.wav")
+    os.replace(tmp_path / "copy.wav", wind)
+    report = store.reconcile()
+    assert sorted(seen) == ["birds_v001.wav", "wind_v001.wav"]
+    assert report.modified == [rows[0]["path"]] and not report.missing
+    seen.clear()
+    quiet = store.reconcile()  # the quarantined file stays reported missing until rendered again
+    assert quiet.missing == [rows[0]["path"]] and not quiet.modified and seen == []
+    # verify_hashes=False only checks existence
+    assert store.reconcile(verify_hashes=False).missing == [rows[0]["path"]] and seen == []
+
+
+def test_reconcile_trusts_no_verification_taken_right_after_a_change(tmp_path, monkeypatch):
+    store = AssetStore(tmp_path)
+    commit(store, spec(), "k1")
+    seen = hashed_files(monkeypatch)
+    store.reconcile()
+    store.reconcile()  # verified within RACY_NS of the file's write: a same-tick edit would look unchanged
+    assert seen == ["birds_v001.wav", "birds_v001.wav"]
+    entry = store.index.verified_files()["forest/birds/birds_v001.wav"]
+    ctime = (tmp_path / "forest/birds/birds_v001.wav").stat().st_ctime_ns
+    assert entry[2:5] == ((tmp_path / "forest/birds/birds_v001.wav").stat().st_mtime_ns, ctime,
+                          (tmp_path / "forest/birds/birds_v001.wav").stat().st_ino)
+
+
+def test_index_of_schema_v1_gains_the_verification_cache(tmp_path):
+    import sqlite3
+
+    from assetgen.store.index import _SCHEMA_V1
+
+    store = AssetStore(tmp_path)
+    row = commit(store, spec(), "k1")
+    con = sqlite3.connect(tmp_path / "index.sqlite")  # back to what assetgen wrote before schema v2
+    con.execute("DROP TABLE verified_files")
+    con.execute("PRAGMA user_version=1")
+    con.commit()
+    con.close()
+    assert _SCHEMA_V1 and store.index.get("forest", "birds")["sha256"] == row["sha256"]
+    assert not store.reconcile()
+    assert list(store.index.verified_files()) == [row["path"]]

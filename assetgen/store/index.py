@@ -3,7 +3,10 @@
 Single writer (the render flow, under ``AssetStore.lock``); any number of readers (plan, report, export)
 at the same time without taking the lock. Every call opens a short-lived connection: WAL lets readers see
 the last committed state while a render writes, ``busy_timeout`` covers the brief writer-writer overlaps
-(e.g. ``approve`` while a render commits).
+(e.g. ``approve`` while a render commits); a render also holds one idle connection (:meth:`Index.keep_open`).
+
+Besides ``assets`` (the contract's columns), ``failures`` and ``runs``: ``verified_files``, reconcile's cache
+of file hashes it checked, keyed by path with the ``os.stat`` fingerprint they were checked at.
 
 Rows are plain dicts of column -> value exactly as stored: ``params`` and ``tags`` are JSON text,
 ``placeholder`` is 0/1, times are ISO-8601 UTC strings. "latest" (highest version) and "latest approved"
@@ -22,12 +25,12 @@ import datetime as _dt
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 DB_NAME = "index.sqlite"
-SCHEMA_VERSION = 1  # PRAGMA user_version; bump and add a step to _MIGRATIONS when the schema changes
+SCHEMA_VERSION = 2  # PRAGMA user_version; bump and add a step to _MIGRATIONS when the schema changes
 BUSY_TIMEOUT_MS = 30_000
 STATUSES = ("rendered", "approved", "rejected")
 FILE_STATES = ("ok", "missing")
@@ -96,7 +99,19 @@ CREATE TABLE IF NOT EXISTS runs (
     counts TEXT
 );
 """
-_MIGRATIONS = {1: _SCHEMA_V1}  # user_version n-1 -> n
+# v2: what reconcile last verified per file, so an unchanged file is not hashed again (see ``verified_files``)
+_SCHEMA_V2 = """
+CREATE TABLE IF NOT EXISTS verified_files (
+    path TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    verified_ns INTEGER NOT NULL
+);
+"""
+_MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2}  # user_version n-1 -> n
 
 
 class IndexLookupError(ValueError):
@@ -327,6 +342,23 @@ class Index:
             row = self._find(con, scene, asset, version)
             con.execute("UPDATE assets SET status = ? WHERE id = ?", (status, row["id"]))
             return dict(con.execute("SELECT * FROM assets WHERE id = ?", (row["id"],)).fetchone())
+
+    def verified_files(self) -> dict[str, tuple]:
+        """path -> (sha256, size, mtime_ns, ctime_ns, inode, verified_ns) of files whose hash reconcile checked.
+
+        A cache only: a file whose ``os.stat`` still gives that size, mtime, ctime and inode has not been
+        written since (a write or ``touch`` changes ctime, which users cannot set), so its hash need not be
+        read again. A missing or stale entry only means the file is hashed.
+        """
+        return {r["path"]: (r["sha256"], r["size"], r["mtime_ns"], r["ctime_ns"], r["inode"], r["verified_ns"])
+                for r in self._select("SELECT * FROM verified_files")}
+
+    def record_verified(self, entries: Sequence[tuple]) -> None:
+        """Store ``(path, sha256, size, mtime_ns, ctime_ns, inode, verified_ns)`` rows in one transaction."""
+        if not entries:
+            return
+        with self._write() as con:
+            con.executemany("INSERT OR REPLACE INTO verified_files VALUES (?, ?, ?, ?, ?, ?, ?)", entries)
 
     def set_file_state(self, scene: str, asset: str, version: int, file_state: str,
                        sha256: str | None = None) -> dict:
