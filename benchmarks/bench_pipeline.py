@@ -142,12 +142,15 @@ def run(args: argparse.Namespace) -> None:
     outside: list[float] = []
     generate_batch = render.generate_batch
 
+    gen_cpu: list[float] = []  # thread CPU time of c's generation, against its wall time (waits, preemption)
+
     def timed_generate(*a, **kw):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         try:
             return generate_batch(*a, **kw)
         finally:
             spans.append(time.perf_counter() - t0)
+            gen_cpu.append(time.thread_time() - c0)
 
     def render_c(out_c: Path) -> float:
         spans.clear()
@@ -185,6 +188,8 @@ def run(args: argparse.Namespace) -> None:
     print(f"  g throughput / b throughput: {t_b / t_g:6.2f}    (assetgen's generation vs audiocraft's call as it comes)")
     print(f"  c throughput / g throughput: {t_g / t_c:6.2f}    (what the pipeline around generation costs)")
     t_out = statistics.median(outside)
+    print(f"  c's generation: {sum(gen_cpu) / args.rounds:.2f} s of thread CPU per run for "
+          f"{(sum(t_cs) - sum(outside)) / args.rounds:.2f} s of wall time (the rest: waits for the GIL or a core)")
     print(f"  c outside generate(): {t_out:.2f} s per run (median of {', '.join(f'{t:.2f}' for t in outside)}) "
           f"-> with g's median generation c/g would be {t_g / (t_g + t_out):.2f}")
 
