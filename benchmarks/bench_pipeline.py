@@ -59,7 +59,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--duration", type=float, default=4.0)
     ap.add_argument("--noop-assets", type=int, default=1000)
-    ap.add_argument("--rounds", type=int, default=7, help="rounds of (b), (g), (c) in rotating order; medians are compared")
+    ap.add_argument("--rounds", type=int, default=7,
+                    help="rounds of (b), (g), (c) in rotating order; medians are compared")
     args = ap.parse_args()
     from assetgen.cli import ephemeral_run_settings
 
@@ -185,7 +186,7 @@ def run(args: argparse.Namespace) -> None:
           f"{cache.load_count - loads_before})")
     print(f"  c vs a speed-up           : {t_a / t_c:6.2f}x   (target >= 8x)")
     print(f"  c throughput / b throughput: {t_b / t_c:6.2f}    (target >= 0.9)")
-    print(f"  g throughput / b throughput: {t_b / t_g:6.2f}    (assetgen's generation vs audiocraft's call as it comes)")
+    print(f"  g throughput / b throughput: {t_b / t_g:6.2f}    (assetgen's generation vs audiocraft's call as is)")
     print(f"  c throughput / g throughput: {t_g / t_c:6.2f}    (what the pipeline around generation costs)")
     t_out = statistics.median(outside)
     print(f"  c's generation: {sum(gen_cpu) / args.rounds:.2f} s of thread CPU per run for "

@@ -284,16 +284,13 @@ def test_reconcile_trusts_no_verification_taken_right_after_a_change(tmp_path, m
     store.reconcile()
     store.reconcile()  # verified within RACY_NS of the file's write: a same-tick edit would look unchanged
     assert seen == ["birds_v001.wav", "birds_v001.wav"]
-    entry = store.index.verified_files()["forest/birds/birds_v001.wav"]
-    ctime = (tmp_path / "forest/birds/birds_v001.wav").stat().st_ctime_ns
-    assert entry[2:5] == ((tmp_path / "forest/birds/birds_v001.wav").stat().st_mtime_ns, ctime,
-                          (tmp_path / "forest/birds/birds_v001.wav").stat().st_ino)
+    st = (tmp_path / "forest/birds/birds_v001.wav").stat()
+    assert store.index.verified_files()["forest/birds/birds_v001.wav"][1:5] == \
+        (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 def test_index_of_schema_v1_gains_the_verification_cache(tmp_path):
     import sqlite3
-
-    from assetgen.store.index import _SCHEMA_V1
 
     store = AssetStore(tmp_path)
     row = commit(store, spec(), "k1")
@@ -302,6 +299,6 @@ def test_index_of_schema_v1_gains_the_verification_cache(tmp_path):
     con.execute("PRAGMA user_version=1")
     con.commit()
     con.close()
-    assert _SCHEMA_V1 and store.index.get("forest", "birds")["sha256"] == row["sha256"]
+    assert store.index.get("forest", "birds")["sha256"] == row["sha256"]
     assert not store.reconcile()
     assert list(store.index.verified_files()) == [row["path"]]
