@@ -66,6 +66,10 @@ class PostParams:
     bars: int | None = None
     crossfade_s: float = 0.5
     fx: str = ""  # strict fx chain syntax, e.g. "reverb(room_size=0.7); highpass(cutoff_frequency_hz=120)"
+    highpass_hz: float = 20.0  # DC-blocking / subsonic high-pass before loudness (Hz); 0 disables
+    max_limit_db: float = 12.0  # most gain reduction (dB) the true-peak limiter may apply to reach the target
+    loudness_mode: str = "integrated"  # what ``loudness_lufs`` targets: integrated | short-term | momentary (max)
+    loop_tolerance_s: float = 0.0  # how far (s) a second-based loop may deviate from its length to match phase
     # layer placement inside a scene mix (ignored for stand-alone assets)
     gain_db: float = 0.0
     start_s: float = 0.0
@@ -94,6 +98,7 @@ class AssetSpec:
     tags: tuple[str, ...] = ()
     template_params: tuple[tuple[str, str], ...] = ()
     source: Source | None = None
+    meta: tuple[tuple[str, str], ...] = ()  # free ``meta_*`` columns, kept in the index, not in the content key
 
     @property
     def ident(self) -> str:
@@ -139,3 +144,11 @@ class ProcessedAudio:
     seam_score: float | None = None
     status: str = "ok"  # "ok", or a short measurement status such as "silent" / "too-short"
     notes: tuple[str, ...] = ()
+    lra_lu: float | None = None  # loudness range (EBU Tech 3342), LU
+    max_momentary_lufs: float | None = None  # max momentary loudness (400 ms), LUFS
+    max_short_term_lufs: float | None = None  # max short-term loudness (3 s), LUFS
+    sample_peak_dbfs: float | None = None
+    dc_offset: float | None = None  # mean sample value of the delivered audio (full scale = 1)
+    loudness_shortfall_lu: float | None = None  # target minus reached loudness when the target was out of reach
+    tempo_bpm: float | None = None  # tempo the loop grid used
+    tempo_source: str | None = None  # "given", or how it was estimated
