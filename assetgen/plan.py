@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Mapping, Sequence
 
 from assetgen.dsp import POSTPROCESS_VERSION
-from assetgen.manifest._fields import gc_paused
+from assetgen.gcpause import gc_paused
 from assetgen.spec import AssetSpec, GenParams, GenRequest, PostParams
 
 KEY_SCHEMA = 1  # bump if the key's recipe below changes

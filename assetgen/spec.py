@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from assetgen.names import RESERVED_SCENES  # noqa: F401  (its home is names.py; re-exported for the store)
+
 LOUDNESS_PROFILES: dict[str, float] = {
     "ebu-r128": -23.0,
     "aswg-console": -24.0,
@@ -22,7 +24,6 @@ DEFAULT_TRUE_PEAK_DBTP = -1.0
 DEFAULT_SAMPLE_RATE = 48_000
 DEFAULT_BIT_DEPTH = 24  # 16 and 24 are PCM, 32 means 32-bit float
 MODEL_ALIASES = ("music", "sfx")
-RESERVED_SCENES = ("report",)  # ROOT/report/ holds the review page (output tree in ARCHITECTURE.md)
 MIX_MODEL = "mix"  # pseudo-model of a scene's mix asset: rendered from its layers, not generated
 
 

@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from assetgen.names import component_problem
 from assetgen.spec import RESERVED_SCENES, AssetSpec, ProcessedAudio  # ROOT/report/ is the review page
 from assetgen.store import wav
 from assetgen.store.crash import crashpoint
@@ -113,10 +114,10 @@ def version_name(asset: str, version: int) -> str:
 
 
 def check_name(kind: str, name: str) -> str:
-    """One safe path component: non-empty, no separators, no leading dot, no NUL."""
-    if not isinstance(name, str) or not name or name in (".", "..") or name.startswith(".") \
-            or any(c in name for c in ("/", "\\", "\0")) or name != name.strip():
-        raise UnsafeNameError(f"{kind} name {name!r}: must be one path component without '/', '\\', "
+    """One safe path component (``assetgen.names.component_problem``); raises UnsafeNameError."""
+    problem = component_problem(name)
+    if problem:
+        raise UnsafeNameError(f"{kind} name {name!r} {problem}: must be one path component without '/', '\\', "
                               "leading '.' or surrounding spaces")
     return name
 
