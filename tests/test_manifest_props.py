@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from assetgen.manifest import load_manifests
-from assetgen.manifest._fields import name_problem, slug
+from assetgen.names import name_problem, slug
 
 WORDS = st.text(alphabet="abcdefghij XYZ-_.0123", min_size=1, max_size=12).map(str.strip).filter(
     lambda w: w and slug(w) == slug(w.lower())
@@ -70,7 +70,7 @@ def test_expansion_count_names_and_order_independence(rows, rnd):
 @settings(max_examples=60)
 @given(st.text(min_size=1, max_size=40))
 def test_any_swept_value_gives_a_safe_name(value):
-    from assetgen.manifest._fields import shorten
+    from assetgen.names import shorten
 
     assert name_problem(shorten(f"amb__mood-{slug(value)}")) is None
 

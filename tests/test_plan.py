@@ -11,7 +11,7 @@ import assetgen.plan as plan_mod
 from assetgen.manifest import load_manifests
 from assetgen.plan import content_key, make_batches, make_plan, plan_summary
 
-HEADER = "scene,asset,model,prompt,duration_s,layer,gain_db,loudness,temperature,seed,category,tags,mood,notes"
+HEADER = "scene,asset,model,prompt,duration_s,layer,gain_db,loudness,temperature,seed,category,tags,mood,meta_notes"
 ROWS = [
     "forest,amb,sfx,{mood} forest at dawn,3,,,,,,ambience,a,calm,first",
     "forest,wind,sfx,wind in trees,2,,,,,5,ambience,b,,",
@@ -47,7 +47,7 @@ def test_keys_ignore_order_whitespace_names_and_unrelated_columns(tmp_path):
     noisy = edit(ROWS, 1, "prompt", "  wind   in\ttrees ")
     noisy = edit(noisy, 1, "category", "other")
     noisy = edit(noisy, 1, "tags", "x;y")
-    noisy = edit(noisy, 0, "notes", "unrelated template column")
+    noisy = edit(noisy, 0, "meta_notes", "unrelated metadata column")
     assert keys(tmp_path, noisy) == base
 
 
@@ -126,10 +126,10 @@ def test_missing_fingerprint_is_a_clear_error(tmp_path):
 
 
 def test_batches_group_by_model_and_params_deterministically(tmp_path):
-    rows = [f"s,a{i},sfx,p{i},2,,,,,,,,," for i in range(5)]
-    rows += [f"s,b{i},sfx,p{i},3,,,,,,,,," for i in range(2)]
-    rows += [f"s,c{i},music,p{i},2,,,,0.7,,,,," for i in range(3)]
-    rows += ["t,l1,music,x,2,bed,,,,,,,,", "t,l2,sfx,y,2,fx,,,,,,,,"]
+    rows = [f"s,a{i},sfx,p{i} {{mood}},2,,,,,,,,m," for i in range(5)]  # every column is used or known
+    rows += [f"s,b{i},sfx,p{i} {{mood}},3,,,,,,,,m," for i in range(2)]
+    rows += [f"s,c{i},music,p{i} {{mood}},2,,,,0.7,,,,m," for i in range(3)]
+    rows += ["t,l1,music,x {mood},2,bed,,,,,,,m,", "t,l2,sfx,y {mood},2,fx,,,,,,,m,"]
     items = make_plan(load(tmp_path, rows), {}, FP).items
     batches = make_batches(items, batch_size=2)
     layout = [(b.model, b.params.duration_s, b.params.temperature, [i.spec.asset for i in b.items]) for b in batches]

@@ -2,8 +2,9 @@
 
 ``load_manifests`` reads CSV / Parquet / JSON scene files, checks every cell, fills prompt templates,
 expands sweeps (``calm|tense`` cells, cartesian product) and variants, adds scene mixes, and either
-returns the specs or raises one ``ManifestError`` listing every problem in every file. Nothing here
-writes files or prints. Schema: ``manifests/README.md``.
+returns the specs or raises one ``ManifestError`` listing every problem in every file. Questionable but
+valid input (``bpm`` without ``loop``, a sweep repeating a value) gives ``ManifestWarning``s.
+Nothing here writes files; ``print_warnings`` is the one function that prints. Schema: ``manifests/README.md``.
 """
 
 from __future__ import annotations
@@ -11,32 +12,39 @@ from __future__ import annotations
 import itertools
 import math
 import string
+import sys
+import warnings as _warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import IO, Any, Iterable, Sequence
 
+from assetgen.gcpause import gc_paused
+from assetgen.hints import closest
 from assetgen.manifest._fields import (
     KNOWN,
     MAX_DURATION_S,
+    META_PREFIX,
     PARSERS,
     REQUIRED,
     BadValue,
-    closest,
-    derive_seed,
-    gc_paused,
     parse_model,
-    shorten,
-    slug,
+    parse_text,
+    suggest_column,
 )
-from assetgen.manifest._read import ReadError, Table, read_table
+from assetgen.manifest._read import ReadError, Table, read_table, too_many_rows
+from assetgen.names import shorten, slug
+from assetgen.seeds import derive_seed
 from assetgen.spec import MIX_MODEL, AssetSpec, GenParams, PostParams, Source
 
 __all__ = [
     "ManifestError",
+    "ManifestWarning",
     "ValidationIssue",
     "load_manifests",
+    "print_warnings",
     "DEFAULT_MAX_ASSETS",
+    "META_PREFIX",
 ]
 
 DEFAULT_MAX_ASSETS = 10_000
@@ -45,7 +53,8 @@ _MAX_LISTED = 200  # issues shown by str(ManifestError); .issues has all of them
 _GEN_FIELDS = ("temperature", "top_k", "top_p", "cfg_coef")
 _POST_FIELDS = (
     "sample_rate", "bit_depth", "channels", "true_peak_db", "loop", "bpm", "bars", "crossfade_s", "fx",
-    "gain_db", "start_s", "fade_in_s", "fade_out_s",
+    "gain_db", "start_s", "fade_in_s", "fade_out_s", "highpass_hz", "max_limit_db", "loudness_mode",
+    "loop_tolerance_s",
 )  # fmt: skip
 _NOT_FOR_MIX = ("temperature", "top_k", "top_p", "cfg_coef", "seed", "layer")
 
@@ -77,6 +86,31 @@ class ValidationIssue:
         return f"{where}:{cell} {self.message}"
 
 
+class ManifestWarning(UserWarning):
+    """Valid but probably not what was meant (``bpm`` without ``loop``, equal sweep values); located like
+    ``ValidationIssue``."""
+
+    def __init__(self, file: str, row: int | str | None, column: str | None, value: str | None, message: str):
+        self.file, self.row, self.column, self.value, self.message = file, row, column, value, message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return str(ValidationIssue(self.file, self.row, self.column, self.value, self.message))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ManifestWarning) and str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+
+def print_warnings(found: Iterable[ManifestWarning], stream: IO[str] | None = None) -> None:
+    """Print each warning as ``warning: <file>:<row>: column 'c' = 'v': message`` (stderr by default)."""
+    stream = stream or sys.stderr
+    for warning in found:
+        print(f"warning: {warning}", file=stream)
+
+
 class ManifestError(Exception):
     """Invalid manifests; ``.issues`` lists every problem found (all files, all rows)."""
 
@@ -93,16 +127,28 @@ class ManifestError(Exception):
         return "\n".join(lines)
 
 
-def load_manifests(paths: Sequence[Path | str], max_assets: int = DEFAULT_MAX_ASSETS) -> list[AssetSpec]:
+def load_manifests(paths: Sequence[Path | str], max_assets: int = DEFAULT_MAX_ASSETS,
+                   warnings: list[ManifestWarning] | None = None) -> list[AssetSpec]:
     """Validate and expand manifests; raises ManifestError listing all problems, else returns the specs.
 
-    ``max_assets``: cap on the assets one manifest may expand to (checked before expanding).
+    ``max_assets``: cap on the assets one manifest may expand to (checked before expanding; a file with
+    more rows than the cap is refused before its rows are parsed).
+    ``warnings``: found warnings are appended to this list; without it they are issued with
+    ``warnings.warn`` (category ``ManifestWarning``), so no caller loses them silently.
     """
-    with gc_paused():
-        return _load(paths, max_assets)
+    found: list[ManifestWarning] = []
+    try:
+        with gc_paused():
+            return _load(paths, max_assets, found)
+    finally:
+        if warnings is not None:
+            warnings += found
+        else:
+            for warning in found:
+                _warnings.warn(warning, stacklevel=2)
 
 
-def _load(paths: Sequence[Path | str], max_assets: int) -> list[AssetSpec]:
+def _load(paths: Sequence[Path | str], max_assets: int, found: list[ManifestWarning]) -> list[AssetSpec]:
     issues: list[ValidationIssue] = []
     specs: list[AssetSpec] = []
     if not paths:
@@ -110,16 +156,17 @@ def _load(paths: Sequence[Path | str], max_assets: int) -> list[AssetSpec]:
     for path in paths:
         path = Path(path)
         try:
-            table = read_table(path)
+            table = read_table(path, max_rows=max_assets)
         except ReadError as exc:
             issues += [ValidationIssue(str(path), i.row, i.column, i.value, i.message) for i in exc.issues]
             continue
         except OSError as exc:
             issues.append(ValidationIssue(str(path), None, None, None, f"cannot read file: {exc.strerror or exc}"))
             continue
-        file_specs, file_issues = _expand_table(table, max_assets)
+        file_specs, file_issues, file_warnings = _expand_table(table, max_assets)
         specs += file_specs
         issues += file_issues
+        found += file_warnings
     # a mix row whose layers failed validation would look layer-less: only judge that on clean input
     specs, mix_issues = _add_mixes(specs, check_layerless=not issues)
     issues += mix_issues
@@ -149,13 +196,14 @@ def _template_fields(prompt: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def _placeholders_in(table: Table) -> set[str]:
+def _placeholders_in(table: Table) -> set[str] | None:
+    """Placeholder names the file's prompts use; None when a prompt's syntax is bad (reported per row)."""
     used: set[str] = set()
     for prompt in {r.get("prompt", "") for _, r in table.rows}:
         try:
             used.update(_template_fields(prompt))
         except BadValue:
-            pass  # reported per row
+            return None
     return used
 
 
@@ -163,15 +211,20 @@ def _placeholders_in(table: Table) -> set[str]:
 
 
 class _Issues:
-    """Collects one file's issues; called as ``issue(row, column, value, message)``."""
+    """Collects one file's issues, called as ``issue(row, column, value, message)``, and its warnings."""
 
     def __init__(self, table: Table):
         self.table = table
         self.issues: list[ValidationIssue] = []
+        self.warnings: list[ManifestWarning] = []
 
     def __call__(self, row, column, value, message) -> None:
         column = self.table.display.get(column, column) if column else column
         self.issues.append(ValidationIssue(self.table.file, row, column, value, message))
+
+    def warn(self, row, column, value, message) -> None:
+        column = self.table.display.get(column, column) if column else column
+        self.warnings.append(ManifestWarning(self.table.file, row, column, value, message))
 
 
 @dataclass
@@ -186,12 +239,17 @@ class _Row:
     count: int
 
 
-def _expand_table(table: Table, max_assets: int) -> tuple[list[AssetSpec], list[ValidationIssue]]:
+def _expand_table(table: Table, max_assets: int) -> tuple[list[AssetSpec], list[ValidationIssue],
+                                                           list[ManifestWarning]]:
     issue = _Issues(table)
     issues = issue.issues
+    if len(table.rows) > max_assets:  # every row makes at least one asset: refuse before parsing any
+        cap = too_many_rows(len(table.rows), max_assets)
+        issue(cap.row, cap.column, cap.value, cap.message)
+        return [], issues, issue.warnings
     params = _check_columns(table, issue)
     if any(c not in table.columns for c in REQUIRED):
-        return [], issues  # every row would repeat the same error
+        return [], issues, issue.warnings  # every row would repeat the same error
     parsed_rows: list[_Row] = []
     caches: dict[str, dict[str, Any]] = {c: {} for c in table.columns}
     for label, cells in table.rows:
@@ -204,32 +262,43 @@ def _expand_table(table: Table, max_assets: int) -> tuple[list[AssetSpec], list[
         issue(None, None, None,
               f"sweeps and variants would make {total} assets (row {worst.label} alone makes {worst.count}); "
               f"the cap is {max_assets} per manifest: split the sweep or raise the cap (--max-assets)")  # fmt: skip
-        return [], issues
+        return [], issues, issue.warnings
     specs: list[AssetSpec] = []  # valid rows are expanded even when others failed: duplicates get reported too
     for row in parsed_rows:
         specs += _expand_row(table, row, params, issue)
-    return specs, issues
+    return specs, issues, issue.warnings
 
 
 def _check_columns(table: Table, issue) -> list[str]:
-    """Missing required columns and typo'd column names; returns the template-parameter columns."""
+    """Missing required and unknown columns; returns the other columns (template parameters, ``meta_*``).
+
+    A column is known, a ``meta_*`` column, or a template parameter that some prompt of the file uses as
+    ``{placeholder}``; anything else is an error, so that no cell is silently ignored.
+    """
     for name in REQUIRED:
         if name not in table.columns:
-            hint = next((c for c in table.columns if c not in KNOWN and closest(c, [name])), None)
+            hint = next((c for c in table.columns if c not in KNOWN and suggest_column(c) == name), None)
             extra = f" (is '{hint}' a misspelling?)" if hint else ""
             issue(table.header_row, name, None, f"missing required column{extra}")
     used = _placeholders_in(table)
+    # a column that a misspelt placeholder means is reported as that placeholder ("did you mean {weather}?")
+    misspelt = set() if used is None else {p for p in used if p not in table.columns}
     params = []
     for column in table.columns:
         if column in KNOWN:
             continue
-        near = closest(column, KNOWN)
-        if near and column not in used:
-            issue(table.header_row, column, None,
-                  f"unknown column (did you mean '{near}'?); a column named like a known one must be spelt "
-                  "exactly, or be used as a {placeholder} in a prompt to be a template parameter")  # fmt: skip
-        else:
+        if used is None or column in used or (column.startswith(META_PREFIX) and len(column) > len(META_PREFIX)) \
+                or any(closest(p, [column]) for p in misspelt):
             params.append(column)
+            continue
+        near = suggest_column(column)
+        where = table.header_row
+        if where is None:  # JSON: the first object that has the key
+            where = next((label for label, cells in table.rows if cells.get(column)), None)
+        issue(where, column, None,
+              "unknown column" + (f" (did you mean '{near}'?)" if near else "")
+              + f"; expected a known column (manifests/README.md), a {META_PREFIX}* column for free metadata, "
+              "or a template parameter that a prompt uses as {" + column + "}")  # fmt: skip
     return params
 
 
@@ -256,9 +325,17 @@ def _options(raw: str) -> list[str]:
     parts = [p.strip() for p in raw.split("|")]
     if any(not p for p in parts):
         raise BadValue("sweep has an empty option; expected values separated by | such as calm|tense")
-    if len(set(parts)) != len(parts):
-        raise BadValue("sweep repeats an option")
     return parts
+
+
+def _distinct(parsed: list[tuple[str, Any]]) -> tuple[list[tuple[str, Any]], list[str]]:
+    """Sweep options with equal parsed values (``1|1.0|01``) merged into the first; returns (kept, dropped raws)."""
+    kept: dict[Any, tuple[str, Any]] = {}
+    dropped = []
+    for raw, value in parsed:
+        if kept.setdefault(value, (raw, value))[0] != raw:
+            dropped.append(raw)
+    return list(kept.values()), dropped
 
 
 def _parse_row(table: Table, label, cells: dict[str, str], params: list[str], caches, issue) -> _Row | None:
@@ -271,7 +348,7 @@ def _parse_row(table: Table, label, cells: dict[str, str], params: list[str], ca
         if not raw:
             continue
         known = column in KNOWN
-        sweepable = PARSERS[column][1] if known else True
+        sweepable = PARSERS[column][1] if known else not column.startswith(META_PREFIX)
         try:
             opts = _options(raw) if sweepable and "|" in raw else [raw]
         except BadValue as exc:
@@ -282,15 +359,20 @@ def _parse_row(table: Table, label, cells: dict[str, str], params: list[str], ca
             continue
         parsed = []
         for opt in opts:
-            if not known:
-                parsed.append((opt, opt))
-                continue
             try:
-                parsed.append((opt, _parse_cell(table, column, opt, caches[column])))
+                value = _parse_cell(table, column, opt, caches[column]) if known else parse_text(opt)
+                parsed.append((opt, value))
             except BadValue as exc:
                 issue(label, column, opt if len(opts) > 1 else raw, str(exc))
         if len(parsed) != len(opts):
             continue
+        if len(parsed) > 1:
+            parsed, dropped = _distinct(parsed)
+            if dropped:
+                issue.warn(label, column, raw,
+                           f"sweep values {', '.join(dropped)} equal {' / '.join(r for r, _ in parsed)}: "
+                           "each distinct value makes one asset")  # fmt: skip
+            opts = [r for r, _ in parsed]
         if len(opts) == 1:
             fixed[column] = parsed[0][1]
             text[column] = opts[0]
@@ -299,6 +381,11 @@ def _parse_row(table: Table, label, cells: dict[str, str], params: list[str], ca
     swept.sort(key=lambda s: s[0])
     variants = fixed.get("variants", 1)
     has_bars = bool(cells.get("bpm")) and bool(cells.get("bars"))
+    if not is_mix and (cells.get("bpm") or cells.get("bars")) and not _may_loop(fixed, swept):
+        column = "bpm" if cells.get("bpm") else "bars"
+        issue.warn(label, column, cells[column],
+                   "bpm/bars without loop=true: the asset is a one-shot of that length, not a loop cut on the "
+                   "beat grid; set loop=true for a loop")  # fmt: skip
     for column in ("scene", "asset", "model"):
         if not cells.get(column):
             issue(label, column, "", f"{column} is required")
@@ -337,6 +424,13 @@ def _parse_row(table: Table, label, cells: dict[str, str], params: list[str], ca
     return _Row(label, fixed, text, swept, template, count)
 
 
+def _may_loop(fixed: dict[str, Any], swept: list[tuple[str, list[tuple[str, Any]]]]) -> bool:
+    """True when the row's ``loop`` is true (or true in one of its sweep options)."""
+    if fixed.get("loop"):
+        return True
+    return any(value for column, opts in swept if column == "loop" for _, value in opts)
+
+
 _AUDIO_COLUMNS = frozenset((*_GEN_FIELDS, *_POST_FIELDS, "duration_s", "loudness", "model"))
 
 
@@ -356,7 +450,10 @@ def _expand_row(table: Table, row: _Row, params: list[str], issue) -> list[Asset
         except BadValue as exc:
             issue(row.label, None, None, str(exc))
             return out
-    template_params = [p for p in sorted(params) if p in row.text or p in columns]
+    template_params = [p for p in sorted(params)
+                       if (p in row.text or p in columns) and not p.startswith(META_PREFIX)]
+    meta = tuple((p, " ".join(row.text[p].split()))  # whitespace collapsed, as in prompts
+                 for p in sorted(params) if p.startswith(META_PREFIX) and p in row.text)
     # per option: (raw, parsed, name suffix); names are built from precomputed suffixes
     options = [[(raw, parsed, f"__{c}-{slug(raw)}") for raw, parsed in opts] for c, opts in row.swept]
     fixed = row.fixed
@@ -388,6 +485,7 @@ def _expand_row(table: Table, row: _Row, params: list[str], issue) -> list[Asset
             tags=fixed.get("tags", ()),
             template_params=tuple([(p, text[p]) for p in template_params]),
             source=source,
+            meta=meta,
         )
         if variants == 1:
             out.append(spec)
@@ -414,6 +512,11 @@ def _audio_params(values: dict) -> tuple[str, GenParams, PostParams]:
         raise BadValue(f"would generate {gen_s:g} s; expected at most {MAX_DURATION_S:g} s")
     if post.loop and target and post.crossfade_s >= target:
         raise BadValue(f"crossfade_s {post.crossfade_s:g} must be shorter than the loop ({target:g} s)")
+    if post.highpass_hz >= post.sample_rate / 2:
+        raise BadValue(f"highpass_hz {post.highpass_hz:g} must be below half the sample rate "
+                       f"({post.sample_rate} Hz)")
+    if post.loop and target and post.loop_tolerance_s >= target:
+        raise BadValue(f"loop_tolerance_s {post.loop_tolerance_s:g} must be shorter than the loop ({target:g} s)")
     return model, GenParams(duration_s=gen_s, **{k: values[k] for k in _GEN_FIELDS if k in values}), post
 
 

@@ -1,36 +1,45 @@
-"""Cell parsers, name rules, seeds and spelling hints for manifest columns.
+"""Cell parsers and the column schema of manifests.
 
 Every parser takes the cell text (already stripped, never empty) and returns a value or raises
 ``BadValue(message)`` whose message says what was expected. Numeric cells go through pydantic
 ``TypeAdapter``s (lax string -> number parsing with range constraints); the few rules pydantic has no
-type for (model references, loudness profiles, fx chains, file-name safety) are small functions here.
+type for (model references, loudness profiles, fx chains) are small functions here; name and text rules
+live in ``assetgen.names``.
 """
 
 from __future__ import annotations
 
-import gc
-import hashlib
 import re
-import unicodedata
-from contextlib import contextmanager
-from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterator
+from typing import Annotated, Any, Callable
 
 from pydantic import Field, TypeAdapter, ValidationError
 
+from assetgen.hints import closest, did_you_mean
 from assetgen.models.registry import CHECKPOINT_FILES, HUB_IDS
+from assetgen.names import RESERVED_SCENES, name_problem, nfc, text_problem
+from assetgen.seeds import SEED_MAX
 from assetgen.spec import LOUDNESS_PROFILES, MIX_MODEL, MODEL_ALIASES
 
 MAX_DURATION_S = 600.0
 SAMPLE_RATES = (16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 96_000)
 BIT_DEPTHS = (16, 24, 32)
-MAX_NAME_LEN = 120
-SEED_MAX = 2**32 - 1
+LOUDNESS_MODES = ("integrated", "short-term", "momentary")
+META_PREFIX = "meta_"  # free metadata columns: carried on AssetSpec.meta, never part of the content key
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
 
 
 class BadValue(ValueError):
     """A cell's value is not acceptable; the message says what was expected."""
+
+
+def _refuse_decimal_comma(raw: str) -> None:
+    """Raise the decimal-comma explanation when ``raw`` is a number written as ``-14,5``."""
+    if _DECIMAL_COMMA.match(raw):
+        raise BadValue(
+            f"decimal comma: write {raw.replace(',', '.')} with a point (the file was probably saved with a "
+            "comma as decimal separator; export CSV with '.' decimals)"
+        )
 
 
 # --- numeric columns: pydantic adapters ---------------------------------------------------------
@@ -46,6 +55,7 @@ def _number(tp: Any, expected: str, **constraints: Any) -> Callable[[str], Any]:
         try:
             return adapter.validate_python(raw)
         except ValidationError as exc:
+            _refuse_decimal_comma(raw)
             raise BadValue(f"{exc.errors()[0]['msg']}; expected {expected}") from None
 
     return parse
@@ -81,6 +91,7 @@ def parse_loudness(raw: str) -> float:
     try:
         value = float(raw)
     except ValueError:
+        _refuse_decimal_comma(raw)
         hint = did_you_mean(raw.lower(), LOUDNESS_PROFILES)
         raise BadValue(
             f"unknown loudness profile{hint}; expected a LUFS number or one of {', '.join(LOUDNESS_PROFILES)}"
@@ -102,140 +113,45 @@ def parse_fx(raw: str) -> str:
 
 
 def parse_text(raw: str) -> str:
+    """Free text: any characters but control, bidi and zero-width ones (``assetgen.names.text_problem``)."""
+    problem = text_problem(raw)
+    if problem:
+        raise BadValue(f"text {problem}")
     return raw
 
 
 def parse_tags(raw: str) -> tuple[str, ...]:
-    """Tags separated by ``,`` or ``;``."""
-    return tuple(t.strip() for t in re.split(r"[;,]", raw) if t.strip())
+    """Tags separated by ``,`` or ``;``; each is free text with whitespace collapsed."""
+    parse_text(raw)
+    return tuple(" ".join(t.split()) for t in re.split(r"[;,]", raw) if t.strip())
 
 
-# --- names ---------------------------------------------------------------------------------------
+def parse_loudness_mode(raw: str) -> str:
+    mode = raw.lower().replace("_", "-")
+    if mode not in LOUDNESS_MODES:
+        hint = did_you_mean(raw, LOUDNESS_MODES)
+        raise BadValue(f"unknown loudness mode{hint}; expected {', '.join(LOUDNESS_MODES)}")
+    return mode
 
-_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"{p}{i}" for p in ("COM", "LPT") for i in range(1, 10)}
-_FORBIDDEN_CHARS = set('<>:"|?*')
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
-
-def name_problem(name: str) -> str | None:
-    """Why ``name`` cannot be one path component on Linux, macOS and Windows, or None if it can."""
-    if not name:
-        return "is empty"
-    if "/" in name or "\\" in name:  # also every absolute path (POSIX, UNC; drive letters hit ':' below)
-        return "contains a path separator; expected a plain name such as forest_amb"
-    if ".." in name or name == ".":
-        return "contains '..'; expected a plain name such as forest_amb"
-    if _CONTROL.search(name):
-        return "contains control characters"
-    bad = sorted(set(name) & _FORBIDDEN_CHARS)
-    if bad:
-        return f"contains {' '.join(bad)} (not allowed in Windows file names)"
-    if name.split(".")[0].strip().upper() in _WINDOWS_RESERVED:
-        return "is a reserved device name on Windows (CON, PRN, AUX, NUL, COM1-9, LPT1-9)"
-    if name[0] == ".":
-        return "starts with a dot (hidden files and folders are assetgen's own, e.g. .quarantine)"
-    if name[-1] in ". " or name[0] == " ":
-        return "starts or ends with a space or ends with a dot (Windows strips them)"
-    if len(name) > MAX_NAME_LEN:
-        return f"is longer than {MAX_NAME_LEN} characters"
-    return None
+# --- names and free text -------------------------------------------------------------------------
 
 
 def parse_name(raw: str) -> str:
-    problem = name_problem(raw)
+    """A safe asset or layer name, in NFC."""
+    name = nfc(raw)
+    problem = name_problem(name)
     if problem:
         raise BadValue(f"name {problem}")
-    return raw
+    return name
 
 
 def parse_scene(raw: str) -> str:
-    """A scene name: a safe name that is not one of the output root's own folders (ROOT/report/)."""
-    from assetgen.spec import RESERVED_SCENES
-
-    if raw.lower() in RESERVED_SCENES:
+    """A safe scene name (NFC) that is not one of the output root's own folders (ROOT/report/)."""
+    name = nfc(raw)
+    if name.lower() in RESERVED_SCENES:
         raise BadValue(f"scene name {raw!r} is reserved (ROOT/{raw}/ holds the review report); choose another")
-    return parse_name(raw)
-
-
-_SLUG_DROP = re.compile(r"[^a-z0-9._-]+")
-
-
-@lru_cache(maxsize=1 << 16)
-def slug(value: str) -> str:
-    """Readable, filesystem-safe form of a swept value: ``synthesizer pads`` -> ``synthesizer-pads``."""
-    text = _SLUG_DROP.sub("-", unicodedata.normalize("NFKD", value).lower())
-    text = re.sub(r"\.{2,}", ".", text).strip("-.")
-    return text or "x" + hashlib.blake2b(value.encode(), digest_size=3).hexdigest()
-
-
-def scene_slug(title: str) -> str:
-    """JSON scene titles (``Peaceful Forest Morning``) -> ``peaceful_forest_morning``, as the seed's safe_name."""
-    return re.sub(r"_+", "_", "".join(c if c.isalnum() else "_" for c in title.lower())).strip("_")
-
-
-def shorten(name: str) -> str:
-    """Keep expanded names within MAX_NAME_LEN: cut and append a hash of the full name."""
-    if len(name) <= MAX_NAME_LEN:
-        return name
-    return name[: MAX_NAME_LEN - 10].rstrip("-_.") + "~" + hashlib.blake2b(name.encode(), digest_size=4).hexdigest()
-
-
-# --- seeds ---------------------------------------------------------------------------------------
-
-
-def derive_seed(*parts: object) -> int:
-    """Deterministic 31-bit seed from the given parts (stable across runs, platforms and row order)."""
-    text = "\x1f".join(map(str, parts)).encode()
-    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big") & 0x7FFF_FFFF
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while building many acyclic objects (specs, plan items).
-
-    CPython's collector otherwise re-scans every live spec on each full collection while 100k of them are
-    created, which made planning grow faster than linearly; nothing built here forms reference cycles.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-# --- spelling hints ------------------------------------------------------------------------------
-
-
-def edit_distance(a: str, b: str) -> int:
-    """Optimal-string-alignment distance (Levenshtein + adjacent swaps).
-
-    Written by hand: difflib's ratio misses transpositions in short names (bpm/bmp) and no edit-distance
-    library is among the project's dependencies.
-    """
-    prev2: list[int] = []
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i] + [0] * len(b)
-        for j, cb in enumerate(b, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
-            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
-                cur[j] = min(cur[j], prev2[j - 2] + 1)
-        prev2, prev = prev, cur
-    return prev[-1]
-
-
-def closest(word: str, choices: Any) -> str | None:
-    """The choice within typo distance of ``word`` (1 edit up to 4 letters, 2 beyond), case-insensitive."""
-    limit = 1 if len(word) <= 4 else 2
-    best = min(((edit_distance(word.lower(), c.lower()), c) for c in choices), default=None)
-    return best[1] if best is not None and best[0] <= limit else None
-
-
-def did_you_mean(word: str, choices: Any) -> str:
-    match = closest(word, choices)
-    return f" '{word}' (did you mean '{match}'?)" if match else f" '{word}'"
+    return parse_name(name)
 
 
 # --- models --------------------------------------------------------------------------------------
@@ -301,5 +217,48 @@ PARSERS: dict[str, tuple[Callable[[str], Any], bool]] = {
     "cfg_coef": (_number(float, "a number between 0 and 30", ge=0, le=30), True),
     "category": (parse_text, False),
     "tags": (parse_tags, False),
+    "highpass_hz": (_number(float, "Hz between 0 (off) and 1000", ge=0, le=1000), True),
+    "max_limit_db": (_number(float, "dB of gain reduction between 0 and 60", ge=0, le=60), True),
+    "loudness_mode": (parse_loudness_mode, True),
+    "loop_tolerance_s": (_number(float, "seconds between 0 and 1", ge=0, le=1), True),
 }
 KNOWN = frozenset(PARSERS)
+TEXT_COLUMNS = frozenset(("scene", "asset", "model", "prompt", "layer", "fx", "category", "tags", "loudness_mode"))
+
+# names people write for known columns (other tools' spellings, units in the name): column -> known column
+ALIASES = {
+    "true_peak": "true_peak_db", "truepeak": "true_peak_db", "true_peak_dbtp": "true_peak_db", "tp": "true_peak_db",
+    "dbtp": "true_peak_db", "peak_db": "true_peak_db", "ceiling": "true_peak_db", "peak": "true_peak_db",
+    "lufs": "loudness", "loudness_lufs": "loudness", "target_lufs": "loudness", "integrated": "loudness",
+    "integrated_lufs": "loudness", "target_loudness": "loudness",
+    "sample_rate_hz": "sample_rate", "samplerate": "sample_rate", "sr": "sample_rate", "rate": "sample_rate",
+    "sampling_rate": "sample_rate", "fs": "sample_rate",
+    "bits": "bit_depth", "bitdepth": "bit_depth", "bits_per_sample": "bit_depth",
+    "duration": "duration_s", "length": "duration_s", "length_s": "duration_s", "seconds": "duration_s",
+    "duration_sec": "duration_s", "dur": "duration_s",
+    "tempo": "bpm", "measures": "bars", "looped": "loop", "looping": "loop", "seamless": "loop",
+    "name": "asset", "asset_name": "asset", "scene_name": "scene", "text": "prompt", "description": "prompt",
+    "gain": "gain_db", "volume": "gain_db", "weight": "gain_db", "offset_s": "start_s", "start": "start_s",
+    "fade_in": "fade_in_s", "fade_out": "fade_out_s", "crossfade": "crossfade_s", "xfade": "crossfade_s",
+    "channel": "channels", "num_channels": "channels", "effects": "fx", "takes": "variants",
+    "cfg": "cfg_coef", "guidance": "cfg_coef", "tag": "tags", "highpass": "highpass_hz", "hpf": "highpass_hz",
+    "hpf_hz": "highpass_hz", "dc_highpass_hz": "highpass_hz", "max_limit": "max_limit_db",
+    "limit_db": "max_limit_db", "max_gain_reduction_db": "max_limit_db", "loop_tolerance": "loop_tolerance_s",
+    "tolerance_s": "loop_tolerance_s", "type": "model",
+}  # fmt: skip
+_UNITS = ("_hz", "_db", "_dbtp", "_lufs", "_s", "_sec", "_seconds", "_ms")
+
+
+def suggest_column(name: str) -> str | None:
+    """The known column an unknown column name most likely means (alias, unit variant or typo), or None."""
+    key = name.strip().lower().replace("-", "_").replace(" ", "_")
+    if key in KNOWN:
+        return key
+    if key in ALIASES:
+        return ALIASES[key]
+    for unit in _UNITS:  # `highpass` vs `highpass_hz`, `sample_rate_hz` vs `sample_rate`
+        if key.endswith(unit) and key[: -len(unit)] in KNOWN:
+            return key[: -len(unit)]
+        if key + unit in KNOWN:
+            return key + unit
+    return closest(key, KNOWN)

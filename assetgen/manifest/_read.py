@@ -8,13 +8,15 @@ path for scene files.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
-from assetgen.manifest._fields import KNOWN, REQUIRED, BadValue, scene_slug
+from assetgen.manifest._fields import KNOWN, REQUIRED, TEXT_COLUMNS, BadValue, suggest_column
+from assetgen.names import scene_slug, text_problem
 
 EMPTY_HINT = f"expected a header line with at least {', '.join(REQUIRED)}"
 
@@ -44,16 +46,30 @@ class ReadError(Exception):
         self.issues = issues
 
 
-def read_table(path: Path) -> Table:
+def too_many_rows(rows: int, max_rows: int) -> Issue:
+    """The cap issue for a file with more data rows than the cap (each row makes at least one asset)."""
+    return Issue(None, None, None,
+                 f"file has more than {max_rows} rows, and each row makes at least one asset; the cap is "
+                 f"{max_rows} assets per manifest: split the file or raise the cap (--max-assets)"
+                 if rows < 0 else
+                 f"file has {rows} rows, and each row makes at least one asset; the cap is {max_rows} assets "
+                 "per manifest: split the file or raise the cap (--max-assets)")  # fmt: skip
+
+
+def read_table(path: Path, max_rows: int | None = None) -> Table:
+    """The file as a table of text cells; raises ReadError.
+
+    ``max_rows``: a file with more data rows is refused (as a cap issue) before its rows are parsed.
+    """
     suffix = path.suffix.lower()
     if not path.is_file():
         raise ReadError([Issue(None, None, None, "file not found")])
     if suffix == ".csv":
-        return _read_csv(path)
+        return _read_csv(path, max_rows)
     if suffix in (".parquet", ".pq"):
-        return _read_parquet(path)
+        return _read_parquet(path, max_rows)
     if suffix == ".json":
-        return _read_json(path)
+        return _read_json(path, max_rows)
     raise ReadError([Issue(None, None, suffix, "unsupported manifest type; expected .csv, .parquet or .json")])
 
 
@@ -71,15 +87,27 @@ def _decode(path: Path) -> str:
         ) from None
 
 
-def _read_csv(path: Path) -> Table:
-    """CSV via the csv module: all cells stay strings and each record keeps its real line number."""
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+
+
+def _lines(text: str) -> Iterator[str]:
+    """Lines of ``text`` with their endings, lazily (as a file opened with ``newline=""`` gives them to csv)."""
+    return (m.group() for m in _LINE.finditer(text))
+
+
+def _read_csv(path: Path, max_rows: int | None = None) -> Table:
+    """CSV via the csv module: all cells stay strings and each record keeps its real line number.
+
+    Reading stops at the first data row beyond ``max_rows``, so a huge file is refused without parsing it.
+    """
     text = _decode(path)
     if not text.strip():
         raise ReadError([Issue(None, None, None, f"file is empty; {EMPTY_HINT}")])
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(_lines(text))
     issues: list[Issue] = []
     try:
         header = [h.strip() for h in next(reader)]
+        _check_separator(header)
         _check_header(header, 1, issues)
         rows: list[tuple[int | str, dict[str, str]]] = []
         width = len(header)
@@ -88,8 +116,11 @@ def _read_csv(path: Path) -> Table:
             start, end = end + 1, reader.line_num
             if not any(c.strip() for c in cells):
                 continue  # blank line
+            if max_rows is not None and len(rows) + len(issues) >= max_rows:
+                raise ReadError([too_many_rows(-1, max_rows)])
             if len(cells) != width:
-                issues.append(Issue(start, None, None, f"row has {len(cells)} cells but the header has {width}"))
+                issues.append(Issue(start, None, None, f"row has {len(cells)} cells but the header has {width}"
+                                    + _split_number_hint(cells, width)))  # fmt: skip
                 continue
             rows.append((start, {h: c.strip() for h, c in zip(header, cells)}))
     except csv.Error as exc:
@@ -99,6 +130,33 @@ def _read_csv(path: Path) -> Table:
     if not rows:
         raise ReadError([Issue(1, None, None, "file has a header but no data rows")])
     return Table(str(path), path.parent, header, rows, header_row=1)
+
+
+def _check_separator(header: list[str]) -> None:
+    """Refuse a header written with another separator (``;`` or tab, as spreadsheets in many locales save)."""
+    if len(header) > 1:
+        return
+    for sep, name in ((";", "semicolons"), ("\t", "tabs")):
+        parts = [p.strip().lower() for p in header[0].split(sep)]
+        if len(parts) > 1 and sum(p in KNOWN for p in parts) >= 2:
+            raise ReadError([Issue(1, None, header[0][:80],
+                                   f"the header is separated by {name}, not commas; assetgen reads comma-separated "
+                                   "CSV: export it with ',' as separator (and '.' as decimal point)")])  # fmt: skip
+
+
+_INT = re.compile(r"^[+-]?\d+$")
+_DIGITS = re.compile(r"^\d+$")
+
+
+def _split_number_hint(cells: list[str], width: int) -> str:
+    """Hint for a row with extra cells when an unquoted decimal comma (``-14,5``) split a number in two."""
+    if len(cells) <= width:
+        return ""
+    for a, b in zip(cells, cells[1:]):
+        if _INT.match(a.strip()) and _DIGITS.match(b):
+            return (f" (is '{a.strip()},{b}' a number with a decimal comma? write {a.strip()}.{b} with a point; "
+                    "a comma separates cells)")  # fmt: skip
+    return ""
 
 
 def _check_header(header: list[str], where: int | str | None, issues: list[Issue]) -> None:
@@ -113,7 +171,7 @@ def _check_header(header: list[str], where: int | str | None, issues: list[Issue
 
 # --- Parquet -------------------------------------------------------------------------------------
 
-_NUMBER_COLUMNS = KNOWN - {"scene", "asset", "model", "prompt", "layer", "fx", "category", "tags", "loop", "loudness"}
+_NUMBER_COLUMNS = KNOWN - TEXT_COLUMNS - {"loop", "loudness"}
 
 
 def _dtype_ok(column: str, t) -> bool:  # t: pyarrow.DataType
@@ -140,11 +198,15 @@ def _cell(value: object) -> str:
     return str(value).strip()
 
 
-def _read_parquet(path: Path) -> Table:
+def _read_parquet(path: Path, max_rows: int | None = None) -> Table:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
+        if max_rows is not None:  # the footer holds the row count: refuse before reading any column
+            rows_in_file = pq.ParquetFile(path).metadata.num_rows
+            if rows_in_file > max_rows:
+                raise ReadError([too_many_rows(rows_in_file, max_rows)])
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
         raise ReadError([Issue(None, None, None, f"unreadable Parquet file: {exc}")]) from None
@@ -157,7 +219,8 @@ def _read_parquet(path: Path) -> Table:
             t = t.value_type
         if not _dtype_ok(name, t):
             expected = "text" if name in KNOWN - _NUMBER_COLUMNS - {"loop", "loudness"} else "numbers or text"
-            issues.append(Issue("header", name, str(col.type), f"Parquet column has dtype {col.type}; expected {expected}"))
+            issues.append(Issue("header", name, str(col.type),
+                                f"Parquet column has dtype {col.type}; expected {expected}"))
     if issues:
         raise ReadError(issues)
     if table.num_rows == 0:
@@ -174,6 +237,27 @@ _JSON_KEYS = {"type": "model", "duration": "duration_s", "weight": "gain_db", "n
 _SEED_TYPES = {"music": "music", "audio": "sfx"}
 
 
+MAX_JSON_DEPTH = 32  # a scene file needs 5 levels ({"scenes": [{"components": [{...}]}]}); json recurses per level
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+_SCENE_KEYS = ("name", "components", "mix", "description")
+
+
+def _check_depth(text: str) -> None:
+    """Refuse JSON nested deeper than MAX_JSON_DEPTH before parsing it (strings are skipped as whole tokens)."""
+    depth = 0
+    for token in _JSON_TOKEN.finditer(text):
+        t = token.group()
+        if t in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                line = text.count("\n", 0, token.start()) + 1
+                raise ReadError([Issue(line, None, None,
+                                       f"JSON nested more than {MAX_JSON_DEPTH} levels deep; a scene file needs 5 "
+                                       "(scenes, scene, components, component, value)")])  # fmt: skip
+        elif t in "]}":
+            depth -= 1
+
+
 def _json_cell(value: object, where: str, key: str) -> str:
     if isinstance(value, (dict, list)):
         raise BadValue(f"expected a single value, got a JSON {type(value).__name__}")
@@ -187,7 +271,7 @@ def _weight_to_gain(value: object) -> str:
     return repr(20.0 * math.log10(value))
 
 
-def _read_json(path: Path) -> Table:
+def _read_json(path: Path, max_rows: int | None = None) -> Table:
     """Seed scene files: ``[{name, components: [{name, type, prompt, duration, temperature, weight}]}]``.
 
     Also accepts ``{"scenes": [...]}``. Components become layer rows of their scene; a scene's optional
@@ -196,6 +280,7 @@ def _read_json(path: Path) -> Table:
     text = _decode(path)
     if not text.strip():
         raise ReadError([Issue(None, None, None, "file is empty; expected a JSON list of scenes")])
+    _check_depth(text)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -221,6 +306,20 @@ def _read_json(path: Path) -> Table:
         if not isinstance(comps, list) or not comps:
             issues.append(Issue(where, "components", None, "scene needs a non-empty \"components\" list"))
             continue
+        unknown = [k for k in scene if k not in _SCENE_KEYS]
+        for key in unknown:
+            hint = next((k for k in _SCENE_KEYS if suggest_column(key) == k or k in key), None)
+            issues.append(Issue(where, key, None,
+                                "unknown scene key" + (f" (did you mean '{hint}'?)" if hint else "")
+                                + f"; a scene has {', '.join(_SCENE_KEYS)}; columns go into its components or "
+                                "its \"mix\" object"))  # fmt: skip
+        description = scene.get("description")
+        if description is not None:
+            problem = text_problem(description) if isinstance(description, str) else "is not text"
+            if problem:
+                issues.append(Issue(where, "description", json.dumps(description), f"description {problem}"))
+        if unknown or (description is not None and problem):
+            continue
         scene_name = scene_slug(scene["name"])
         for ci, comp in enumerate(comps):
             cwhere = f"{where}.components[{ci}]"
@@ -242,6 +341,8 @@ def _read_json(path: Path) -> Table:
                 rows.append((f"{where}.mix", {**row, "scene": scene_name, "model": "mix"}))
     if issues:
         raise ReadError(issues)
+    if max_rows is not None and len(rows) > max_rows:
+        raise ReadError([too_many_rows(len(rows), max_rows)])
     columns = list(dict.fromkeys([*REQUIRED, *(c for _, r in rows for c in r)]))
     rows = [(label, {c: r.get(c, "") for c in columns}) for label, r in rows]
     display = {col: key for key, col in _JSON_KEYS.items() if key != "name" and col not in written}
