@@ -512,9 +512,6 @@ def _audio_params(values: dict) -> tuple[str, GenParams, PostParams]:
         raise BadValue(f"would generate {gen_s:g} s; expected at most {MAX_DURATION_S:g} s")
     if post.loop and target and post.crossfade_s >= target:
         raise BadValue(f"crossfade_s {post.crossfade_s:g} must be shorter than the loop ({target:g} s)")
-    if post.highpass_hz >= post.sample_rate / 2:
-        raise BadValue(f"highpass_hz {post.highpass_hz:g} must be below half the sample rate "
-                       f"({post.sample_rate} Hz)")
     if post.loop and target and post.loop_tolerance_s >= target:
         raise BadValue(f"loop_tolerance_s {post.loop_tolerance_s:g} must be shorter than the loop ({target:g} s)")
     return model, GenParams(duration_s=gen_s, **{k: values[k] for k in _GEN_FIELDS if k in values}), post
