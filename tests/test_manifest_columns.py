@@ -89,6 +89,8 @@ def test_unknown_keys_in_json_scene_files(tmp_path):
     issues = problems(path)
     where = {(i.row, i.column) for i in issues}
     assert where == {("[0]", "colour")}  # scene keys are checked first
+    path = write(tmp_path, '[{"name": "Storm", "componets": [' + comp + "]}]", "r.json")
+    assert any(i.column == "componets" and "did you mean 'components'" in i.message for i in problems(path))
     path = write(tmp_path, '[{"name": "Storm", "components": [' + comp + "]}]", "t.json")
     [issue] = problems(path)
     assert (issue.row, issue.column) == ("[0].components[0]", "true_peak")

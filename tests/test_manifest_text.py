@@ -4,34 +4,21 @@ parsing; and the one home of the name rules (manifest and store agree)."""
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
-import time
 import unicodedata
 from pathlib import Path
 
 import pytest
 
-from assetgen.manifest import ManifestError, ManifestWarning, ValidationIssue, load_manifests
+from assetgen.manifest import ManifestWarning, load_manifests
+from tests.test_manifest_columns import problems, write
 
 HEADER = "scene,asset,model,prompt,duration_s"
 HIDDEN = {
     "NUL": "\x00", "ESC": "\x1b", "BEL": "\x07", "LRO": "\u202d", "RLO": "\u202e", "RLE": "\u202b",
     "LRI": "\u2066", "PDI": "\u2069", "ZWSP": "\u200b", "ZWJ": "\u200d", "BOM": "\ufeff", "WJ": "\u2060",
 }  # fmt: skip
-
-
-def write(tmp_path: Path, text: str, name: str = "m.csv") -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def problems(path: Path, **kw) -> list[ValidationIssue]:
-    with pytest.raises(ManifestError) as err:
-        load_manifests([path], **kw)
-    return err.value.issues
 
 
 def quoted(text: str) -> str:
@@ -83,6 +70,8 @@ def test_hidden_characters_in_json_and_parquet(tmp_path):
                  "s.json")  # fmt: skip
     [issue] = problems(path)
     assert (issue.row, issue.column) == ("[0]", "description") and "U+001B" in issue.message
+    [issue] = problems(write(tmp_path, json.dumps([{"name": "Sto\u202erm", "components": [comp]}]), "n.json"))
+    assert (issue.row, issue.column) == ("[0]", "name") and "U+202E" in issue.message
     path = write(tmp_path, json.dumps([{"name": "Storm", "components": [comp]}]), "t.json")
     [issue] = problems(path)
     assert (issue.row, issue.column) == ("[0].components[0]", "prompt") and "U+202E" in issue.message

@@ -97,12 +97,6 @@ class ManifestWarning(UserWarning):
     def __str__(self) -> str:
         return str(ValidationIssue(self.file, self.row, self.column, self.value, self.message))
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ManifestWarning) and str(self) == str(other)
-
-    def __hash__(self) -> int:
-        return hash(str(self))
-
 
 def print_warnings(found: Iterable[ManifestWarning], stream: IO[str] | None = None) -> None:
     """Print each warning as ``warning: <file>:<row>: column 'c' = 'v': message`` (stderr by default)."""

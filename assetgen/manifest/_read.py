@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from assetgen.manifest._fields import KNOWN, REQUIRED, TEXT_COLUMNS, BadValue, suggest_column
+from assetgen.hints import closest
 from assetgen.names import scene_slug, text_problem
 
 EMPTY_HINT = f"expected a header line with at least {', '.join(REQUIRED)}"
@@ -247,14 +248,14 @@ def _check_depth(text: str) -> None:
     depth = 0
     for token in _JSON_TOKEN.finditer(text):
         t = token.group()
-        if t in "[{":
+        if t in ("[", "{"):
             depth += 1
             if depth > MAX_JSON_DEPTH:
                 line = text.count("\n", 0, token.start()) + 1
                 raise ReadError([Issue(line, None, None,
                                        f"JSON nested more than {MAX_JSON_DEPTH} levels deep; a scene file needs 5 "
-                                       "(scenes, scene, components, component, value)")])  # fmt: skip
-        elif t in "]}":
+                                       "(an object or list per level)")])  # fmt: skip
+        elif t in ("]", "}"):
             depth -= 1
 
 
@@ -299,27 +300,11 @@ def _read_json(path: Path, max_rows: int | None = None) -> Table:
                for k in c}  # fmt: skip
     for si, scene in enumerate(data):
         where = f"{prefix}[{si}]"
-        if not isinstance(scene, dict) or not isinstance(scene.get("name"), str) or not scene["name"].strip():
-            issues.append(Issue(where, "name", None, "scene needs a \"name\" (text)"))
+        problems = _scene_problems(scene, where)
+        if problems:
+            issues += problems
             continue
-        comps = scene.get("components")
-        if not isinstance(comps, list) or not comps:
-            issues.append(Issue(where, "components", None, "scene needs a non-empty \"components\" list"))
-            continue
-        unknown = [k for k in scene if k not in _SCENE_KEYS]
-        for key in unknown:
-            hint = next((k for k in _SCENE_KEYS if suggest_column(key) == k or k in key), None)
-            issues.append(Issue(where, key, None,
-                                "unknown scene key" + (f" (did you mean '{hint}'?)" if hint else "")
-                                + f"; a scene has {', '.join(_SCENE_KEYS)}; columns go into its components or "
-                                "its \"mix\" object"))  # fmt: skip
-        description = scene.get("description")
-        if description is not None:
-            problem = text_problem(description) if isinstance(description, str) else "is not text"
-            if problem:
-                issues.append(Issue(where, "description", json.dumps(description), f"description {problem}"))
-        if unknown or (description is not None and problem):
-            continue
+        comps = scene["components"]
         scene_name = scene_slug(scene["name"])
         for ci, comp in enumerate(comps):
             cwhere = f"{where}.components[{ci}]"
@@ -347,6 +332,29 @@ def _read_json(path: Path, max_rows: int | None = None) -> Table:
     rows = [(label, {c: r.get(c, "") for c in columns}) for label, r in rows]
     display = {col: key for key, col in _JSON_KEYS.items() if key != "name" and col not in written}
     return Table(str(path), path.parent, columns, rows, header_row=None, display=display)
+
+
+def _scene_problems(scene: object, where: str) -> list[Issue]:
+    """What is wrong with one scene object itself (its components are checked as rows)."""
+    if not isinstance(scene, dict) or not isinstance(scene.get("name"), str) or not scene["name"].strip():
+        return [Issue(where, "name", None, "scene needs a \"name\" (text)")]
+    found = []
+    for key in scene:
+        if key not in _SCENE_KEYS:
+            hint = closest(key, _SCENE_KEYS)
+            found.append(Issue(where, key, None,
+                               "unknown scene key" + (f" (did you mean '{hint}'?)" if hint else "")
+                               + f"; a scene has {', '.join(_SCENE_KEYS)}; columns go into its components or "
+                               "its \"mix\" object"))  # fmt: skip
+    comps = scene.get("components")
+    if not isinstance(comps, list) or not comps:
+        found.append(Issue(where, "components", None, "scene needs a non-empty \"components\" list"))
+    for key in ("name", "description"):  # the name becomes a folder only after scene_slug: check the text
+        value = scene.get(key)
+        problem = None if value is None else text_problem(value) if isinstance(value, str) else "is not text"
+        if problem:
+            found.append(Issue(where, key, json.dumps(value), f"{key} {problem}"))
+    return found
 
 
 def _json_row(comp: dict, where: str, index: int, issues: list[Issue], mix: bool = False) -> dict[str, str] | None:
