@@ -19,10 +19,11 @@ RESERVED_SCENES = ("report",)  # ROOT/report/ holds the review page
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"{p}{i}" for p in ("COM", "LPT") for i in range(1, 10)}
 _FORBIDDEN_CHARS = set('<>:"|?*')
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # controls except tab, LF, CR
 # bidi embeddings/overrides (U+202A-202E), isolates (U+2066-2069), marks (U+200E/200F, U+061C) and
 # zero-width characters: they make a name or a prompt read differently from what it is
-_INVISIBLE = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c\u200b-\u200d\u2060\ufeff]")
+_INVISIBLE_CHARS = "\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c\u200b-\u200d\u2060\ufeff"
+_INVISIBLE = re.compile(f"[{_INVISIBLE_CHARS}]")
+_BAD_IN_TEXT = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_INVISIBLE_CHARS}]")  # tab, LF, CR allowed
 
 
 def nfc(text: str) -> str:
@@ -40,7 +41,7 @@ def text_problem(text: str) -> str | None:
     Tabs and line breaks are allowed (prompts collapse whitespace); other control characters (NUL, ESC, ...),
     bidi controls and zero-width characters are not: they break the iXML chunk or hide what the text says.
     """
-    bad = _TEXT_CONTROL.search(text) or _INVISIBLE.search(text)
+    bad = _BAD_IN_TEXT.search(text)
     if bad:
         return f"contains {_describe(bad.group())} at position {bad.start() + 1}; remove it"
     return None

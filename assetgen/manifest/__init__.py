@@ -307,7 +307,7 @@ def _parse_cell(table: Table, column: str, raw: str, cache: dict[str, Any]) -> A
         if column == "model":
             value = parse_model(raw, table.folder)
         else:
-            value = PARSERS[column][0](raw)
+            value = PARSERS[column][0](raw) if column in PARSERS else parse_text(raw)
     except BadValue as exc:
         cache[raw] = exc
         raise
@@ -354,8 +354,7 @@ def _parse_row(table: Table, label, cells: dict[str, str], params: list[str], ca
         parsed = []
         for opt in opts:
             try:
-                value = _parse_cell(table, column, opt, caches[column]) if known else parse_text(opt)
-                parsed.append((opt, value))
+                parsed.append((opt, _parse_cell(table, column, opt, caches[column])))
             except BadValue as exc:
                 issue(label, column, opt if len(opts) > 1 else raw, str(exc))
         if len(parsed) != len(opts):
