@@ -180,7 +180,8 @@ def test_missing_and_broken_files_do_not_break_the_report(root: Path) -> None:
     by = {c.asset: c for c in cards}
     assert by["horn"].current.src is None and by["horn"].failing
     assert "audio file missing" in html
-    assert "png for birds_v002.wav" in html  # the unreadable file is named on its card
+    assert by["birds"].current.damaged and by["birds"].failing  # not the indexed bytes: marked, no media made
+    assert "v2: file damaged" in html
     assert len(Tags(html).find("img")) == 1  # only wind still has an image
 
 
