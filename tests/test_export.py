@@ -297,3 +297,18 @@ def test_approval_blockers() -> None:
     assert approval_blockers({"qc": "fail"}) == ["QC failed"]
     assert approval_blockers({"qc": "waived", "qc_reasons": "silence"}) == []
     assert approval_blockers({"qc": "pass"}) == []
+
+
+def test_skipped_asset_keeps_its_earlier_export(root: Path, tmp_path: Path) -> None:
+    to = tmp_path / "engine"
+    export_approved(root, to)
+    birds_v1 = sha256(to / "forest_birds.wav")
+    add_asset(root, "forest", "birds", tone(freq=800), placeholder=1, status="approved")  # v3 blocked: skipped
+    result = export_approved(root, to)
+    assert result.kept == ["forest_birds.wav"] and result.skipped == [
+        "forest/birds@v3: placeholder audio (tiny random-weight model)"]
+    assert sha256(to / "forest_birds.wav") == birds_v1 and result.stale == []
+    assert {r["file"]: r["version"] for r in _manifest(to)} == {"forest_birds.wav": "1", "forest_wind.wav": "1"}
+    add_asset(root, "forest", "birds", tone(freq=900), status="approved")  # v4 passes: replaces export's own file
+    assert export_approved(root, to).copied == ["forest_birds.wav"]
+    assert sha256(to / "forest_birds.wav") == sha256(root / "forest/birds/birds_v004.wav")

@@ -10,7 +10,9 @@ fails:
 - a file in DIR that the previous manifest does not list is the user's: it is not overwritten unless
   ``overwrite=True`` (a file that already holds exactly the bytes to deliver is taken over, nothing is lost);
 - takes with ``approval_blockers`` (placeholder, bad audio status, failed QC) are skipped and listed unless
-  ``include_failing=True``.
+  ``include_failing=True``; a skipped asset's file from an earlier export stays listed in the manifest (it is
+  still there, and still export's). Files an export no longer delivers for other reasons (a new pattern, an
+  asset no longer approved) are left in place, unlisted: from then on they count as the user's.
 
 A re-run copies only what changed: a file is unchanged when the previous manifest lists the same sha256 and
 the file in DIR hashes to it (always hashed: bit rot and copies that keep size and mtime are exactly what a
@@ -57,6 +59,7 @@ class ExportResult:
     overwritten: list[str] = field(default_factory=list)  # files export did not deliver, replaced (overwrite=True)
     skipped: list[str] = field(default_factory=list)  # "scene/asset@vN: reasons" left out (approval blockers)
     damaged: list[str] = field(default_factory=list)  # "scene/asset@vN: problem" left out (skip_damaged=True)
+    kept: list[str] = field(default_factory=list)  # a skipped asset's file as an earlier export delivered it
 
     @property
     def delivered(self) -> int:
@@ -74,6 +77,9 @@ class ExportResult:
         if self.damaged:
             text += (f"\nskipped {len(self.damaged)} damaged source file(s) (run a render to repair them):\n  "
                      + "\n  ".join(self.damaged))
+        if self.kept:
+            text += (f"\n{len(self.kept)} file(s) of skipped assets stay as an earlier export delivered them: "
+                     + ", ".join(self.kept))
         if self.stale:
             text += f"\n{len(self.stale)} file(s) from an earlier export are no longer delivered (left in place): " \
                     + ", ".join(self.stale)
@@ -104,8 +110,9 @@ def _ident(row: dict) -> str:
     return f"{row['scene']}/{row['asset']}@v{row['version']}"
 
 
-def select_rows(root: Path, mode: str = "approved", include_failing: bool = False) -> tuple[list[dict], list[str]]:
-    """The takes to export and the ``"scene/asset@vN: reasons"`` left out for their approval blockers.
+def select_rows(root: Path, mode: str = "approved", include_failing: bool = False,
+                ) -> tuple[list[dict], list[tuple[dict, str]]]:
+    """The takes to export, and the (take, why) left out for their approval blockers.
 
     ``approved``: each asset's latest approved version. ``all-latest``: each asset's latest version that is not
     rejected and has no approval blockers (``include_failing``: the latest not rejected).
@@ -123,7 +130,7 @@ def select_rows(root: Path, mode: str = "approved", include_failing: bool = Fals
                 continue
             blockers = approval_blockers(row)
             if blockers and not include_failing:
-                skipped.append(f"{_ident(row)}: {'; '.join(blockers)}")
+                skipped.append((row, "; ".join(blockers)))
             else:
                 chosen.append(row)
         return chosen, skipped
@@ -136,7 +143,7 @@ def select_rows(root: Path, mode: str = "approved", include_failing: bool = Fals
         if passing:
             chosen.append(passing[0])
         elif candidates:
-            skipped.append(f"{_ident(candidates[0])}: no passing take ({'; '.join(approval_blockers(candidates[0]))})")
+            skipped.append((candidates[0], f"no passing take ({'; '.join(approval_blockers(candidates[0]))})"))
     return chosen, skipped
 
 
@@ -307,7 +314,7 @@ def export_assets(root: Path, to: Path, pattern: str = DEFAULT_PATTERN, *, mode:
     if refused:
         raise ExportError(f"{to}: {len(refused)} file(s) in the way; nothing was exported:\n  "
                           + "\n  ".join(refused))
-    result = ExportResult(to=to, manifest=manifest, mode=mode, skipped=skipped,
+    result = ExportResult(to=to, manifest=manifest, mode=mode, skipped=[f"{_ident(r)}: {why}" for r, why in skipped],
                           damaged=[f"{k}: {v}" for k, v in problems.items()])
     entries: dict[str, dict] = {}
     try:
@@ -328,9 +335,32 @@ def export_assets(root: Path, to: Path, pattern: str = DEFAULT_PATTERN, *, mode:
         write_manifest(manifest, list(entries.values()) + list(kept.values()))
         raise ExportError(f"export stopped after {len(entries)} of {len(sources)} file(s): {exc}; "
                           f"{manifest} lists what {to} holds") from exc
+    left_out = [row for row, _ in skipped] + [row for row, _ in rows if _ident(row) in problems]
+    for name, entry in _carried(to, pattern, left_out, previous, entries).items():
+        entries[name] = entry
+        result.kept.append(name)
     result.stale = sorted(set(previous) - set(entries))
     write_manifest(manifest, list(entries.values()))
     return result
+
+
+def _carried(to: Path, pattern: str, left_out: list[dict], previous: dict[str, dict],
+             entries: dict[str, dict]) -> dict[str, dict]:
+    """Previous manifest entries of assets left out this time whose file is still there, by name.
+
+    Kept in the manifest so the file stays export's: a later export replaces it without ``overwrite``.
+    """
+    out = {}
+    for row in left_out:
+        try:
+            name = file_name(pattern, row)
+        except ValueError:
+            continue
+        old = previous.get(name)
+        if old and name not in entries and (old.get("scene"), old.get("asset")) == (row["scene"], row["asset"]) \
+                and (to / name).is_file():
+            out[name] = old
+    return out
 
 
 def export_approved(root: Path, to: Path, pattern: str = DEFAULT_PATTERN, **options) -> ExportResult:
