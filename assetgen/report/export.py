@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from assetgen.report.approval import approval_blockers
+from assetgen.store.store import sha256_file
 
 MANIFEST_NAME = "assetgen_export.csv"
 MANIFEST_COLUMNS = ("scene", "asset", "version", "file", "sha256", "content_key", "lufs", "loop_start", "loop_end")
@@ -236,11 +237,6 @@ def source_problems(root: Path, rows: list[dict]) -> dict[str, str]:
     return out
 
 
-def sha256_of(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def _present(to: Path) -> dict[str, list[str]]:
     """name_key -> the names in ``to`` with that key."""
     out: dict[str, list[str]] = {}
@@ -271,8 +267,8 @@ def _dest_state(to: Path, name: str, sha256: str, previous: dict[str, dict], pre
         return "foreign", others
     old = previous.get(name)
     if old is None:
-        return ("same" if sha256_of(dest) == sha256 else "foreign"), others
-    if old.get("sha256") == sha256 and not others and sha256_of(dest) == sha256:
+        return ("same" if sha256_file(dest) == sha256 else "foreign"), others
+    if old.get("sha256") == sha256 and not others and sha256_file(dest) == sha256:
         return "unchanged", []
     return "replace", others
 
