@@ -176,8 +176,9 @@ def test_rebound_host_refused_on_every_route(client: TestClient, root: Path, met
 
 
 def test_allowed_hosts_and_port(root: Path) -> None:
-    app = create_app(root, allowed_hosts=["studio.lan"], port=8765)
-    for base in ("http://studio.lan:8765", "http://localhost:8765", "http://[::1]:8765", LOCAL):
+    app = create_app(root, allowed_hosts=["studio.lan", "Mixer.Local:8765", "[fe80::1]"], port=8765)
+    for base in ("http://studio.lan:8765", "http://mixer.local:8765", "http://[fe80::1]:8765", "http://localhost:8765",
+                 "http://[::1]:8765", LOCAL):
         assert TestClient(app, base_url=base).get("/_review/health").status_code == 200, base
     assert TestClient(app, base_url="http://127.0.0.1:9999").get("/_review/health").status_code == 421
     assert TestClient(app, base_url="http://other.lan:8765").get("/_review/health").status_code == 421

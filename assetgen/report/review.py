@@ -19,7 +19,6 @@ reviewer's browser.
 """
 
 
-import json
 import logging
 import os
 import time
@@ -91,12 +90,18 @@ def _same_origin(origin: str | None, host: str | None) -> bool:
 
 
 def host_names(bind_host: str = "127.0.0.1", allowed_hosts: Iterable[str] = ()) -> frozenset[str]:
-    """The host names (lower case, IPv6 without brackets) a server bound to ``bind_host`` answers to."""
+    """The host names (lower case, IPv6 without brackets) a server bound to ``bind_host`` answers to.
+
+    Names may come with a port (``studio.lan:8765``, ``[fe80::1]:8765``); the port is dropped.
+    """
     names = set(LOOPBACK_NAMES)
     for name in (bind_host, *allowed_hosts):
         name = (name or "").strip().lower()
-        if name.startswith("[") and name.endswith("]"):
-            name = name[1:-1]
+        if name.count(":") <= 1 or name.startswith("["):  # not a bare IPv6 address
+            try:
+                name = urlsplit("//" + name).hostname or ""
+            except ValueError:
+                raise ValueError(f"allowed host {name!r}: expected a host name or address") from None
         if name not in WILDCARD_BINDS:
             names.add(name)
     return frozenset(names)
@@ -120,7 +125,10 @@ def host_allowed(host_header: str | None, names: frozenset[str], port: int | Non
 
 
 class HostCheck:
-    """ASGI middleware: 421 for any HTTP request whose Host is not one the server answers to (DNS rebinding)."""
+    """ASGI middleware: 421 for any request whose Host is not one the server answers to (DNS rebinding).
+
+    Starlette's TrustedHostMiddleware makes the same check but ignores the port and answers a bare 400.
+    """
 
     def __init__(self, app, names: frozenset[str], port: int | None = None) -> None:
         self.app, self.names, self.port = app, names, port
@@ -141,10 +149,9 @@ class HostCheck:
         detail = (f"Host {host!r} is not a name this review server answers to ({shown}"
                   f"{f', port {self.port}' if self.port else ''}). A page on another name reaching this server "
                   "may be a DNS-rebinding attack; to allow a name, start it with --allowed-host NAME.")
-        body = json.dumps({"detail": detail}).encode()
-        await send({"type": "http.response.start", "status": 421,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        from starlette.responses import JSONResponse
+
+        await JSONResponse({"detail": detail}, status_code=421)(scope, receive, send)
 
 
 def create_app(root: Path, lock_wait_s: float = LOCK_WAIT_S, allowed_hosts: Iterable[str] = (),
