@@ -34,7 +34,7 @@ SERVED_SUFFIXES = frozenset({".wav", ".png", ".html"})
 LOCK_WAIT_S = 2.0
 LOCK_RETRY_S = 0.1
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
-WILDCARD_BINDS = ("0.0.0.0", "::", "")  # every interface: not a name a browser sends
+WILDCARD_BINDS = ("0.0.0.0", "::")  # every interface: other machines name it by an address or name of their own
 MAX_VERSION = 2**31 - 1
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def host_names(bind_host: str = "127.0.0.1", allowed_hosts: Iterable[str] = ()) 
                 name = urlsplit("//" + name).hostname or ""
             except ValueError:
                 raise ValueError(f"allowed host {name!r}: expected a host name or address") from None
-        if name not in WILDCARD_BINDS:
+        if name:  # the URL the CLI prints names the bound host; an address cannot be rebound
             names.add(name)
     return frozenset(names)
 
@@ -243,7 +243,7 @@ def serve_review(root: Path, host: str = "127.0.0.1", port: int = 8765, allowed_
     if host not in LOOPBACK_NAMES:
         log.warning("review server bound to %s: anyone who can reach it can approve or reject assets", host)
     if host in WILDCARD_BINDS and not allowed_hosts:
-        log.warning("bound to every interface but answering only to loopback names: add --allowed-host NAME "
-                    "for the name other machines use")
+        log.warning("bound to every interface but answering only to %s and loopback names: add --allowed-host "
+                    "NAME for the name or address other machines use", host)
     app = create_app(root, allowed_hosts=allowed_hosts, bind_host=host, port=port)
     uvicorn.run(app, host=host, port=port, log_level="warning")
