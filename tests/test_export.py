@@ -312,3 +312,17 @@ def test_skipped_asset_keeps_its_earlier_export(root: Path, tmp_path: Path) -> N
     add_asset(root, "forest", "birds", tone(freq=900), status="approved")  # v4 passes: replaces export's own file
     assert export_approved(root, to).copied == ["forest_birds.wav"]
     assert sha256(to / "forest_birds.wav") == sha256(root / "forest/birds/birds_v004.wav")
+
+
+def test_earlier_nfd_export_is_replaced_by_its_nfc_name(tmp_path: Path) -> None:
+    nfc, nfd = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    root = tmp_path / "root"
+    add_asset(root, "bar", nfd, tone(freq=300), status="approved")
+    to = tmp_path / "engine"
+    export_approved(root, to)
+    os.rename(to / f"bar_{nfc}.wav", to / f"bar_{nfd}.wav")  # as an export that kept the NFD spelling left it
+    text = (to / MANIFEST_NAME).read_text(encoding="utf-8").replace(f"bar_{nfc}.wav", f"bar_{nfd}.wav")
+    (to / MANIFEST_NAME).write_text(text, encoding="utf-8")
+    result = export_approved(root, to)
+    assert result.copied == [f"bar_{nfc}.wav"] and result.stale == []
+    assert sorted(os.listdir(to)) == sorted([f"bar_{nfc}.wav", MANIFEST_NAME])  # one file, not two lookalikes

@@ -313,6 +313,7 @@ def export_assets(root: Path, to: Path, pattern: str = DEFAULT_PATTERN, *, mode:
     result = ExportResult(to=to, manifest=manifest, mode=mode, skipped=[f"{_ident(r)}: {why}" for r, why in skipped],
                           damaged=[f"{k}: {v}" for k, v in problems.items()])
     entries: dict[str, dict] = {}
+    removed: set[str] = set()
     try:
         for row, name, src in sources:
             state, extra = states[name]
@@ -325,6 +326,7 @@ def export_assets(root: Path, to: Path, pattern: str = DEFAULT_PATTERN, *, mode:
             for old in extra:  # export's own earlier spelling of this name (not the same file on this disk)
                 if os.path.lexists(to / old) and not os.path.samefile(to / old, to / name):
                     (to / old).unlink()
+                    removed.add(old)
     except (OSError, ValueError) as exc:
         # DIR holds what was delivered so far plus earlier exports' files not reached yet: list both
         kept = {n: r for n, r in previous.items() if n not in entries and (to / n).is_file()}
@@ -335,7 +337,7 @@ def export_assets(root: Path, to: Path, pattern: str = DEFAULT_PATTERN, *, mode:
     for name, entry in _carried(to, pattern, left_out, previous, entries).items():
         entries[name] = entry
         result.kept.append(name)
-    result.stale = sorted(set(previous) - set(entries))
+    result.stale = sorted(set(previous) - set(entries) - removed)
     write_manifest(manifest, list(entries.values()))
     return result
 
