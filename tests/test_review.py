@@ -251,7 +251,8 @@ def test_blocked_approval_needs_force_and_reason(client: TestClient, root: Path,
     assert (entry["scene"], entry["asset"], entry["version"], entry["sha256"]) == ("forest", "wind", 1, row["sha256"])
     assert entry["blockers"] == ["placeholder audio (tiny random-weight model)", "audio status 'silent'"]
     # an unblocked take is approved without force and without a journal entry
-    assert client.post("/_review/status", json={"scene": "ocean", "asset": "waves", "status": "approved"}).status_code == 200
+    waves = {"scene": "ocean", "asset": "waves", "status": "approved"}
+    assert client.post("/_review/status", json=waves).status_code == 200
     assert len(read_overrides(root)) == 1
 
 

@@ -71,7 +71,8 @@ class ExportResult:
         text = (f"exported {self.delivered} {what} asset(s) to {self.to}: {len(self.copied)} copied, "
                 f"{len(self.unchanged)} unchanged; manifest {self.manifest}")
         if self.overwritten:
-            text += f"\noverwrote {len(self.overwritten)} file(s) export had not delivered: " + ", ".join(self.overwritten)
+            text += (f"\noverwrote {len(self.overwritten)} file(s) export had not delivered: "
+                     + ", ".join(self.overwritten))
         if self.skipped:
             text += (f"\nskipped {len(self.skipped)} take(s) that need review (--include-failing to export them):\n  "
                      + "\n  ".join(self.skipped))
