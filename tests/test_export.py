@@ -138,7 +138,8 @@ def test_user_file_not_overwritten_without_overwrite(root: Path, tmp_path: Path)
     result = export_approved(root, to, overwrite=True)
     assert result.overwritten == ["forest_wind.wav"] and result.copied == ["forest_birds.wav"]
     assert sha256(to / "forest_wind.wav") == sha256(root / "forest/wind/wind_v001.wav")
-    assert "overwrote 1 file(s)" in str(result)
+    assert "1 copied, 1 overwritten, 0 unchanged" in str(result) and result.delivered == 2
+    assert "overwritten (export had not delivered them): forest_wind.wav" in str(result)
     assert export_approved(root, to).unchanged == ["forest_birds.wav", "forest_wind.wav"]  # now export's own
 
 

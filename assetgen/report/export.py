@@ -64,27 +64,22 @@ class ExportResult:
 
     @property
     def delivered(self) -> int:
-        return len(self.copied) + len(self.unchanged)
+        return len(self.copied) + len(self.overwritten) + len(self.unchanged)
 
     def __str__(self) -> str:
         what = "approved" if self.mode == "approved" else "latest passing"
         text = (f"exported {self.delivered} {what} asset(s) to {self.to}: {len(self.copied)} copied, "
-                f"{len(self.unchanged)} unchanged; manifest {self.manifest}")
-        if self.overwritten:
-            text += (f"\noverwrote {len(self.overwritten)} file(s) export had not delivered: "
-                     + ", ".join(self.overwritten))
-        if self.skipped:
-            text += (f"\nskipped {len(self.skipped)} take(s) that need review (--include-failing to export them):\n  "
-                     + "\n  ".join(self.skipped))
-        if self.damaged:
-            text += (f"\nskipped {len(self.damaged)} damaged source file(s) (run a render to repair them):\n  "
-                     + "\n  ".join(self.damaged))
-        if self.kept:
-            text += (f"\n{len(self.kept)} file(s) of skipped assets stay as an earlier export delivered them: "
-                     + ", ".join(self.kept))
-        if self.stale:
-            text += f"\n{len(self.stale)} file(s) from an earlier export are no longer delivered (left in place): " \
-                    + ", ".join(self.stale)
+                f"{len(self.overwritten)} overwritten, {len(self.unchanged)} unchanged; manifest {self.manifest}")
+        sections = (  # (names, heading, separator): one line per list that is not empty
+            (self.overwritten, "overwritten (export had not delivered them): ", ", "),
+            (self.skipped, "skipped {n} take(s) that need review (--include-failing to export them):\n  ", "\n  "),
+            (self.damaged, "skipped {n} damaged source file(s) (run a render to repair them):\n  ", "\n  "),
+            (self.kept, "{n} file(s) of skipped assets stay as an earlier export delivered them: ", ", "),
+            (self.stale, "{n} file(s) from an earlier export are no longer delivered (left in place): ", ", "),
+        )
+        for names, heading, sep in sections:
+            if names:
+                text += "\n" + heading.format(n=len(names)) + sep.join(names)
         return text
 
 
