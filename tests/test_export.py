@@ -277,7 +277,7 @@ def test_all_latest_exports_latest_passing_take(root: Path, tmp_path: Path) -> N
     # birds v2, wind v1, waves is rejected (its only take): left out
     assert files == {"forest_birds.wav": "2", "forest_wind.wav": "1"}
     assert sha256(tmp_path / "a/forest_birds.wav") == sha256(root / "forest/birds/birds_v002.wav")
-    assert result.skipped == ["city/hum@v1: no passing take (audio status 'silent')"]
+    assert result.skipped == ["city/hum@v1: no passing take; the latest has audio status 'silent'"]
     assert "latest passing" in str(result)
     loose = export_assets(root, tmp_path / "b", mode="all-latest", include_failing=True)
     assert {r["file"]: r["version"] for r in _manifest(tmp_path / "b")} == {

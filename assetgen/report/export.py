@@ -140,7 +140,8 @@ def select_rows(root: Path, mode: str = "approved", include_failing: bool = Fals
         if passing:
             chosen.append(passing[0])
         elif candidates:
-            skipped.append((candidates[0], f"no passing take ({'; '.join(approval_blockers(candidates[0]))})"))
+            why = "; ".join(approval_blockers(candidates[0]))
+            skipped.append((candidates[0], f"no passing take; the latest has {why}"))
     return chosen, skipped
 
 
