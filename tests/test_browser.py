@@ -1,4 +1,5 @@
-"""The report in a real headless Chromium: players load, images render, filters work, Approve updates the index.
+"""The report in a real headless Chromium: players load, images render, filters work, Approve updates the index
+(a placeholder take only after a confirmation and a reason).
 
 Needs Debian ``chromium`` and ``chromium-driver`` (/usr/bin/chromium, /usr/bin/chromedriver); skipped without.
 Screenshots go to the test's tmp dir and, when ``ASSETGEN_SCREENSHOT_DIR`` is set, are copied there.
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from assetgen.report import build_report
+from assetgen.report.approval import read_overrides
 from assetgen.report.review import create_app
 from assetgen.store.index import Index
 from tests.test_report_helpers import add_asset, serve_in_thread, texture, tone
@@ -141,8 +143,9 @@ def review_server(root: Path):
         yield f"http://127.0.0.1:{port}"
 
 
-def test_approve_in_review_server(root: Path, review_server: str, driver, tmp_path: Path) -> None:
+def test_approve_in_review_server(root: Path, review_server: str, driver, tmp_path: Path, monkeypatch) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(review_server + "/")
@@ -150,13 +153,28 @@ def test_approve_in_review_server(root: Path, review_server: str, driver, tmp_pa
     players = driver.execute_async_script(LOAD_ALL_AUDIO)  # served over HTTP too
     assert len(players) == 5 and all(p["error"] is None and p["ready"] >= 1 for p in players), players
 
+    # wind is placeholder audio: approving it asks for a confirmation and a reason, recorded with the user
+    monkeypatch.setenv("ASSETGEN_USER", "mara")
     card = driver.find_element(By.CSS_SELECTOR, 'article.card[data-scene="forest"][data-asset="wind"]')
     approve = card.find_element(By.CSS_SELECTOR, "button.approve")
     assert approve.is_enabled()
     approve.click()
+    alert = WebDriverWait(driver, 20).until(EC.alert_is_present())
+    assert "placeholder audio" in alert.text
+    alert.dismiss()  # cancelled: nothing changes
+    WebDriverWait(driver, 20).until(lambda d: card.find_element(By.CSS_SELECTOR, ".msg").text == "not approved")
+    assert Index(root).get("forest", "wind")["status"] == "rendered" and read_overrides(root) == []
+    approve.click()
+    WebDriverWait(driver, 20).until(EC.alert_is_present()).accept()
+    prompt = WebDriverWait(driver, 20).until(EC.alert_is_present())
+    assert "Why approve forest/wind v1" in prompt.text
+    prompt.send_keys("temp audio for the vertical slice")
+    prompt.accept()
     WebDriverWait(driver, 20).until(lambda d: card.get_attribute("data-status") == "approved")
     assert card.find_element(By.CSS_SELECTOR, ".badge.status").text.lower() == "approved"
     assert Index(root).get("forest", "wind")["status"] == "approved"
+    [override] = read_overrides(root)
+    assert (override["user"], override["reason"]) == ("mara", "temp audio for the vertical slice")
 
     birds = driver.find_element(By.CSS_SELECTOR, 'article.card[data-asset="birds"]')
     birds.find_element(By.CSS_SELECTOR, "button.reject").click()

@@ -180,7 +180,8 @@ def test_missing_and_broken_files_do_not_break_the_report(root: Path) -> None:
     by = {c.asset: c for c in cards}
     assert by["horn"].current.src is None and by["horn"].failing
     assert "audio file missing" in html
-    assert "png for birds_v002.wav" in html  # the unreadable file is named on its card
+    assert by["birds"].current.damaged and by["birds"].failing  # not the indexed bytes: marked, no media made
+    assert "v2: file damaged" in html
     assert len(Tags(html).find("img")) == 1  # only wind still has an image
 
 
@@ -219,3 +220,30 @@ def test_thousand_assets_page_is_light(fast_tmp: Path) -> None:
     assert all(a["preload"] == "none" for a in tags.find("audio"))
     assert len(html) < 4_000 * 1000  # < 4 kB per asset
     assert elapsed < 15, elapsed
+
+
+def test_bit_flipped_and_truncated_takes_marked_damaged(root: Path) -> None:
+    horn = root / "city/horn/horn_v001.wav"
+    st = horn.stat()
+    data = bytearray(horn.read_bytes())
+    data[-50] ^= 0x01  # one bit, same size and mtime
+    horn.write_bytes(bytes(data))
+    os.utime(horn, ns=(st.st_atime_ns, st.st_mtime_ns))
+    birds_v1 = root / "forest/birds/birds_v001.wav"
+    birds_v1.write_bytes(birds_v1.read_bytes()[:2000])  # the previous take, truncated
+    html = build_report(root, workers=1).read_text()
+    cards = {a["data-asset"]: a for a in Tags(html).find("article")}
+    assert cards["horn"]["data-damaged"] == "1" and cards["horn"]["data-failing"] == "1"
+    assert cards["birds"]["data-damaged"] == "0" and cards["wind"]["data-damaged"] == "0"  # current takes intact
+    assert "v1: file damaged, content changed since render" in html and 'class="badge damaged"' in html
+    assert "file damaged: content changed since render" in html  # birds' previous take
+    assert '<b id="n-damaged">1</b> damaged' in html
+    key = Index(root).get("city", "horn")["content_key"]
+    assert not (root / "report/media" / f"{key}.png").exists()  # no waveform drawn from damaged bytes
+
+
+def test_report_records_verified_files(root: Path) -> None:
+    build_report(root, workers=1)
+    cache = Index(root).verified_files()
+    assert set(cache) == {r["path"] for r in Index(root).rows()}  # each intact file recorded at its stat
+    assert all(cache[r["path"]][0] == r["sha256"] for r in Index(root).rows())

@@ -1,8 +1,11 @@
 """Review report (static HTML page), local review server and engine export.
 
 - :func:`build_report` (``assetgen report``): ROOT/report/index.html with cached media;
-- :mod:`assetgen.report.review` (``assetgen review``): ``create_app(root)``, ``serve_review(root, host, port)``;
-- :mod:`assetgen.report.export` (``assetgen export``): ``export_approved(root, to, pattern)``.
+- :mod:`assetgen.report.review` (``assetgen review``): ``create_app(root, allowed_hosts=...)``,
+  ``serve_review(root, host, port, allowed_hosts)``;
+- :mod:`assetgen.report.export` (``assetgen export``): ``export_assets(root, to, pattern, mode=...)``;
+- :mod:`assetgen.report.approval`: ``approval_blockers(row)``, ``set_status_checked`` (force + reason, journaled);
+- :mod:`assetgen.report.verify`: ``file_problems(root, rows)``, files that no longer hold their indexed bytes.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ The page is static and self-contained (inline CSS/JS, no CDN) so it works opened
 and behind ``assetgen review`` (``live=True`` enables the Approve / Reject buttons). Every src is a relative
 path from ROOT/report/ (``../scene/asset/asset_v001.wav``, ``media/<content_key>.png``), audio is
 ``preload="none"`` and images ``loading="lazy"`` so 1 000+ assets stay fast. Nothing is written outside ROOT.
+
+Every shown file is checked against its index sha256 (``verify.file_problems``, cheap through the
+verification cache): a bit-flipped or truncated take is marked damaged on its card.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from assetgen.report import media
+from assetgen.report.approval import approval_blockers
 from assetgen.report.checks import Check, is_loop, row_checks, seam_threshold
+from assetgen.report.verify import file_problems
 
 REPORT_DIR = "report"
 MEDIA_DIR = "media"
@@ -38,6 +43,7 @@ class Take:
     model: str
     placeholder: bool
     content_key: str
+    damaged: str | None = None  # why the file no longer matches its index sha256
 
 
 @dataclass
@@ -57,6 +63,7 @@ class AssetCard:
     tags: list[str]
     failure: dict | None = None
     notes: list[str] = field(default_factory=list)
+    blockers: list[str] = field(default_factory=list)  # why approving needs a confirmation (approval_blockers)
 
     @property
     def ident(self) -> str:
@@ -64,9 +71,10 @@ class AssetCard:
 
     @property
     def failing(self) -> bool:
-        """Any failed check, a non-ok measurement status, a missing file or a newer render failure."""
+        """Any failed check, a non-ok measurement status, a missing or damaged file or a newer render failure."""
         return (any(c.state == "fail" for c in self.checks) or self.failure is not None
-                or (self.row.get("audio_status") or "ok") != "ok" or self.current.src is None)
+                or (self.row.get("audio_status") or "ok") != "ok" or self.current.src is None
+                or self.current.damaged is not None)
 
 
 def safe_key(content_key: str) -> str:
@@ -92,12 +100,13 @@ def audio_src(rel: str) -> str:
     return "../" + quote(Path(rel).as_posix())
 
 
-def _take(root: Path, row: dict) -> Take:
+def _take(root: Path, row: dict, damaged: dict[str, str]) -> Take:
     present = row.get("file_state", "ok") == "ok" and wav_path(root, row.get("path")) is not None
     return Take(version=int(row["version"]), status=row.get("status") or "rendered",
                 src=audio_src(row["path"]) if present else None, created_at=row.get("created_at") or "",
                 lufs=row.get("lufs"), model=row.get("model") or "", placeholder=bool(row.get("placeholder")),
-                content_key=row.get("content_key") or "")
+                content_key=row.get("content_key") or "",
+                damaged=damaged.get(row.get("path") or "") if present else None)
 
 
 def _pretty_params(text) -> str:
@@ -139,21 +148,27 @@ def open_failures(groups: dict[tuple[str, str], list[dict]], failures: list[dict
 
 
 def make_cards(root: Path, groups: dict[tuple[str, str], list[dict]], failures: dict[tuple[str, str], dict],
-               threshold: float) -> list[AssetCard]:
-    """One card per asset from its versions (media paths are where ``ensure_media`` puts them)."""
+               threshold: float, damaged: dict[str, str] | None = None) -> list[AssetCard]:
+    """One card per asset from its versions (media paths are where ``ensure_media`` puts them).
+
+    ``damaged``: ROOT-relative path -> problem (``verify.file_problems``); a damaged current take gets no
+    media (cached images show the audio as rendered, not as it is now).
+    """
+    damaged = damaged or {}
     cards = []
     for (scene, asset), versions in groups.items():
         row = versions[-1]
-        takes = [_take(root, r) for r in versions]
+        takes = [_take(root, r, damaged) for r in versions]
         key = safe_key(row.get("content_key") or "")
         current = takes[-1]
+        viewable = current.src is not None and current.damaged is None
         cards.append(AssetCard(
             scene=scene, asset=asset, row=row, current=current, previous=takes[-2] if len(takes) > 1 else None,
             history=list(reversed(takes)), checks=row_checks(row, threshold),
-            image=f"{MEDIA_DIR}/{key}.png" if current.src else None,
-            seam_audio=f"{MEDIA_DIR}/{key}_seam.wav" if current.src and is_loop(row) else None,
+            image=f"{MEDIA_DIR}/{key}.png" if viewable else None,
+            seam_audio=f"{MEDIA_DIR}/{key}_seam.wav" if viewable and is_loop(row) else None,
             params=_pretty_params(row.get("params")), tags=_tags(row.get("tags")),
-            failure=failures.get((scene, asset))))
+            failure=failures.get((scene, asset)), blockers=approval_blockers(row)))
     return cards
 
 
@@ -213,9 +228,11 @@ def collect(root: Path) -> tuple[list[AssetCard], list[dict]]:
     from assetgen.store.index import Index
 
     index = Index(root)
-    groups = group_versions(index.rows())
+    rows = index.rows()
+    groups = group_versions(rows)
     failures = open_failures(groups, index.failures())
-    cards = make_cards(root, groups, failures, seam_threshold())
+    damaged = file_problems(root, rows, record=True)
+    cards = make_cards(root, groups, failures, seam_threshold(), damaged)
     orphans = [f for key, f in failures.items() if key not in groups]
     return cards, orphans
 
@@ -229,6 +246,7 @@ def render_page(root: Path, cards: list[AssetCard], orphan_failures: list[dict],
     statuses = {s: sum(c.current.status == s for c in cards) for s in ("rendered", "approved", "rejected")}
     return env.get_template("index.html.j2").render(
         root=str(root), cards=cards, orphan_failures=orphan_failures, live=live, api_status=API_STATUS,
+        damaged=sum(c.current.damaged is not None for c in cards),
         scenes=sorted({c.scene for c in cards}), categories=sorted({c.row.get("category") or "" for c in cards} - {""}),
         statuses=statuses, failing=sum(c.failing for c in cards) + len(orphan_failures),
         placeholders=sum(c.current.placeholder for c in cards), threshold=seam_threshold())

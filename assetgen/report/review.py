@@ -4,28 +4,38 @@ Routes (the page lives at /report/index.html so its relative ``../scene/asset/x.
 
 - ``GET /`` -> redirect to ``/report/index.html``;
 - ``GET /report/index.html`` -> the page, rendered fresh from the index with the buttons enabled;
-- ``POST /_review/status`` JSON ``{scene, asset, version, status}`` -> the updated index row. Goes through the
-  same writer lock as renders (``AssetStore.lock``), retried for ``lock_wait_s``; 409 when a render holds it;
+- ``POST /_review/status`` JSON ``{scene, asset, version, status[, force, reason]}`` -> the updated index row.
+  Goes through the same writer lock as renders (``AssetStore.lock``), retried for ``lock_wait_s``; 409 when a
+  render holds it. Approving a take with ``approval_blockers`` (placeholder, bad audio status, failed QC) is
+  409 with ``detail.blockers`` unless ``force`` and a ``reason`` come with it (journaled with the user);
 - ``GET /<path>`` -> a file under ROOT (only .wav/.png/.html; ``..``, absolute, backslash and NUL paths are
   refused with 400, anything resolving outside ROOT, e.g. through a symlink, is 404).
 
-State-changing requests must be JSON and, when the browser sends an ``Origin``, come from the page's own
-origin: a web page elsewhere cannot approve assets through a reviewer's browser.
+Every request must name, in its ``Host`` header, a host the server answers to: 127.0.0.1, localhost, [::1], the
+bound host and the ``allowed_hosts`` (421 otherwise). A page on a rebound DNS name (Host ``evil.example``
+resolving to 127.0.0.1) therefore gets nothing. State-changing requests must be JSON and, when the browser
+sends an ``Origin``, come from the page's own origin: a web page elsewhere cannot approve assets through a
+reviewer's browser.
 """
 
 
 import logging
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from assetgen.report.approval import MAX_REASON_CHARS, ApprovalBlocked, set_status_checked
 from assetgen.report.build import PAGE_NAME, REPORT_DIR, collect, ensure_media, render_page
 
 SERVED_SUFFIXES = frozenset({".wav", ".png", ".html"})
 LOCK_WAIT_S = 2.0
 LOCK_RETRY_S = 0.1
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+WILDCARD_BINDS = ("0.0.0.0", "::")  # every interface: other machines name it by an address or name of their own
+MAX_VERSION = 2**31 - 1
 log = logging.getLogger(__name__)
 
 
@@ -51,10 +61,11 @@ def resolve_under(root: Path, rel: str) -> Path | None:
 
 
 def set_status_locked(root: Path, scene: str, asset: str, version: int | None, status: str,
-                      wait_s: float = LOCK_WAIT_S) -> dict:
+                      wait_s: float = LOCK_WAIT_S, force: bool = False, reason: str | None = None) -> dict:
     """Set a version's review status under the root's writer lock, waiting at most ``wait_s`` seconds.
 
-    Raises ``RootLocked`` when a render keeps the lock longer, ``IndexLookupError`` for unknown assets.
+    Raises ``RootLocked`` when a render keeps the lock longer, ``IndexLookupError`` for unknown assets,
+    ``ApprovalBlocked`` for a blocked approval without ``force`` and ``reason``.
     """
     from assetgen.store import AssetStore, RootLocked
 
@@ -63,7 +74,8 @@ def set_status_locked(root: Path, scene: str, asset: str, version: int | None, s
     while True:
         try:
             with store.lock(wait=False):
-                return store.index.set_status(scene, asset, version, status)
+                return set_status_checked(store, scene, asset, version, status, force=force, reason=reason,
+                                          via="review")
         except RootLocked:
             if time.monotonic() >= deadline:
                 raise
@@ -77,22 +89,97 @@ def _same_origin(origin: str | None, host: str | None) -> bool:
     return bool(host) and urlsplit(origin).netloc == host
 
 
-def create_app(root: Path, lock_wait_s: float = LOCK_WAIT_S):
-    """The review ASGI app for output root ``root`` (tests drive it with ``fastapi.testclient``)."""
+def host_names(bind_host: str = "127.0.0.1", allowed_hosts: Iterable[str] = ()) -> frozenset[str]:
+    """The host names (lower case, IPv6 without brackets) a server bound to ``bind_host`` answers to.
+
+    Names may come with a port (``studio.lan:8765``, ``[fe80::1]:8765``); the port is dropped.
+    """
+    names = set(LOOPBACK_NAMES)
+    for name in (bind_host, *allowed_hosts):
+        name = (name or "").strip().lower()
+        if name.count(":") <= 1 or name.startswith("["):  # not a bare IPv6 address
+            try:
+                name = urlsplit("//" + name).hostname or ""
+            except ValueError:
+                raise ValueError(f"allowed host {name!r}: expected a host name or address") from None
+        if name:  # the URL the CLI prints names the bound host; an address cannot be rebound
+            names.add(name)
+    return frozenset(names)
+
+
+def host_allowed(host_header: str | None, names: frozenset[str], port: int | None = None) -> bool:
+    """True when a ``Host`` header (``name[:port]``) names one of ``names`` and, when ``port`` is given, that port.
+
+    A Host without a port means port 80. Headers with user info, paths or an unparsable port are refused.
+    """
+    if not host_header or any(c in host_header for c in "@/\\?# \t"):
+        return False
+    try:
+        parts = urlsplit("//" + host_header)
+        hostname, given = parts.hostname, parts.port
+    except ValueError:
+        return False
+    if hostname is None or hostname not in names:
+        return False
+    return port is None or (given if given is not None else 80) == port
+
+
+class HostCheck:
+    """ASGI middleware: 421 for any request whose Host is not one the server answers to (DNS rebinding).
+
+    Starlette's TrustedHostMiddleware makes the same check but ignores the port and answers a bare 400.
+    """
+
+    def __init__(self, app, names: frozenset[str], port: int | None = None) -> None:
+        self.app, self.names, self.port = app, names, port
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        host = headers.get(b"host", b"").decode("latin-1")
+        if host_allowed(host, self.names, self.port):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        shown = ", ".join(sorted(f"[{n}]" if ":" in n else n for n in self.names))
+        detail = (f"Host {host!r} is not a name this review server answers to ({shown}"
+                  f"{f', port {self.port}' if self.port else ''}). A page on another name reaching this server "
+                  "may be a DNS-rebinding attack; to allow a name, start it with --allowed-host NAME.")
+        from starlette.responses import JSONResponse
+
+        await JSONResponse({"detail": detail}, status_code=421)(scope, receive, send)
+
+
+def create_app(root: Path, lock_wait_s: float = LOCK_WAIT_S, allowed_hosts: Iterable[str] = (),
+               bind_host: str = "127.0.0.1", port: int | None = None):
+    """The review ASGI app for output root ``root`` (tests drive it with ``fastapi.testclient``).
+
+    Requests are answered only when their Host is 127.0.0.1, localhost, [::1], ``bind_host`` or one of
+    ``allowed_hosts`` (and, when ``port`` is given, that port).
+    """
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
-    from pydantic import BaseModel, Field
+    from pydantic import BaseModel, ConfigDict, Field
 
     from assetgen.store import IndexLookupError, RootLocked
 
     root = Path(root)
     app = FastAPI(title="assetgen review", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(HostCheck, names=host_names(bind_host, allowed_hosts), port=port)
 
     class StatusChange(BaseModel):
-        scene: str = Field(min_length=1)
-        asset: str = Field(min_length=1)
-        version: int | None = Field(default=None, ge=1)
+        model_config = ConfigDict(strict=True, extra="forbid")
+
+        scene: str = Field(min_length=1, max_length=256)
+        asset: str = Field(min_length=1, max_length=256)
+        version: int | None = Field(default=None, ge=1, le=MAX_VERSION)  # strict: no floats (1e23), no bools
         status: Literal["approved", "rejected", "rendered"]
+        force: bool = False
+        reason: str | None = Field(default=None, max_length=MAX_REASON_CHARS)
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:
@@ -116,7 +203,10 @@ def create_app(root: Path, lock_wait_s: float = LOCK_WAIT_S):
         if not _same_origin(request.headers.get("origin"), request.headers.get("host")):
             raise HTTPException(403, "cross-origin status changes are refused")
         try:
-            row = set_status_locked(root, change.scene, change.asset, change.version, change.status, lock_wait_s)
+            row = set_status_locked(root, change.scene, change.asset, change.version, change.status, lock_wait_s,
+                                    force=change.force, reason=change.reason)
+        except ApprovalBlocked as exc:
+            raise HTTPException(409, {"message": str(exc), "blockers": exc.blockers}) from None
         except RootLocked as exc:
             raise HTTPException(409, f"a render is writing to this output root; try again when it finishes "
                                      f"({exc})") from None
@@ -137,14 +227,23 @@ def create_app(root: Path, lock_wait_s: float = LOCK_WAIT_S):
     return app
 
 
-def serve_review(root: Path, host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Build the report's media, then serve ``create_app(root)`` until interrupted (blocking)."""
+def serve_review(root: Path, host: str = "127.0.0.1", port: int = 8765, allowed_hosts: Iterable[str] = ()) -> None:
+    """Build the report's media, then serve ``create_app(root)`` until interrupted (blocking).
+
+    ``allowed_hosts``: host names besides 127.0.0.1, localhost, [::1] and ``host`` that requests may name
+    (e.g. the machine's LAN name when bound to 0.0.0.0).
+    """
     import uvicorn
 
     from assetgen.report.build import build_report
 
     root = Path(root)
+    allowed_hosts = tuple(allowed_hosts)
     build_report(root)  # media for every asset up front (process pool), so page loads stay fast
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if host not in LOOPBACK_NAMES:
         log.warning("review server bound to %s: anyone who can reach it can approve or reject assets", host)
-    uvicorn.run(create_app(root), host=host, port=port, log_level="warning")
+    if host in WILDCARD_BINDS and not allowed_hosts:
+        log.warning("bound to every interface but answering only to %s and loopback names: add --allowed-host "
+                    "NAME for the name or address other machines use", host)
+    app = create_app(root, allowed_hosts=allowed_hosts, bind_host=host, port=port)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
