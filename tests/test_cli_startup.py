@@ -1,4 +1,4 @@
-"""Commands that do not generate must not import torch, audiocraft or Prefect (about 15-30 s here)."""
+"""Commands that do not generate must not import torch, audiocraft, Prefect or pandas (their imports take seconds)."""
 
 from __future__ import annotations
 
