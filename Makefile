@@ -11,9 +11,8 @@ uv:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv || $(PYTHON) -m pip install --quiet --user uv
 
 # --compile-bytecode: uv installs without .pyc files and PYTHONDONTWRITEBYTECODE (set here, and in many
-# containers) stops Python from caching them, so every process would re-compile scipy/torch/prefect from
-# source on import (measured: `import prefect, torch, audiocraft.models` 35.7 s -> 14.0 s, the DSP worker's
-# start 5.5 s -> 2 s of CPU)
+# containers) stops Python from caching them, so every process (the CLI, the DSP worker, Dask workers) would
+# re-compile scipy/torch/prefect from source on import
 .venv/.synced: pyproject.toml uv.lock Makefile | uv
 	$(UV) sync --locked --compile-bytecode
 	@touch $@
@@ -33,8 +32,12 @@ demo: setup tiny
 test: setup
 	.venv/bin/python -m pytest -q
 
+# Everything but the end-to-end renders, plus the store's crash-point scenarios (SIGKILL at each named point of
+# the commit path, resume, compare with a clean run): the flow's decisions, the stages, the store and its
+# crash-safety units, without end-to-end Prefect renders.
 test-fast: setup
 	.venv/bin/python -m pytest -q -m "not slow"
+	.venv/bin/python -m pytest -q tests/test_crash.py -k crash_points_then_resume
 
 bench: setup
 	for b in benchmarks/bench_*.py; do echo "== $$b"; .venv/bin/python $$b || exit 1; done

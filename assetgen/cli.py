@@ -7,13 +7,13 @@ need them, so ``--help``, ``validate``, ``plan``, ``report`` and ``index`` start
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+
+from assetgen.runtime import ephemeral_run_settings  # noqa: F401 - importable from here (benchmarks)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Batch audio-asset pipeline: manifests -> MusicGen/AudioGen -> game-ready, versioned WAVs.")
@@ -35,66 +35,6 @@ def _err(message: str, code: int = 2) -> None:
 
     Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code)
-
-
-def prefect_env(out: Path) -> None:
-    """Local Prefect defaults, set before Prefect is imported.
-
-    Without a configured server, Prefect's ephemeral mode keeps its database in PREFECT_HOME; it goes under the
-    output root so a render writes nothing outside it. Telemetry off (its heartbeat logs "database is locked" on
-    the temporary SQLite server); a generous start-up timeout for the temporary server on a loaded 2-core machine.
-    """
-    if not os.environ.get("PREFECT_API_URL") and not os.environ.get("PREFECT_HOME"):
-        home = Path(out).resolve() / ".prefect"
-        home.mkdir(parents=True, exist_ok=True)  # Prefect does not create missing parents
-        os.environ["PREFECT_HOME"] = str(home)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-
-
-@contextlib.contextmanager
-def exit_on_sigterm():
-    """SIGTERM (a CI timeout, systemd, a farm's scheduler) ends a render like an error, with exit code 143.
-
-    Python's default SIGTERM action kills the process without unwinding: Prefect marks the flow run crashed,
-    then re-sends the signal to whatever handler was there before, so the temporary Prefect server (a child
-    process) and the DSP process were left running. Raising ``SystemExit`` instead runs the ``finally``
-    blocks and exit handlers that stop them; files and index rows stay as after any crash (atomic).
-    """
-    import signal
-
-    def handler(signum, frame):
-        print("error: render terminated (SIGTERM); what landed is in the index, run it again to render the rest",
-              file=sys.stderr, flush=True)
-        raise SystemExit(128 + signum)
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (e.g. called from a test runner's thread): nothing to do
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def ephemeral_run_settings():
-    """Prefect settings for a flow run in ephemeral mode (no ``PREFECT_API_URL``): no flow-run heartbeats.
-
-    Heartbeats feed a server's zombie-run automations; an ephemeral server lives and dies with this process,
-    so nothing reads them, and Prefect's heartbeat thread sleeps in 1 s steps, which costs up to 1 s at the
-    end of every flow run. With a configured server (nightly deployments, a farm) they stay on.
-    """
-    if os.environ.get("PREFECT_API_URL"):
-        yield
-        return
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        yield
 
 
 def _load(manifests: List[Path], max_assets: int):
@@ -167,7 +107,9 @@ def render_cmd(
     """Render new and changed assets into versioned WAVs, update the index (only what changed)."""
     from assetgen import render
 
-    if runner not in ("local", "dask"):
+    from assetgen import runtime
+
+    if runner not in runtime.RUNNERS:
         _err(f"--runner {runner!r}: expected local or dask")
     try:
         prepared = render.prepare(manifests, out, model_dir=model_dir, batch_size=batch_size, max_assets=max_assets)
@@ -186,26 +128,13 @@ def render_cmd(
                         "outputs are labelled placeholder in the index and report.", fg="yellow", err=True)
     counts = prepared.plan.counts()
     typer.echo("plan: " + ", ".join(f"{k} {v}" for k, v in counts.items()), err=True)
-    prefect_env(out)
-    from assetgen import progress
     from assetgen.render import AssetsFailed
     from assetgen.store import RootLocked
-    from flows.render import render_flow
 
-    progress.enable(progress_bars and sys.stderr.isatty())
-    flow_fn = render_flow
-    if runner == "dask":
-        from prefect_dask import DaskTaskRunner
-
-        kwargs = {"address": dask_address} if dask_address else {
-            "cluster_kwargs": {"n_workers": workers, "processes": True, "threads_per_worker": 1,
-                               "resources": {"GPU": 1}}}
-        flow_fn = render_flow.with_options(task_runner=DaskTaskRunner(**kwargs))
     try:
-        with exit_on_sigterm(), ephemeral_run_settings():
-            state = flow_fn(manifests=[str(m) for m in manifests], out=str(out),
-                            model_dir=str(model_dir) if model_dir else None, device=device, batch_size=batch_size,
-                            max_assets=max_assets, wait=not no_wait, runner=runner, return_state=True)
+        state = runtime.run_render(manifests, out, model_dir=model_dir, device=device, batch_size=batch_size,
+                                   max_assets=max_assets, wait=not no_wait, runner=runner, dask_address=dask_address,
+                                   workers=workers, progress_bars=progress_bars and sys.stderr.isatty())
     except RootLocked as exc:
         _err(str(exc))
     summary = state.result(raise_on_failure=False)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 from assetgen.names import RESERVED_SCENES  # noqa: F401  (its home is names.py; re-exported for the store)
 
@@ -136,7 +139,7 @@ class GenRequest:
 class ProcessedAudio:
     """Delivered audio plus what was measured on it (goes to the WAV chunks and the index)."""
 
-    audio: Any  # np.ndarray (channels, samples) float32, or store.wav.Samples once encoded for delivery
+    audio: np.ndarray  # float32 (channels, samples); the store alone encodes it for delivery
     sample_rate: int
     lufs: float | None
     true_peak_dbtp: float | None

@@ -1,6 +1,7 @@
 """The main Prefect flow: validate -> plan -> generate (one task per batch) -> post-process -> store -> index.
 
-Only wiring lives here; every stage is a plain function in ``assetgen.render``. Generation tasks are chained so the
+Only wiring lives here: Prefect tasks, their retries and concurrency, futures and artifacts. Every stage and
+every decision between stages is a plain function in ``assetgen.render``. Generation tasks are chained so the
 device runs one batch at a time, and each batch's post-processing task starts as soon as its generation finishes,
 overlapping with the next batch's generation. Files and index rows are written by the flow process itself (the
 index's single writer), as post-processed batches complete.
@@ -18,37 +19,34 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.states import Completed, Failed
 
-from assetgen import progress, render
-from assetgen.render import InvalidInput, Outcome
+from assetgen import render
+from assetgen.progress import RenderProgress
 from assetgen.store.crash import crashpoint
+
+GENERATE_ATTEMPTS = 3  # 1 + the generation task's retries
 
 
 def _retry_transient(task, task_run, state) -> bool:
-    """Retry flaky workers and OOM after splitting; never invalid input (missing or refused checkpoints)."""
-    from assetgen.models.base import CheckpointRefused
-    from assetgen.models.registry import ModelUnavailable
-
+    """Prefect's retry condition: retry only what :func:`render.is_transient` calls transient."""
     try:
         state.result()
-    except (InvalidInput, ModelUnavailable, CheckpointRefused):
-        return False
-    except Exception:  # noqa: BLE001
-        return True
+    except Exception as exc:  # noqa: BLE001
+        return render.is_transient(exc)
     return False
 
 
-@task(name="generate-batch", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_retry_transient,
-      cache_policy=NO_CACHE)
-def generate_task(batch, model_dir, device, attempts: int = 3):
+@task(name="generate-batch", retries=GENERATE_ATTEMPTS - 1, retry_delay_seconds=[2, 10],
+      retry_condition_fn=_retry_transient, cache_policy=NO_CACHE)
+def generate_task(batch, model_dir, device, attempts: int = GENERATE_ATTEMPTS):
     from prefect.runtime import task_run
 
     from assetgen.models.device import reserve_core_for_postprocessing
 
     reserve_core_for_postprocessing(device)
     result = render.generate_batch(batch, model_dir=model_dir, device=device)
-    failed = [a for a in result.audio if isinstance(a, str)]
-    if failed and (task_run.run_count or 1) < attempts:
-        raise RuntimeError(f"{len(failed)} of {len(result.audio)} requests failed, retrying: {failed[0]}")
+    reason = render.retry_reason(result, task_run.run_count or 1, attempts)
+    if reason is not None:
+        raise RuntimeError(reason)
     return result
 
 
@@ -61,7 +59,9 @@ def postprocess_task(gen, isolated: bool = False, part: int = 0, parts: int = 1)
 
 @task(name="mix-scene", cache_policy=NO_CACHE)
 def mix_task(root, item, layer_specs):
-    return render.render_mix(Path(root), item, layer_specs)
+    from assetgen.store import AssetStore
+
+    return render.render_mix(AssetStore(root), item, layer_specs)
 
 
 def _gpu_annotation(runner: str):
@@ -85,10 +85,22 @@ def _artifacts(summary: dict) -> None:
         create_table_artifact(summary["versions"], key="assetgen-new-versions", description="new versions")
 
 
+def _batch_error(future, generation) -> tuple[str, BaseException]:
+    """(stage, exception) that failed post-processing task ``future``: its upstream ``generation``'s own
+    exception when that failed (the post-processing task then never ran and only reports "NotReady")."""
+    generation.wait()
+    stage, source = ("generate", generation) if generation.state.is_failed() else ("dsp", future)
+    try:
+        source.result()
+    except BaseException as exc:  # noqa: BLE001
+        return stage, exc
+    return stage, RuntimeError(f"task ended in state {source.state.type}")
+
+
 @flow(name="assetgen-render", log_prints=True)
 def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | None = None, device: str | None = None,
                 batch_size: int = render.DEFAULT_BATCH_SIZE, max_assets: int = 10_000, wait: bool = True,
-                runner: str = "local"):
+                runner: str = "local", progress_bars: bool = False):
     """Render only new and changed assets of ``manifests`` into ``out``; returns the run summary."""
     from assetgen.store import AssetStore
 
@@ -99,19 +111,22 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
         log.warning("PLACEHOLDER AUDIO: models %s are tiny random-weight checkpoints, not real MusicGen/AudioGen",
                     sorted(r for r, m in prepared.models.items() if m.placeholder))
     store = AssetStore(root)
-    outcomes: list[Outcome] = []
+    bars = RenderProgress(progress_bars)
+    outcomes: list[render.Outcome] = []
     with store.lock(wait=wait, on_wait=lambda: log.warning("another render holds %s; waiting for it", root)), \
             store.index.keep_open():
         report = store.reconcile()
         if report:
             log.warning("reconciled output root: %s", report)
         run_id = store.index.start_run(uuid.uuid4().hex[:12])
-        progress.start(prepared)
+        bars.start(prepared)
         # locally, DSP runs in its own process so it does not share the GIL with generation; Dask workers
         # are processes already
         isolated = runner != "dask" and bool(prepared.batches)
         if isolated:
-            render.warm_dsp_pool()
+            from assetgen.dsp_pool import default_pool
+
+            default_pool().warm()
         pending, parts_of, previous = [], [], None
         for i, batch in enumerate(prepared.batches):
             # one device locally: chain generations (a failed batch must not block the next one); on Dask the
@@ -120,34 +135,34 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
             with _gpu_annotation(runner):
                 gen = generate_task.submit(batch, model_dir, device, wait_for=chain)
             previous = gen
-            # after the last generation nothing shares the GIL with DSP any more: half of the last batch is
-            # post-processed in this process beside the DSP process, and each half is stored when it is done
-            # (a native crash in that half would end the run like any crash: atomic files, consistent index)
-            parts = 2 if isolated and i == len(prepared.batches) - 1 and len(batch.items) > 1 else 1
+            parts = render.postprocess_parts(i, len(prepared.batches), len(batch.items), isolated)
             for part in range(parts):
                 pending.append(postprocess_task.submit(gen, isolated and part == 0, part, parts))
-                parts_of.append((batch, part, parts))
+                parts_of.append((batch, part, parts, gen))
         for fut in as_completed(pending):
             try:
                 gen, processed = fut.result()
-            except Exception as exc:  # noqa: BLE001 - a whole batch failed after retries
-                batch, part, parts = parts_of[pending.index(fut)]
+            except Exception:  # noqa: BLE001 - a whole batch failed after retries
+                batch, part, parts, gen_future = parts_of[pending.index(fut)]
                 items = batch.items[render.part_slice(len(batch.items), part, parts)]
-                error = render.error_text(exc)
-                outcomes += [_store(store, it, error, "", False, run_id) for it in items]
-                progress.advance("generate", len(items))
+                stage, exc = _batch_error(fut, gen_future)
+                outcomes += render.record_batch_failure(store, items, stage, exc, run_id)
+                bars.advance("generate", len(items))
+                bars.advance("write", len(items))
                 continue
             crashpoint("batch-generated")
             for line in gen.split_log:
                 log.warning("batch of %d on %s: %s", len(gen.items), gen.model_label, line)
-            progress.advance("generate", len(gen.items), sum(it.spec.gen.duration_s for it in gen.items))
+            bars.advance("generate", len(gen.items), sum(it.spec.gen.duration_s for it in gen.items))
             for item, result in processed:
-                outcomes.append(_store(store, item, result, gen.model_label, gen.placeholder, run_id))
-        outcomes += _render_mixes(store, root, prepared, outcomes, run_id)
+                outcomes.append(render.record_outcome(store, item, result, model_label=gen.model_label,
+                                                      placeholder=gen.placeholder, run_id=run_id))
+                bars.advance("write", 1)
+        outcomes += _render_mixes(store, root, prepared, outcomes, run_id, bars)
         summary = render.summary(prepared, outcomes, run_id)
         store.index.finish_run(run_id, {**summary["plan"], "rendered": summary["rendered"],
                                         "failed": len(summary["failed"])})
-    progress.stop()
+    bars.stop()
     _artifacts(summary)
     if summary["failed"]:
         names = ", ".join(f["asset"] for f in summary["failed"][:10])
@@ -156,43 +171,23 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
     return Completed(message=f"{summary['rendered']} new version(s)", data=summary)
 
 
-def _store(store, item, result, model_label, placeholder, run_id) -> Outcome:
-    """Commit one post-processed asset, or record why it failed (failures never stop the run)."""
-    if isinstance(result, str):
-        stage = "dsp" if result.startswith("dsp:") else "generate"
-        store.record_failure(item.spec, item.key, stage, result, run_id)
-        progress.advance("write", 1)
-        return Outcome(item.spec.ident, item.key, stage=stage, error=result)
-    try:
-        row = render.commit(store, item, result, model_label=model_label, placeholder=placeholder, run_id=run_id)
-        progress.advance("write", 1)
-        return Outcome(item.spec.ident, item.key, row=row)
-    except Exception as exc:  # noqa: BLE001
-        store.record_failure(item.spec, item.key, "store", render.error_text(exc), run_id)
-        return Outcome(item.spec.ident, item.key, stage="store", error=render.error_text(exc))
-
-
-def _render_mixes(store, root, prepared, outcomes, run_id) -> list[Outcome]:
+def _render_mixes(store, root, prepared, outcomes, run_id, bars) -> list[render.Outcome]:
     """Scene mixes, after their layers landed; a mix with a failed layer fails with that reason."""
     failed = {o.ident for o in outcomes if not o.ok}
     specs = {s.ident: s for s in prepared.specs}
     results = []
     for item in prepared.mixes:
-        spec = item.spec
-        bad = [n for n in spec.layers if f"{spec.scene}/{n}" in failed]
-        if bad:
-            error = f"layer(s) failed: {', '.join(bad)}"
-            store.record_failure(spec, item.key, "mix", error, run_id)
-            results.append(Outcome(spec.ident, item.key, stage="mix", error=error))
-            continue
-        try:
-            processed = mix_task.submit(str(root), item, specs).result()
-        except Exception as exc:  # noqa: BLE001
-            store.record_failure(spec, item.key, "mix", render.error_text(exc), run_id)
-            results.append(Outcome(spec.ident, item.key, stage="mix", error=render.error_text(exc)))
-            continue
-        layer_models = [prepared.models[specs[f"{spec.scene}/{n}"].model] for n in spec.layers]
-        placeholder = any(m.placeholder for m in layer_models)
-        label = "mix of " + ", ".join(sorted({m.label for m in layer_models}))
-        results.append(_store(store, item, processed, label, placeholder, run_id))
+        blockers = render.mix_blockers(item.spec, failed)
+        if blockers:
+            results.append(render.record_failure(store, item, render.mix_blocked(blockers), run_id))
+        else:
+            try:
+                processed = mix_task.submit(str(root), item, specs).result()
+            except Exception as exc:  # noqa: BLE001
+                results.append(render.record_failure(store, item, render.Failure.from_exception("mix", exc), run_id))
+            else:
+                label, placeholder = render.mix_label(item.spec, specs, prepared.models)
+                results.append(render.record_outcome(store, item, processed, model_label=label,
+                                                     placeholder=placeholder, run_id=run_id))
+        bars.advance("write", 1)
     return results

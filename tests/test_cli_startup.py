@@ -1,4 +1,4 @@
-"""Commands that do not generate must not import torch, audiocraft or Prefect (about 15-30 s here)."""
+"""Commands that do not generate must not import torch, audiocraft, Prefect or pandas (their imports take seconds)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import sys
 from typer.testing import CliRunner
 from assetgen.cli import app
 from assetgen.models.tiny import KINDS  # noqa: F401  (module import must stay light too)
+import assetgen.render, assetgen.runtime, assetgen.progress  # noqa: E401,F401  (as light)
 r = CliRunner()
 for args in (["--help"], ["validate", "manifests/demo.csv", "manifests/scenes.json"], ["render", "--help"],
              ["plan", "manifests/demo.csv", "--out", sys.argv[1], "--model-dir", sys.argv[2]]):

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 from assetgen import render
+from assetgen.dsp_pool import DspPool, default_pool
+from assetgen.render import Failure
 from assetgen.spec import AssetSpec, GenParams, PostParams
 
 
@@ -23,7 +25,7 @@ def _gen() -> render.GenResult:
                                             gen=GenParams(duration_s=1.0), post=PostParams(loop=i == 1)))
              for i in range(3)]
     audio = [(0.1 * rng.standard_normal((1, 17000))).astype(np.float32), (0.1 * rng.standard_normal((1, 20000))).astype(
-        np.float32), "generate: CUDA out of memory"]
+        np.float32), Failure("generate", "GenerationError", "CUDA out of memory")]
     return render.GenResult(items=items, audio=audio, sample_rate=16000, model_label="sfx", placeholder=True)
 
 
@@ -35,43 +37,61 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def test_isolated_postprocessing_equals_in_process_and_runs_elsewhere():
+@pytest.fixture
+def pool():
+    pool = DspPool()
+    yield pool
+    pool.shutdown()
+
+
+def test_isolated_postprocessing_equals_in_process_and_runs_elsewhere(pool):
     gen = _gen()
-    here, there = render.postprocess_batch(gen), render.postprocess_batch_isolated(gen)
-    assert render.dsp_pool().submit(os.getpid).result() != os.getpid()
+    here, there = render.postprocess_batch(gen), render.postprocess_batch_isolated(gen, pool)
+    assert pool.worker_pid() != os.getpid()
     from threadpoolctl import threadpool_info
 
-    blas = [i["num_threads"] for i in render.dsp_pool().submit(threadpool_info).result() if i["user_api"] == "blas"]
+    blas = [i["num_threads"] for i in pool.run(threadpool_info) if i["user_api"] == "blas"]
     assert blas and set(blas) == {1}  # the DSP process keeps to one core
     assert [i.spec.asset for i, _ in there] == ["a0", "a1", "a2"]
-    assert there[2][1] == here[2][1] == "generate: CUDA out of memory"
+    assert there[2][1] == here[2][1] == _gen().audio[2]
     for (_, a), (_, b) in zip(here[:2], there[:2]):
-        assert a.audio == b.audio  # the encoded samples (wav.Samples: bytes and their sha256)
-        assert (a.lufs, a.true_peak_dbtp, a.loop_end, a.seam_score) == (b.lufs, b.true_peak_dbtp, b.loop_end,
-                                                                         b.seam_score)
+        assert a.samples == b.samples  # the encoded samples (wav.Samples: bytes and their sha256)
+        assert (a.info.lufs, a.info.true_peak_dbtp, a.info.loop_end, a.info.seam_score) == (
+            b.info.lufs, b.info.true_peak_dbtp, b.info.loop_end, b.info.seam_score)
 
 
-def test_a_killed_dsp_process_fails_its_batch_and_is_replaced():
+def test_a_killed_dsp_process_fails_its_batch_and_is_replaced(pool):
+    import psutil
+
     gen = _gen()
-    pid = render.dsp_pool().submit(os.getpid).result()
-    pool = render.dsp_pool()
-    pool.submit(time.sleep, 0.5)
+    pid = pool.worker_pid()
     os.kill(pid, signal.SIGKILL)
+    psutil.Process(pid).wait(30)  # dead (and reaped by the executor) before the next call
     with pytest.raises(BrokenProcessPool):
-        render.postprocess_batch_isolated(gen)
-    assert len(render.postprocess_batch_isolated(gen)) == 3  # a fresh process
-    assert render.dsp_pool().submit(os.getpid).result() != pid
+        render.postprocess_batch_isolated(gen, pool)
+    assert len(render.postprocess_batch_isolated(gen, pool)) == 3  # a fresh process
+    assert pool.worker_pid() != pid
+
+
+def test_shutdown_stops_the_worker_and_the_pool_starts_again(pool):
+    import psutil
+
+    pid = pool.worker_pid()
+    pool.shutdown()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert pool.worker_pid() not in (pid, os.getpid())
+    assert default_pool() is default_pool()
 
 
 def test_dsp_process_exits_when_the_flow_process_is_killed():
-    code = ("import os, sys; from assetgen import render; "
-            "print(render.dsp_pool().submit(os.getpid).result(), flush=True); os.kill(os.getpid(), 9)")
+    code = ("import os, sys; from assetgen.dsp_pool import DspPool; "
+            "print(DspPool(parent_poll_s=0.1).worker_pid(), flush=True); os.kill(os.getpid(), 9)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     child = int(out.stdout.split()[0])
-    deadline = time.time() + 10
+    deadline = time.time() + 10  # the worker polls its parent every 0.1 s
     while _alive(child) and time.time() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.1)
     assert not _alive(child)
 
 

@@ -20,7 +20,8 @@ def test_served_deployment_carries_cron_and_parameters():
     assert sched.active
     assert dep.parameters == {"manifests": ["manifests/demo.csv", "manifests/themes/forest.csv"], "out": "/srv/out",
                               "model_dir": "/models", "batch_size": 12, "device": None}
-    assert dep.entrypoint.endswith("render.py:render_flow") or dep.flow_name == "assetgen-render"
+    assert dep.flow_name == "assetgen-render"
+    assert dep.entrypoint == "flows/render.py:render_flow"
 
 
 def test_farm_deployment_matches_render_flow_signature():
@@ -42,7 +43,7 @@ def test_ephemeral_renders_skip_flow_heartbeats(monkeypatch):
     # nothing reads heartbeats of a server that dies with the process; with a real server they stay on
     from prefect.settings import get_current_settings
 
-    from assetgen.cli import ephemeral_run_settings
+    from assetgen.runtime import ephemeral_run_settings
 
     default = get_current_settings().flows.heartbeat_frequency
     assert default is not None

@@ -41,6 +41,14 @@ def demo_root(tmp_path_factory, tiny_models):
     return root
 
 
+@pytest.fixture
+def demo_copy(demo_root, tmp_path) -> Path:
+    """A copy of the demo render for tests that change it, so ``demo_root`` stays as rendered whatever the order."""
+    copy = tmp_path / "demo"
+    shutil.copytree(demo_root, copy, ignore=shutil.ignore_patterns(".prefect"))
+    return copy
+
+
 def rows(root: Path) -> list[dict]:
     from assetgen.store.index import Index
 
@@ -77,7 +85,7 @@ def test_loudness_and_loops_as_delivered(demo_root):
         data, sr = sf.read(demo_root / row["path"], always_2d=True)
         if row["audio_status"] == "ok":
             measured = pyloudnorm.Meter(sr).integrated_loudness(data)
-            assert abs(measured - row["lufs"]) < 0.1, (row["asset"], measured, row["lufs"])
+            assert abs(measured - row["lufs"]) < 1e-3, (row["asset"], measured, row["lufs"])
             # on target, unless the true-peak ceiling capped the gain (then the peak sits at the ceiling)
             at_ceiling = row["true_peak_dbtp"] > row["true_peak_target"] - 0.5
             assert abs(measured - row["loudness_target"]) < 0.5 or (at_ceiling and measured < row["loudness_target"])
@@ -91,7 +99,8 @@ def test_loudness_and_loops_as_delivered(demo_root):
     assert sf.info(demo_root / theme["path"]).frames == 192000
 
 
-def test_rerun_renders_nothing_and_a_changed_target_renders_one(demo_root, tiny_models, tmp_path):
+def test_rerun_renders_nothing_and_a_changed_target_renders_one(demo_copy, tiny_models, tmp_path):
+    demo_root = demo_copy
     before = {p: sha256(p) for p in wav_files(demo_root)}
     result = run("render", DEMO, "--out", demo_root, "--model-dir", tiny_models, "--no-progress")
     assert result.exit_code == 0, result.output
@@ -136,10 +145,10 @@ def test_missing_model_exits_2_with_a_pointer(tmp_path, monkeypatch):
 
 @pytest.fixture
 def half_broken_manifest(tmp_path, tiny_models) -> Path:
-    """ok/one on the tiny sfx model, bad/two on a copy of it whose weights are not a checkpoint."""
+    """ok/one on the tiny sfx model, bad/two on a copy of it whose weights file is empty (0 bytes)."""
     broken = tmp_path / "broken_model"
     shutil.copytree(tiny_models / "sfx", broken)
-    (broken / "state_dict.bin").write_bytes(b"not a checkpoint")
+    (broken / "state_dict.bin").write_bytes(b"")
     manifest = tmp_path / "m.csv"
     manifest.write_text(
         "scene,asset,model,prompt,duration_s\n"
@@ -160,11 +169,14 @@ def test_failing_asset_is_isolated_and_exit_code_is_1(tmp_path, tiny_models, hal
 
     failures = Index(root).failures()
     assert [(f["scene"], f["asset"], f["stage"]) for f in failures] == [("bad", "two", "generate")]
+    # the loader's own exception, in the index and on the console (not Prefect's "UnfinishedRun")
+    assert failures[0]["error"].startswith("EOFError: loading model "), failures[0]["error"]
+    assert f"bad/two [generate] {failures[0]['error']}" in result.output
 
 
 def test_render_flow_called_from_python_raises_the_failures(tmp_path, tiny_models, half_broken_manifest):
-    from assetgen.cli import ephemeral_run_settings, prefect_env
     from assetgen.render import AssetsFailed
+    from assetgen.runtime import ephemeral_run_settings, prefect_env
     from flows.render import render_flow
 
     root = tmp_path / "out"
@@ -173,6 +185,7 @@ def test_render_flow_called_from_python_raises_the_failures(tmp_path, tiny_model
         render_flow(manifests=[str(half_broken_manifest)], out=str(root), model_dir=str(tiny_models))
     summary = caught.value.summary
     assert summary["rendered"] == 1 and [f["asset"] for f in summary["failed"]] == ["bad/two"]
+    assert summary["failed"][0]["error"].startswith("EOFError: loading model ")
     assert [(r["scene"], r["asset"]) for r in rows(root)] == [("ok", "one")]
 
 
@@ -181,7 +194,8 @@ def test_dask_runner_matches_local_runner(demo_root, tiny_models, tmp_path):
     result = run("render", DEMO, "--out", root, "--model-dir", tiny_models, "--runner", "dask", "--workers", "2",
                  "--no-progress")
     assert result.exit_code == 0, result.output
-    local = {(r["scene"], r["asset"]): r for r in rows(demo_root) if r["version"] == 1}
+    local = {(r["scene"], r["asset"]): r for r in rows(demo_root)}
+    assert {r["version"] for r in local.values()} == {1}
     dask = {(r["scene"], r["asset"]): r for r in rows(root)}
     assert set(local) == set(dask)
     for ident, row in dask.items():
@@ -191,9 +205,10 @@ def test_dask_runner_matches_local_runner(demo_root, tiny_models, tmp_path):
         np.testing.assert_allclose(a, b, atol=1e-5, err_msg=str(ident))  # float rounding only
 
 
-def test_index_export_and_review_status(demo_root, tmp_path):
+def test_index_export_and_review_status(demo_copy, tmp_path):
     import pandas as pd
 
+    demo_root = demo_copy
     out = tmp_path / "index.parquet"
     result = run("index", "export", "--out", demo_root, "--format", "parquet", "--to", out)
     assert result.exit_code == 0, result.output

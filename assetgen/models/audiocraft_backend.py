@@ -4,6 +4,11 @@ Reproducibility: audiocraft samples a whole batch from one global RNG, so a requ
 batch neighbours (and change when an out-of-memory split changes the batch). ``_row_multinomial`` gives each
 request its own ``torch.Generator`` seeded from the request's seed, so the same request + seed gives the same
 tokens whatever batch it lands in (up to float differences between batch shapes on some GPUs).
+
+audiocraft looks ``multinomial`` up in ``audiocraft.utils.utils`` at call time, so the per-request sampler is
+installed there: by :func:`install_row_sampler`, which :class:`AudiocraftBackend` calls when it loads a model
+(importing this module changes nothing). Outside :meth:`AudiocraftBackend.generate` no per-request generators are
+set, and the installed sampler defers to audiocraft's own.
 """
 
 from __future__ import annotations
@@ -42,13 +47,18 @@ def _row_multinomial(input: torch.Tensor, num_samples: int, replacement: bool = 
     return idx.clamp_(max=input.shape[-1] - 1).reshape(*input.shape[:-1], 1)
 
 
-ac_utils.multinomial = _row_multinomial  # sample_top_k / sample_top_p / lm look it up at call time
+def install_row_sampler() -> None:
+    """Route audiocraft's sampling through :func:`_row_multinomial` (idempotent; leaves a sampler that someone
+    else put in place, such as a benchmark's timer, alone)."""
+    if ac_utils.multinomial is _original_multinomial:
+        ac_utils.multinomial = _row_multinomial
 
 
 class AudiocraftBackend:
     """One loaded MusicGen or AudioGen model on one device (see ``ModelBackend``)."""
 
     def __init__(self, resolved: ResolvedModel, device: str = "cpu"):
+        install_row_sampler()
         cls = AudioGen if resolved.kind == "sfx" else MusicGen
         env_before = os.environ.get("HF_HUB_OFFLINE")
         os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for the hub: resolve() found local files
@@ -85,9 +95,8 @@ class AudiocraftBackend:
         _rows.generators = [torch.Generator(device=self.device).manual_seed(int(r.seed) % (2**63))
                             for r in requests]
         try:
-            # inference mode, not audiocraft's no_grad: no version counters or view tracking per op. Decoding is
-            # thousands of small ops per second of audio: CPU generation of the bench model is 12-19 % faster
-            # (bench_pipeline, g vs b), and a GPU spends less CPU time per kernel launch; tokens are bit-identical.
+            # inference mode, not audiocraft's no_grad: no version counters or view tracking per op (decoding is
+            # thousands of small ops per second of audio); tokens are bit-identical.
             with torch.inference_mode():
                 wav = self.model.generate([r.prompt for r in requests])
         finally:

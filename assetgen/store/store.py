@@ -31,6 +31,7 @@ to stat.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import errno
 import hashlib
@@ -281,6 +282,25 @@ class AssetStore:
         """Store a failed asset with its error (the render keeps going)."""
         return self.index.record_failure(run_id, spec.scene, spec.asset, content_key, stage, str(error))
 
+    # -- delivery payload and reads ------------------------------------------------------------------
+    def commit_encoded(self, spec: AssetSpec, content_key: str, encoded: "Encoded", *, model_label: str,
+                       placeholder: bool, run_id: str, params: dict) -> dict:
+        """:meth:`commit` of a clip :func:`encode_for_delivery` already encoded (the header is added here)."""
+        processed = dataclasses.replace(encoded.info, audio=encoded.samples)
+        return self.commit(spec, content_key, processed, model_label=model_label, placeholder=placeholder,
+                           run_id=run_id, params=params)
+
+    def read_latest(self, scene: str, asset: str) -> tuple[np.ndarray, int, dict] | None:
+        """The latest version's delivered audio as float32 ``(channels, samples)``, its rate (Hz) and index
+        row; None when the asset has no version."""
+        import soundfile as sf
+
+        row = self.index.get(scene, asset)
+        if row is None:
+            return None
+        data, sr = sf.read(self.root / row["path"], dtype="float32", always_2d=True)
+        return np.ascontiguousarray(data.T), int(sr), row
+
     # -- reconcile -----------------------------------------------------------------------------------
     def reconcile(self, verify_hashes: bool = True) -> ReconcileReport:
         """Repair the root after a crash or manual edits (see the module docstring); call under the lock.
@@ -417,3 +437,23 @@ def _samples(processed: ProcessedAudio, bit_depth: int) -> wav.Samples:
 
 def _num(value: Any) -> float | None:
     return None if value is None or not np.isfinite(value) else float(value)
+
+
+@dataclass
+class Encoded:
+    """A post-processed clip in the store's delivery form: ``samples`` encoded at the asset's bit depth, and
+    ``info``, the clip's measurements (a ``ProcessedAudio`` whose ``audio`` is emptied to ``(channels, 0)``)."""
+
+    samples: wav.Samples
+    info: ProcessedAudio
+
+
+def encode_for_delivery(processed: ProcessedAudio, bit_depth: int) -> Encoded:
+    """Encode a post-processed clip for :meth:`AssetStore.commit_encoded` (16/24-bit PCM or 32-bit float).
+
+    Runs wherever post-processing runs (the DSP process, a Dask worker): the samples then cross the process
+    boundary at 3/4 of float32's size, and the writing process only adds the header chunks.
+    """
+    samples = wav.encode(processed.audio, bit_depth)
+    empty = np.zeros((samples.channels, 0), dtype=np.float32)
+    return Encoded(samples, dataclasses.replace(processed, audio=empty))

@@ -1,0 +1,291 @@
+"""The render's stage functions and decisions without Prefect: outcomes and failures against a real AssetStore,
+partial-batch retries, exception classification, post-processing splits, mixes with failed layers, progress."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from assetgen import render
+from assetgen.models.base import CheckpointRefused, GenerationError
+from assetgen.models.registry import ModelUnavailable
+from assetgen.plan import Batch, PlanItem
+from assetgen.progress import RenderProgress
+from assetgen.render import Failure, GenResult, ModelLoadError
+from assetgen.spec import AssetSpec, GenParams, PostParams, ProcessedAudio
+from assetgen.store import AssetStore, Index
+from assetgen.store.store import Encoded, encode_for_delivery
+
+SR = 16000
+
+
+def item(asset: str, scene: str = "s", key: str | None = None, **post) -> PlanItem:
+    spec = AssetSpec(scene=scene, asset=asset, model="sfx", prompt=f"{asset} sound", seed=len(asset),
+                     gen=GenParams(duration_s=0.5), post=PostParams(**post))
+    return PlanItem(spec, key or f"key-{scene}-{asset}", "new")
+
+
+def mix_item(layers: tuple[str, ...], scene: str = "s") -> PlanItem:
+    spec = AssetSpec(scene=scene, asset="mix", model="mix", prompt="", seed=0, gen=GenParams(duration_s=0.5),
+                     layers=layers)
+    return PlanItem(spec, f"key-{scene}-mix", "new")
+
+
+def noise(seed: int, channels: int = 1, frames: int = 9000) -> np.ndarray:
+    return (0.1 * np.random.default_rng(seed).standard_normal((channels, frames))).astype(np.float32)
+
+
+def gen_result(items, audio) -> GenResult:
+    return GenResult(items=list(items), audio=list(audio), sample_rate=SR, model_label="sfx", placeholder=True)
+
+
+def raised(exc: BaseException) -> BaseException:
+    """``exc`` with a traceback (as a task's exception has one)."""
+    try:
+        raise exc
+    except BaseException as caught:  # noqa: BLE001
+        return caught
+
+
+# -- failures --------------------------------------------------------------------------------------------------
+
+def test_failure_keeps_stage_type_message_and_where():
+    exc = raised(ValueError("bad fx"))
+    f = Failure.from_exception("dsp", exc, location=False)
+    assert (f.stage, f.error_type, f.message, f.where) == ("dsp", "ValueError", "bad fx", "")
+    assert f.text == "dsp: ValueError: bad fx"
+    g = Failure.from_exception("generate", exc)
+    assert g.where.startswith(" (test_render_logic.py:") and g.text == f"ValueError: bad fx{g.where}"
+    assert Failure.from_exception("store", RuntimeError("x")).text == "RuntimeError: x"  # no traceback: no where
+    assert render.mix_blocked(["a", "c"]).text == "layer(s) failed: a, c"
+    assert pickle.loads(pickle.dumps(g)) == g  # crosses process boundaries (DSP process, Dask)
+
+
+def test_unloadable_checkpoint_reports_the_original_exception_and_is_not_retried():
+    class BrokenCache:
+        def get(self, ref, model_dir=None, device=None):
+            raise EOFError("Ran out of input")
+
+    batch = Batch(model="sfx", params=GenParams(duration_s=0.5), items=(item("a"),))
+    with pytest.raises(ModelLoadError) as caught:
+        render.generate_batch(batch, cache=BrokenCache())
+    exc = pickle.loads(pickle.dumps(caught.value))  # as it comes back from a Dask worker
+    assert not render.is_transient(exc)
+    f = Failure.from_exception("generate", exc)
+    assert (f.error_type, f.message) == ("EOFError", "loading model 'sfx': Ran out of input")
+    assert f.where.startswith(" (test_render_logic.py:")  # the frame that raised the original error
+    assert "UnfinishedRun" not in f.text and "ModelLoadError" not in f.text
+
+
+def test_transient_classification():
+    for permanent in (render.InvalidInput("x"), ModelUnavailable("x"), CheckpointRefused("x"),
+                      ModelLoadError("m", "EOFError", "")):
+        assert not render.is_transient(permanent), permanent
+    for transient in (RuntimeError("worker lost"), GenerationError("out of memory generating a single request"),
+                      OSError("connection reset")):
+        assert render.is_transient(transient), transient
+
+
+def test_per_request_failures_become_failures_of_their_items():
+    class HalfBackend:
+        sample_rate, name, placeholder = SR, "sfx", True
+
+        def generate(self, requests):
+            raise RuntimeError("device lost")
+
+    class OneCache:
+        def get(self, ref, model_dir=None, device=None):
+            return HalfBackend()
+
+    batch = Batch(model="sfx", params=GenParams(duration_s=0.5), items=(item("a"), item("b")))
+    gen = render.generate_batch(batch, cache=OneCache())
+    assert [f.text for f in gen.failures] == ["RuntimeError: device lost"] * 2
+
+
+# -- partial-batch retry ---------------------------------------------------------------------------------------
+
+def test_partly_failed_batch_is_retried_until_the_last_attempt():
+    items = [item("a"), item("b"), item("c")]
+    partial = gen_result(items, [noise(0), Failure("generate", "GenerationError", "out of memory"), noise(1)])
+    assert render.retry_reason(partial, attempt=1, attempts=3) == \
+        "1 of 3 requests failed, retrying: GenerationError: out of memory"
+    assert render.retry_reason(partial, attempt=2, attempts=3) is not None
+    assert render.retry_reason(partial, attempt=3, attempts=3) is None  # last attempt: deliver what worked
+    whole = gen_result(items, [noise(0), noise(1), noise(2)])
+    assert render.retry_reason(whole, attempt=1, attempts=3) is None
+
+
+@pytest.mark.parametrize("index,n_batches,n_items,isolated,parts", [
+    (2, 3, 16, True, 2),  # the last batch of a local render: half in the DSP process, half in the flow
+    (0, 3, 16, True, 1),  # earlier batches: the flow process's core generates
+    (0, 1, 1, True, 1),  # one item cannot be split
+    (2, 3, 16, False, 1),  # Dask: each worker post-processes its own batch
+])
+def test_postprocess_parts(index, n_batches, n_items, isolated, parts):
+    assert render.postprocess_parts(index, n_batches, n_items, isolated) == parts
+
+
+# -- outcomes against a real store -----------------------------------------------------------------------------
+
+def test_outcomes_commit_or_record_each_failure_with_its_stage(tmp_path):
+    store = AssetStore(tmp_path)
+    ok, dsp_bad, gen_bad = item("ok", loop=False), item("dsp_bad"), item("gen_bad")
+    gen = gen_result([ok, dsp_bad, gen_bad],
+                     [noise(0), np.zeros((2, 3, 4), np.float32), Failure("generate", "GenerationError", "oom")])
+    processed = render.postprocess_batch(gen)
+    assert isinstance(processed[0][1], Encoded) and processed[0][1].info.audio.shape == (2, 0)
+    assert isinstance(processed[1][1], Failure) and processed[1][1].stage == "dsp"
+    with store.lock():
+        outcomes = [render.record_outcome(store, it, result, model_label="sfx", placeholder=True, run_id="r1")
+                    for it, result in processed]
+    assert [o.ok for o in outcomes] == [True, False, False]
+    assert [o.stage for o in outcomes] == [None, "dsp", "generate"]
+    row = outcomes[0].row
+    path = tmp_path / row["path"]
+    assert row["path"] == "s/ok/ok_v001.wav" and hashlib.sha256(path.read_bytes()).hexdigest() == row["sha256"]
+    data, sr = sf.read(path, dtype="float32", always_2d=True)
+    assert sr == 48000 and data.shape[1] == 2 and info_matches(row, processed[0][1])
+    failures = Index(tmp_path).failures("r1")
+    assert [(f["asset"], f["stage"], f["error"]) for f in failures] == [
+        ("dsp_bad", "dsp", outcomes[1].error), ("gen_bad", "generate", "GenerationError: oom")]
+    assert outcomes[1].error.startswith("dsp: ") and outcomes[1].failure.error_type != ""
+
+
+def info_matches(row: dict, encoded: Encoded) -> bool:
+    return row["lufs"] == pytest.approx(encoded.info.lufs) and row["channels"] == encoded.samples.channels
+
+
+def test_a_failed_commit_fails_its_asset_at_stage_store(tmp_path):
+    store = AssetStore(tmp_path)
+    it = item("taken")
+    (tmp_path / "s" / "taken").mkdir(parents=True)
+    (tmp_path / "s" / "taken" / "taken_v001.wav").write_bytes(b"a file the index does not know")
+    encoded = encode_for_delivery(ProcessedAudio(noise(3, 2), 48000, -23.0, -2.0), 24)
+    with store.lock():
+        outcome = render.record_outcome(store, it, encoded, model_label="sfx", placeholder=True, run_id="r2")
+    assert not outcome.ok and outcome.stage == "store" and outcome.failure.error_type == "StoreError"
+    (failure,) = Index(tmp_path).failures("r2")
+    assert failure["stage"] == "store" and failure["error"] == outcome.error and "run reconcile" in outcome.error
+
+
+def test_encoded_commit_equals_float_commit(tmp_path):
+    """The store encodes; encoding in the DSP process or at commit gives the same file bytes."""
+    processed = ProcessedAudio(noise(4, 2), 48000, -23.0, -2.0, loop_start=0, loop_end=9000, seam_score=0.1)
+    rows = []
+    for name, payload in (("a", processed), ("b", encode_for_delivery(processed, 24))):
+        store = AssetStore(tmp_path / name)
+        with store.lock():
+            rows.append(render.commit(store, item("x", key="k"), payload, model_label="m", placeholder=False,
+                                      run_id="r"))
+    a, b = (tmp_path / n / r["path"] for n, r in zip("ab", rows))
+    np.testing.assert_array_equal(sf.read(a, dtype="int32")[0], sf.read(b, dtype="int32")[0])
+    same = [c for c in rows[0] if c not in ("id", "sha256", "created_at", "path")]
+    assert {c: rows[0][c] for c in same} == {c: rows[1][c] for c in same}
+
+
+def test_batch_failure_fails_every_item_of_its_part(tmp_path):
+    store = AssetStore(tmp_path)
+    items = [item("a"), item("b")]
+    with store.lock():
+        outcomes = render.record_batch_failure(store, items, "generate", raised(EOFError("truncated")), "r3")
+    assert [o.ident for o in outcomes] == ["s/a", "s/b"]
+    assert all(o.failure.error_type == "EOFError" and o.failure.message == "truncated" for o in outcomes)
+    assert [f["stage"] for f in Index(tmp_path).failures("r3")] == ["generate", "generate"]
+
+
+# -- mixes -----------------------------------------------------------------------------------------------------
+
+def test_mix_with_a_failed_layer_fails_and_names_it(tmp_path):
+    store = AssetStore(tmp_path)
+    mix = mix_item(("wind", "rain", "birds"))
+    failed = {"s/rain", "other/wind"}
+    assert render.mix_blockers(mix.spec, failed) == ["rain"]
+    assert render.mix_blockers(mix.spec, {"other/wind"}) == []
+    with store.lock():
+        outcome = render.record_failure(store, mix, render.mix_blocked(["rain"]), "r4")
+    assert (outcome.stage, outcome.error) == ("mix", "layer(s) failed: rain")
+    (row,) = Index(tmp_path).failures("r4")
+    assert (row["asset"], row["stage"], row["error"]) == ("mix", "mix", "layer(s) failed: rain")
+
+
+def test_mix_reads_its_layers_latest_versions_through_the_store(tmp_path):
+    store = AssetStore(tmp_path)
+    wind, rain = item("wind"), item("rain", gain_db=-6.0)
+    with store.lock():
+        for it, seed in ((wind, 5), (rain, 6)):
+            render.commit(store, it, ProcessedAudio(noise(seed, 2, 24000), 48000, -23.0, -3.0),
+                          model_label="sfx", placeholder=True, run_id="r5")
+        newer = ProcessedAudio(noise(7, 2, 24000), 48000, -23.0, -3.0)
+        render.commit(store, item("wind", key="key-wind-2"), newer, model_label="sfx", placeholder=True,
+                      run_id="r5")
+    audio, sr, row = store.read_latest("s", "wind")
+    assert (sr, row["version"], audio.dtype, audio.shape) == (48000, 2, np.float32, (2, 24000))
+    np.testing.assert_allclose(audio, newer.audio, atol=2.0 ** -22)  # 24-bit quantisation
+    assert store.read_latest("s", "nothing") is None
+    layer_specs = {"s/wind": wind.spec, "s/rain": rain.spec}
+    layers = render.mix_layers_audio(store, mix_item(("wind", "rain")).spec, layer_specs)
+    assert [layer[2].gain_db for layer in layers] == [0.0, -6.0]
+    np.testing.assert_array_equal(layers[0][0], audio)
+    out = render.render_mix(store, mix_item(("wind", "rain")), layer_specs)
+    assert out.audio.dtype == np.float32 and out.audio.shape[0] == 2 and out.sample_rate == 48000
+    with pytest.raises(RuntimeError, match="layer s/gone has no rendered version"):
+        render.mix_layers_audio(store, mix_item(("gone",)).spec, {"s/gone": item("gone").spec})
+
+
+def test_mix_label_lists_layer_models_and_placeholder():
+    class Model:
+        def __init__(self, label, placeholder):
+            self.label, self.placeholder = label, placeholder
+
+    a = item("a").spec.replace(model="music")
+    b = item("b").spec
+    specs = {"s/a": a, "s/b": b}
+    models = {"music": Model("musicgen", False), "sfx": Model("PLACEHOLDER audiogen", True)}
+    assert render.mix_label(mix_item(("b", "a")).spec, specs, models) == ("mix of PLACEHOLDER audiogen, musicgen",
+                                                                         True)
+    assert render.mix_label(mix_item(("a",)).spec, specs, models) == ("mix of musicgen", False)
+
+
+# -- summary and progress --------------------------------------------------------------------------------------
+
+def test_summary_counts_versions_and_failures():
+    class Plan:
+        def counts(self):
+            return {"new": 2}
+
+    class Model:
+        placeholder = False
+
+    prepared = render.Prepared(specs=[], plan=Plan(), batches=[], mixes=[], models={"m": Model()}, fingerprints={})
+    outcomes = [render.Outcome("s/a", "k", row={"scene": "s", "asset": "a", "version": 1, "path": "p", "extra": 1}),
+                render.Outcome("s/b", "k2", failure=Failure("dsp", "ValueError", "bad"))]
+    out = render.summary(prepared, outcomes, "run")
+    assert out["rendered"] == 1 and out["plan"] == {"new": 2} and out["placeholder"] is False
+    assert out["failed"] == [{"asset": "s/b", "stage": "dsp", "error": "dsp: ValueError: bad"}]
+    assert out["versions"][0]["path"] == "p" and "extra" not in out["versions"][0]
+
+
+def test_progress_bars_count_and_disabled_bars_do_nothing():
+    class Prepared:
+        batches = [Batch("sfx", GenParams(duration_s=2.0), (item("a"), item("b")))]
+        mixes = [mix_item(("a",))]
+
+    off = RenderProgress(False)
+    off.start(Prepared())
+    off.advance("generate", 2)
+    off.stop()
+    on = RenderProgress(True)
+    on.start(Prepared())
+    try:
+        on.advance("generate", 2, 1.0)
+        on.advance("write", 1)
+        gen_task, write_task = on._bar.tasks
+        assert (gen_task.completed, gen_task.total, gen_task.fields["extra"]) == (2, 2, "1/1 audio-s")
+        assert (write_task.completed, write_task.total) == (1, 3)
+    finally:
+        on.stop()
+    on.advance("write", 1)  # after stop: no bar, no error
