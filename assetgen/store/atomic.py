@@ -66,10 +66,11 @@ def atomic_write(dest: str | os.PathLike, content: bytes | memoryview | Callable
     ``overwrite=False`` raises :class:`DestinationExists` instead of replacing an existing ``dest``.
     ``durable=False`` skips both fsyncs (caches that are cheap to rebuild: still never partial to a reader
     while the machine runs). ``crash_points`` fires the store's commit-path crash points
-    (``wav-half-written``, ``after-fsync``, ``after-rename``; see ``store.crash``). The parent folder must
-    exist.
+    (``wav-half-written``, ``after-fsync``, ``after-rename``; see ``store.crash``). Missing parent folders are
+    created.
     """
     dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
     tmp, fd = _create_temp(dest)
     try:
         try:
