@@ -22,7 +22,7 @@ DEFAULT_TRUE_PEAK_DBTP = -1.0
 DEFAULT_SAMPLE_RATE = 48_000
 DEFAULT_BIT_DEPTH = 24  # 16 and 24 are PCM, 32 means 32-bit float
 MODEL_ALIASES = ("music", "sfx")
-RESERVED_SCENES = ("report",)  # ROOT/report/ holds the review page (output tree in ARCHITECTURE.md)
+RESERVED_SCENES = ("report",)  # ROOT/report/ holds the review page, so no scene may take that folder
 MIX_MODEL = "mix"  # pseudo-model of a scene's mix asset: rendered from its layers, not generated
 BEATS_PER_BAR = 4  # loops are counted in 4/4 bars
 
