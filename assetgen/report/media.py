@@ -70,7 +70,7 @@ def render_png(audio: np.ndarray, sr: int, dest: Path, loop: tuple[int, int] | N
 
     ``loop`` (start, end samples) is shaded on the waveform so the reviewer sees the loop region.
 
-    Saved as a 48-colour palette PNG (Pillow quantize): ~4x smaller, which matters with 1 000+ assets.
+    Saved as a ``PNG_COLOURS``-colour palette PNG (Pillow quantize) to keep pages of 1 000+ assets small.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure  # OO API: no pyplot state, Agg only
