@@ -5,7 +5,8 @@
 - ``store.versions``: asset versions (the contract's columns), latest / approved queries, review status;
 - ``store.runs``: the render log (runs and failures);
 - ``store.verified``: reconcile's cache of verified file hashes;
-- ``store.tabular``: CSV / Parquet export of the rows.
+- ``store.tabular``: CSV / Parquet export of the rows;
+- ``store.decisions``: the journal of review decisions, which outlives the index file.
 
 ``Index`` is all of them on one root, so callers keep one object per root.
 """
@@ -13,8 +14,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
+from assetgen.store import decisions
 from assetgen.store.db import BUSY_TIMEOUT_MS, Database, ident, utc_now
 from assetgen.store.runs import RunLog
 from assetgen.store.schema import (COLUMNS, DB_NAME, FILE_STATES, REQUIRED, SCHEMA_VERSION, STATUSES,
@@ -29,6 +32,23 @@ __all__ = ["BUSY_TIMEOUT_MS", "COLUMNS", "DB_NAME", "FILE_STATES", "REQUIRED", "
 
 class Index(Versions, RunLog, VerifiedFiles):
     """``ROOT/index.sqlite``: versions, the render log and the verification cache. Reads never create it."""
+
+    def set_status(self, scene: str, asset: str, version: int | None, status: str) -> dict:
+        """Set the review status of one version (None = latest), journaled first (``store.decisions``)."""
+        return super().set_status(scene, asset, version, status,
+                                  before_update=lambda row, new: decisions.append(self.root, row, new, utc_now()))
+
+    def restore_decisions(self, rows: Iterable[dict]) -> list[dict]:
+        """Give ``rows`` (versions just rebuilt from their files) their last journaled decision; returns the
+        rows whose status changed. A decision counts only for the content key and sha256 it was made on."""
+        rows = list(rows)
+        found = decisions.latest_decisions(self.root, rows)
+        restored = []
+        for row in rows:
+            status = found.get(decisions.match_key(row))
+            if status in STATUSES and status != row["status"]:
+                restored.append(super().set_status(row["scene"], row["asset"], row["version"], status))
+        return restored
 
     def export(self, path: str | os.PathLike, fmt: str = "csv") -> Path:
         """Write every version (one row each, ``COLUMNS`` order) to ``path`` as ``csv`` or ``parquet``."""

@@ -15,7 +15,9 @@ user left behind:
 - stale temp files (``store.atomic.TEMP_RE``) are removed (the plan renders those assets again);
 - a finished WAV without an index row is adopted when its iXML provenance names exactly this path, the
   next contiguous version and a content key new for the asset, and its ``data`` matches the recorded
-  ``audio_sha256``; otherwise it is moved to ``ROOT/.quarantine/``;
+  ``audio_sha256``; otherwise it is moved to ``ROOT/.quarantine/``. An adopted version gets back the last
+  review decision journaled for its content key and sha256 (``store.decisions``), so deleting the index
+  loses no approval;
 - an index row whose file is missing is marked ``file_state='missing'``; a row whose file no longer
   matches its sha256 gets the file moved to quarantine and is marked the same way. A missing *latest*
   version drops out of ``Index.latest_keys()``, so the plan renders it again, and :meth:`commit` restores
@@ -77,6 +79,7 @@ class ReconcileReport:
     missing: list[str] = field(default_factory=list)  # indexed files not on disk (marked file_state=missing)
     modified: list[str] = field(default_factory=list)  # indexed files whose sha256 changed (quarantined)
     recovered: list[str] = field(default_factory=list)  # missing files that are back with the right sha256
+    decisions_restored: list[str] = field(default_factory=list)  # "<path>: <status>" from the decision journal
 
     def __bool__(self) -> bool:
         return any((self.removed_temp, self.adopted, self.quarantined, self.missing, self.modified,
@@ -251,13 +254,16 @@ class AssetStore:
                 orphans.append((path.parent.parent.name, path.parent.name, int(m["version"]), path))
         for folder in sorted({(self.root / rel).parent for rel in report.removed_temp}):
             _fsync_dir(folder)
+        adopted_rows = []
         for scene, asset, version, path in sorted(orphans):
             reason = self._adoption_problem(scene, asset, version, path)
             if reason is None:
-                self._adopt(path)
+                adopted_rows.append(self._adopt(path))
                 report.adopted.append(path.relative_to(self.root).as_posix())
             else:
                 report.quarantined.append(self._quarantine(path, reason))
+        report.decisions_restored += [f"{r['path']}: {r['status']}"
+                                      for r in self.index.restore_decisions(adopted_rows)]
         verified = self.index.verified_files() if verify_hashes else {}
         fresh: list[tuple] = []
         for rel, row in rows.items():

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from assetgen.store.db import Database, ident, utc_now
@@ -116,14 +116,21 @@ class Versions(Database):
                               [values[c] for c in cols])
             return dict(con.execute("SELECT * FROM assets WHERE id = ?", (cur.lastrowid,)).fetchone())
 
-    def set_status(self, scene: str, asset: str, version: int | None, status: str) -> dict:
-        """Set the review status of one version (None = latest); returns the updated row."""
+    def set_status(self, scene: str, asset: str, version: int | None, status: str, *,
+                   before_update: Callable[[dict, str], None] | None = None) -> dict:
+        """Set the review status of one version (None = latest); returns the updated row.
+
+        ``before_update(row, status)`` runs inside the write transaction once the row is found and before it
+        changes (the decision journal); if it raises, nothing changes.
+        """
         if status not in STATUSES:
             raise IndexLookupError(f"status {status!r}: expected one of {', '.join(STATUSES)}")
         if not self.path.exists():
             raise IndexLookupError(f"{ident(scene, asset)}: no index at {self.path}")
         with self._write() as con:
             row = self._find(con, scene, asset, version)
+            if before_update is not None:
+                before_update(dict(row), status)
             con.execute("UPDATE assets SET status = ? WHERE id = ?", (status, row["id"]))
             return dict(con.execute("SELECT * FROM assets WHERE id = ?", (row["id"],)).fetchone())
 
