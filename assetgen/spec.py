@@ -28,6 +28,17 @@ DEFAULT_SAMPLE_RATE = 48_000
 DEFAULT_BIT_DEPTH = 24  # 16 and 24 are PCM, 32 means 32-bit float
 MODEL_ALIASES = ("music", "sfx")
 MIX_MODEL = "mix"  # pseudo-model of a scene's mix asset: rendered from its layers, not generated
+BEATS_PER_BAR = 4  # loops are counted in 4/4 bars
+
+
+def bars_seconds(bars: float, bpm: float, beats_per_bar: int = BEATS_PER_BAR) -> float:
+    """Length (s) of ``bars`` bars at ``bpm`` beats per minute: ``bars * beats_per_bar * 60 / bpm``."""
+    return bars * beats_per_bar * 60.0 / bpm
+
+
+def seconds_bars(seconds: float, bpm: float, beats_per_bar: int = BEATS_PER_BAR) -> float:
+    """Bars (fractional) in ``seconds`` at ``bpm``: the inverse of :func:`bars_seconds`."""
+    return seconds * bpm / (beats_per_bar * 60.0)
 
 
 @dataclass(frozen=True)
@@ -117,7 +128,7 @@ class AssetSpec:
     def target_duration_s(self) -> float:
         """Delivered length (s): bars at bpm for music loops, else the generated length minus loop material."""
         if self.post.loop and self.post.bpm and self.post.bars:
-            return self.post.bars * 4 * 60.0 / self.post.bpm
+            return bars_seconds(self.post.bars, self.post.bpm)
         extra = self.post.crossfade_s if self.post.loop else 0.0
         return max(self.gen.duration_s - extra, 0.0)
 

@@ -1,15 +1,12 @@
+import re
+
 import numpy as np
 import pytest
 
-from assetgen.dsp import POSTPROCESS_VERSION
 from assetgen.dsp.fx import FxError, apply_fx, apply_fx_cyclic, parse_fx_chain
 from assetgen.dsp.loop import make_loop
 
 from tests.test_dsp_signals import noise
-
-
-def test_version_is_int():
-    assert isinstance(POSTPROCESS_VERSION, int) and POSTPROCESS_VERSION >= 1
 
 
 def test_parse_chain_in_order():
@@ -41,10 +38,8 @@ def test_empty_is_no_effects(text):
     ],
 )
 def test_bad_chains_name_the_problem(text, fragment):
-    with pytest.raises(FxError, match=None) as err:
+    with pytest.raises(FxError, match=re.escape(fragment)):
         parse_fx_chain(text)
-    assert fragment in str(err.value)
-    assert isinstance(err.value, ValueError)
 
 
 def test_apply_fx_changes_audio_and_keeps_shape():

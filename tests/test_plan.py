@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -93,7 +94,16 @@ def test_mix_key_follows_layers_and_placement(tmp_path):
 def test_content_key_is_hex_sha256(tmp_path):
     spec = load(tmp_path, ROWS)[1]
     key = content_key(spec, "fp")
-    assert len(key) == 64 and int(key, 16) >= 0 and key == content_key(spec, "fp") != content_key(spec, "fp2")
+    assert re.fullmatch(r"[0-9a-f]{64}", key), key
+    assert key == content_key(spec, "fp") != content_key(spec, "fp2")
+
+
+def test_postprocess_version_enters_every_content_key(tmp_path, monkeypatch):
+    """Bumping dsp.POSTPROCESS_VERSION (the DSP's output changed) renders every asset again."""
+    before = keys(tmp_path, ROWS)
+    monkeypatch.setattr(plan_mod, "POSTPROCESS_VERSION", plan_mod.POSTPROCESS_VERSION + 1)
+    after = keys(tmp_path, ROWS)
+    assert before.keys() == after.keys() and all(before[k] != after[k] for k in before)
 
 
 def test_plan_states_and_orphans(tmp_path):

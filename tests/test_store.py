@@ -246,9 +246,9 @@ def test_reconcile_hashes_a_file_again_only_when_it_changed(tmp_path, monkeypatc
     import shutil
     import time
 
-    from assetgen.store import store as store_mod
+    from assetgen.store import verified
 
-    monkeypatch.setattr(store_mod, "RACY_NS", 0)  # no clock-tick margin: see the next test for it
+    monkeypatch.setattr(verified, "RACY_NS", 0)  # no clock-tick margin: see the next test for it
     store = AssetStore(tmp_path)
     rows = [commit(store, spec(asset=a), "k1") for a in ("birds", "wind", "rain")]
     seen = hashed_files(monkeypatch)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..spec import PostParams, ProcessedAudio
+from ..spec import PostParams, ProcessedAudio, seconds_bars
 from . import fx as fxmod
 from .loop import bars_length, estimate_bpm, make_loop, seam_score
 from .loudness import normalize
@@ -46,7 +46,7 @@ def loop_target(post: PostParams, duration_s: float, audio: np.ndarray, sr: int)
         if not bpm:
             bpm = estimate_bpm(audio, sr)
             notes = (f"bpm estimated: {bpm:.1f}",)
-        bars = post.bars or max(1, round(duration_s * bpm / 240.0))
+        bars = post.bars or max(1, round(seconds_bars(duration_s, bpm)))
         return bars_length(bars, bpm, sr), 0, notes
     if duration_s <= 0:
         raise ValueError(f"loop duration must be positive, got {duration_s} s")

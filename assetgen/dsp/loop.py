@@ -23,6 +23,7 @@ import numpy as np
 import scipy.fft
 from scipy.signal import correlate
 
+from ..spec import bars_seconds
 from .resample import as_2d
 from .transitions import crossfade_concat, equal_power
 
@@ -60,7 +61,7 @@ def bars_length(bars: int, bpm: float, sr: int, beats_per_bar: int = 4) -> int:
     """Loop length in samples of ``bars`` whole bars at ``bpm``: ``round(bars*beats_per_bar*60/bpm*sr)``."""
     if bars <= 0 or bpm <= 0:
         raise ValueError(f"bars and bpm must be positive, got bars={bars}, bpm={bpm}")
-    return round(bars * beats_per_bar * 60.0 / bpm * sr)
+    return round(bars_seconds(bars, bpm, beats_per_bar) * sr)
 
 
 def _mono(x: np.ndarray, idx: np.ndarray | slice = slice(None)) -> np.ndarray:

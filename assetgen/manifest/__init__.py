@@ -35,7 +35,7 @@ from assetgen.manifest._fields import (
 from assetgen.manifest._read import ReadError, Table, read_table, too_many_rows
 from assetgen.names import shorten, slug
 from assetgen.seeds import derive_seed
-from assetgen.spec import MIX_MODEL, AssetSpec, GenParams, PostParams, Source
+from assetgen.spec import MIX_MODEL, AssetSpec, GenParams, PostParams, Source, bars_seconds
 
 __all__ = [
     "ManifestError",
@@ -497,7 +497,7 @@ def _audio_params(values: dict) -> tuple[str, GenParams, PostParams]:
         post_kw["loudness_lufs"] = values["loudness"]
     post = PostParams(**post_kw)
     if post.bpm and post.bars:
-        target = post.bars * 240.0 / post.bpm
+        target = bars_seconds(post.bars, post.bpm)
     else:
         target = values.get("duration_s", 0.0)  # 0 only for mixes without duration: filled from layers
     gen_s = target + post.crossfade_s if post.loop and target else target  # AssetSpec.target_duration_s inverts this

@@ -69,6 +69,8 @@ def write_checkpoint(out_dir: Path, kind: str, *, dim: int = 16, num_layers: int
     from audiocraft.models import builders
     from omegaconf import OmegaConf
 
+    from assetgen.store.atomic import atomic_write
+
     sample_rate = KINDS[kind]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -80,9 +82,7 @@ def write_checkpoint(out_dir: Path, kind: str, *, dim: int = 16, num_layers: int
     for name, cfg, model in (("compression_state_dict.bin", ccfg, compression), ("state_dict.bin", lcfg, lm)):
         pkg = {"xp.cfg": OmegaConf.to_yaml(cfg), "best_state": model.state_dict(),
                "version": "audiocraft-1.3.0", "exported": True}
-        tmp = out_dir / f".{name}.tmp"
-        torch.save(pkg, tmp)
-        tmp.replace(out_dir / name)
+        atomic_write(out_dir / name, lambda tmp, pkg=pkg: torch.save(pkg, tmp))
     marker = {"kind": kind, "sample_rate": sample_rate, "placeholder": True,
               "note": "random-weight tiny model written by `assetgen models make-tiny`: placeholder audio",
               "lm": {"dim": dim, "num_layers": num_layers, "n_q": n_q, "card": card}}

@@ -23,6 +23,7 @@ from assetgen.report import media
 from assetgen.report.approval import approval_blockers
 from assetgen.report.checks import Check, is_loop, row_checks, seam_threshold
 from assetgen.report.verify import file_problems
+from assetgen.store.atomic import atomic_write
 
 REPORT_DIR = "report"
 MEDIA_DIR = "media"
@@ -259,5 +260,5 @@ def build_report(root: Path, workers: int | None = None) -> Path:
     ensure_media(root, cards, workers=workers)
     html = render_page(root, cards, orphans, live=False)
     page = root / REPORT_DIR / PAGE_NAME
-    media.atomic_write(page, lambda tmp: Path(tmp).write_text(html, encoding="utf-8"))
+    atomic_write(page, html.encode("utf-8"))
     return page

@@ -6,15 +6,12 @@ from dataclasses import dataclass
 
 LOUDNESS_TOLERANCE_LU = 1.0  # integrated loudness within +-1 LU of the row's target
 TRUE_PEAK_MARGIN_DB = 0.05  # measurement slack above the true-peak ceiling
-DEFAULT_SEAM_THRESHOLD = 0.1  # used when assetgen.dsp.loop does not define SEAM_THRESHOLD
 
 
 def seam_threshold() -> float:
-    """``assetgen.dsp.loop.SEAM_THRESHOLD`` when the loop module defines it, else 0.1."""
-    try:
-        from assetgen.dsp.loop import SEAM_THRESHOLD  # type: ignore[attr-defined]
-    except ImportError:
-        return DEFAULT_SEAM_THRESHOLD
+    """The seam score above which a loop fails: the DSP's own ``assetgen.dsp.loop.SEAM_THRESHOLD``."""
+    from assetgen.dsp.loop import SEAM_THRESHOLD  # imported here: the loop module pulls in scipy
+
     return float(SEAM_THRESHOLD)
 
 

@@ -28,13 +28,13 @@ import csv
 import hashlib
 import os
 import shutil
-import tempfile
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from assetgen.report.approval import approval_blockers
 from assetgen.store.store import sha256_file
+from assetgen.store.atomic import atomic_write
 
 MANIFEST_NAME = "assetgen_export.csv"
 MANIFEST_COLUMNS = ("scene", "asset", "version", "file", "sha256", "content_key", "lufs", "loop_start", "loop_end")
@@ -176,39 +176,29 @@ def plan_names(rows: list[dict], pattern: str) -> list[tuple[dict, str]]:
 
 def copy_verified(src: Path, dest: Path, sha256: str) -> None:
     """Copy ``src`` to ``dest`` via a temp file in dest's folder; ValueError if the bytes do not hash to ``sha256``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+    def copy(tmp: Path) -> None:
+        digest = hashlib.sha256()
+        with open(tmp, "wb") as out, open(src, "rb") as inp:
             for chunk in iter(lambda: inp.read(1 << 20), b""):
                 digest.update(chunk)
                 out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
         if digest.hexdigest() != sha256:
             raise ValueError(f"{src}: content does not match the index sha256 (file changed since render); "
                              "run a render to reconcile it, then export again")
         shutil.copymode(src, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(dest, copy)
 
 
 def write_manifest(path: Path, entries: list[dict]) -> None:
     """Write the export manifest atomically (``MANIFEST_COLUMNS``)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(entries)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
+    atomic_write(path, write)
 
 
 def _source(root: Path, row: dict) -> Path:

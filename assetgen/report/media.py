@@ -4,18 +4,18 @@
 - ``<content_key>_seam.wav``: loop audition, the last ~1.5 s of the loop region then its first ~1.5 s,
   so a reviewer hears the join exactly as the engine will play it.
 
-Files are written to a temporary name and renamed, so an interrupted run never leaves a half-written file
+Files are written with ``store.atomic.atomic_write``, so an interrupted run never leaves a half-written file
 that later runs would take for a cached one. Existing files are never regenerated (keyed by content key).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from assetgen.store.atomic import atomic_write
 
 AUDITION_SIDE_S = 1.5  # seconds on each side of the seam
 FIG_SIZE_IN = (4.8, 1.6)  # inches at FIG_DPI -> 480x160 px
@@ -70,7 +70,7 @@ def render_png(audio: np.ndarray, sr: int, dest: Path, loop: tuple[int, int] | N
 
     ``loop`` (start, end samples) is shaded on the waveform so the reviewer sees the loop region.
 
-    Saved as a 48-colour palette PNG (Pillow quantize): ~4x smaller, which matters with 1 000+ assets.
+    Saved as a ``PNG_COLOURS``-colour palette PNG (Pillow quantize) to keep pages of 1 000+ assets small.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure  # OO API: no pyplot state, Agg only
@@ -135,17 +135,3 @@ def ensure_seam_wav(wav: Path, loop_start: int, loop_end: int, dest: Path) -> bo
     clip = seam_clip(audio, sr, loop_start, loop_end)
     atomic_write(dest, lambda tmp: sf.write(tmp, clip.T, sr, subtype="PCM_16", format="WAV"))
     return True
-
-
-def atomic_write(dest: Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temp file beside ``dest`` and rename it into place."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; media must be readable like the WAVs
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

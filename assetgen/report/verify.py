@@ -12,7 +12,8 @@ import stat
 import time
 from pathlib import Path
 
-from assetgen.store.store import _still_verified, sha256_file
+from assetgen.store.store import sha256_file
+from assetgen.store.verified import still_verified
 
 CHANGED = "content changed since render (sha256 differs from the index: bit-flipped, truncated or edited)"
 
@@ -45,7 +46,7 @@ def file_problems(root: Path, rows: list[dict], record: bool = False) -> dict[st
             problems[rel] = "not a regular file"
             continue
         fingerprint = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-        if _still_verified(cache.get(rel), row["sha256"], fingerprint):
+        if still_verified(cache.get(rel), row["sha256"], fingerprint):
             continue
         now = time.time_ns()
         try:

@@ -1,7 +1,9 @@
 """Versioned asset store: atomic WAV files under ROOT/<scene>/<asset>/ plus the SQLite index.
 
-``AssetStore`` (store.py) writes; ``Index`` (index.py) is the one-row-per-version table; ``wav`` writes and
-reads the engine chunks; ``crash.crashpoint`` names crash points; ``lock.root_lock`` is the writer lock.
+``AssetStore`` (store.py) writes; ``Index`` (index.py) is the one-row-per-version table and the render log
+(one module per concern: schema, db, versions, runs, verified, tabular, decisions); ``atomic.atomic_write`` is
+the one way any file is put in place; ``wav`` writes and reads the engine chunks; ``crash.crashpoint`` names
+crash points; ``lock.root_lock`` is the writer lock.
 """
 
 from assetgen.store.index import Index, IndexConflictError, IndexLookupError, IndexSchemaError

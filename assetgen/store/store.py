@@ -5,17 +5,19 @@ render never overwrites or deletes a delivered file.
 
 Commit path (caller holds :meth:`AssetStore.lock`): encode the whole file in memory -> write it to
 ``.<asset>_vNNN.wav.tmp-<pid>`` in the asset folder (dot-prefixed: engine imports skip it) -> fsync file
--> hard-link to the final name (fails instead of overwriting) -> unlink the temp name -> fsync folder ->
-insert the index row in one transaction. Crash points: ``wav-half-written``, ``after-fsync``,
-``after-rename``, ``after-index`` (see ``store.crash``).
+-> hard-link to the final name (fails instead of overwriting) -> unlink the temp name -> fsync folder
+(``store.atomic``) -> insert the index row in one transaction. Crash points: ``wav-half-written``,
+``after-fsync``, ``after-rename``, ``after-index`` (see ``store.crash``).
 
 :meth:`AssetStore.reconcile` (run at the start of every render, under the lock) repairs what a crash or a
 user left behind:
 
-- stale ``.*.wav.tmp-*`` files are removed (the plan renders those assets again);
+- stale temp files (``store.atomic.TEMP_RE``) are removed (the plan renders those assets again);
 - a finished WAV without an index row is adopted when its iXML provenance names exactly this path, the
   next contiguous version and a content key new for the asset, and its ``data`` matches the recorded
-  ``audio_sha256``; otherwise it is moved to ``ROOT/.quarantine/``;
+  ``audio_sha256``; otherwise it is moved to ``ROOT/.quarantine/``. An adopted version gets back the last
+  review decision journaled for its content key and sha256 (``store.decisions``), so deleting the index
+  loses no approval;
 - an index row whose file is missing is marked ``file_state='missing'``; a row whose file no longer
   matches its sha256 gets the file moved to quarantine and is marked the same way. A missing *latest*
   version drops out of ``Index.latest_keys()``, so the plan renders it again, and :meth:`commit` restores
@@ -23,9 +25,8 @@ user left behind:
   overwritten. A missing older version stays reported until its content key is rendered again.
 
 Hashes are read once per file, not once per render: a file whose size, mtime, ctime and inode are those it had
-when its hash was last verified (``Index.verified_files``) is not read again. Any write, ``touch`` or copy
-changes ctime or inode, so it is hashed again. 300 delivered 30 s stereo files (2.6 GB): 2.2 s to hash, 0.05 s
-to stat.
+when its hash was last verified (``store.verified``) is only stat'ed. Any write, ``touch`` or copy changes
+ctime or inode, so it is hashed again.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
-import errno
 import hashlib
 import json
 import os
@@ -49,14 +49,16 @@ import numpy as np
 
 from assetgen.names import component_problem
 from assetgen.spec import RESERVED_SCENES, AssetSpec, ProcessedAudio  # ROOT/report/ is the review page
+from assetgen.store import atomic as _atomic
 from assetgen.store import wav
+from assetgen.store.atomic import fsync_dir as _fsync_dir
 from assetgen.store.crash import crashpoint
 from assetgen.store.index import COLUMNS, Index, utc_now
 from assetgen.store.lock import root_lock
+from assetgen.store.verified import RACY_NS, still_verified  # noqa: F401 (RACY_NS: re-exported)
 
 QUARANTINE = ".quarantine"
 
-_TMP_RE = re.compile(r"^\..+\.wav\.tmp-\d+$")
 _VERSION_RE = re.compile(r"^(?P<asset>.+)_v(?P<version>\d{3,})\.wav$")
 _ROW_FROM_PROVENANCE = tuple(c for c in COLUMNS if c not in ("id", "sha256", "status", "file_state"))
 
@@ -79,6 +81,7 @@ class ReconcileReport:
     missing: list[str] = field(default_factory=list)  # indexed files not on disk (marked file_state=missing)
     modified: list[str] = field(default_factory=list)  # indexed files whose sha256 changed (quarantined)
     recovered: list[str] = field(default_factory=list)  # missing files that are back with the right sha256
+    decisions_restored: list[str] = field(default_factory=list)  # "<path>: <status>" from the decision journal
 
     def __bool__(self) -> bool:
         return any((self.removed_temp, self.adopted, self.quarantined, self.missing, self.modified,
@@ -87,20 +90,6 @@ class ReconcileReport:
     def __str__(self) -> str:
         parts = [f"{len(v)} {k.replace('_', ' ')}" for k, v in vars(self).items() if v]
         return ", ".join(parts) if parts else "clean"
-
-
-RACY_NS = 2_000_000_000  # a file changed this close before its verification is verified again (coarse clocks)
-
-
-def _still_verified(entry: tuple | None, sha256: str, fingerprint: tuple) -> bool:
-    """True when ``entry`` (see ``Index.verified_files``) vouches for a file with this ``os.stat`` fingerprint.
-
-    As git does for its index: an entry taken within ``RACY_NS`` of the file's last change does not count, since
-    a write in the same clock tick right after the hash would leave size, mtime and ctime as they were.
-    """
-    if entry is None or entry[0] != sha256 or tuple(entry[1:5]) != fingerprint:
-        return False
-    return entry[5] - fingerprint[2] >= RACY_NS
 
 
 def sha256_file(path: Path) -> str:
@@ -123,51 +112,12 @@ def check_name(kind: str, name: str) -> str:
     return name
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 def atomic_write(final: Path, data: bytes) -> None:
-    """Write ``data`` to ``final`` via a fsynced dot-temp file; never replaces an existing ``final``."""
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    """Publish ``data`` at ``final`` durably, never replacing an existing file (fires the commit crash points)."""
     try:
-        half, view = len(data) // 2, memoryview(data)  # slices of a view, not copies
-        _write_all(fd, view[:half])
-        crashpoint("wav-half-written")
-        _write_all(fd, view[half:])
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    crashpoint("after-fsync")
-    try:
-        try:
-            os.link(tmp, final)  # atomic and, unlike rename, refuses to replace an existing file
-        except FileExistsError:
-            raise StoreError(f"{final} already exists; refusing to overwrite it (run reconcile)") from None
-        except OSError as exc:  # file systems without hard links
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-                raise
-            if final.exists():
-                raise StoreError(f"{final} already exists; refusing to overwrite it (run reconcile)") from None
-            os.rename(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(final.parent)
-    crashpoint("after-rename")
+        _atomic.atomic_write(final, data, overwrite=False, crash_points=True)
+    except _atomic.DestinationExists:
+        raise StoreError(f"{final} already exists; refusing to overwrite it (run reconcile)") from None
 
 
 class AssetStore:
@@ -314,7 +264,7 @@ class AssetStore:
         orphans: list[tuple[str, str, int, Path]] = []
         for path in self._asset_files():
             rel = path.relative_to(self.root).as_posix()
-            if _TMP_RE.match(path.name):
+            if _atomic.TEMP_RE.match(path.name):
                 path.unlink(missing_ok=True)
                 report.removed_temp.append(rel)
                 continue
@@ -325,13 +275,16 @@ class AssetStore:
                 orphans.append((path.parent.parent.name, path.parent.name, int(m["version"]), path))
         for folder in sorted({(self.root / rel).parent for rel in report.removed_temp}):
             _fsync_dir(folder)
+        adopted_rows = []
         for scene, asset, version, path in sorted(orphans):
             reason = self._adoption_problem(scene, asset, version, path)
             if reason is None:
-                self._adopt(path)
+                adopted_rows.append(self._adopt(path))
                 report.adopted.append(path.relative_to(self.root).as_posix())
             else:
                 report.quarantined.append(self._quarantine(path, reason))
+        report.decisions_restored += [f"{r['path']}: {r['status']}"
+                                      for r in self.index.restore_decisions(adopted_rows)]
         verified = self.index.verified_files() if verify_hashes else {}
         fresh: list[tuple] = []
         for rel, row in rows.items():
@@ -387,7 +340,7 @@ class AssetStore:
         if not verify and row["file_state"] == "ok":
             return
         fingerprint = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-        if row["file_state"] == "ok" and _still_verified(verified.get(rel), row["sha256"], fingerprint):
+        if row["file_state"] == "ok" and still_verified(verified.get(rel), row["sha256"], fingerprint):
             return
         now = time.time_ns()
         if sha256_file(path) == row["sha256"]:

@@ -73,9 +73,9 @@ def _encode(audio: np.ndarray, bit_depth: int) -> memoryview:
     """:func:`encode_samples` without the final copy into ``bytes``.
 
     Written with numpy rather than soundfile: libsndfile can only encode into a file or a Python-callback
-    virtual file, which costs ~60 ms per minute of 48 kHz stereo. This is libsndfile's own clipping
-    converter (``f2let_clip_array``/``f2les_clip_array``: scale by 2**31 in float32, clip, ``lrintf``, keep
-    the top 16/24 bits); tests check the bytes equal libsndfile's.
+    virtual file, while the store needs the bytes in memory (hashed, then written once). This is libsndfile's
+    own clipping converter (``f2let_clip_array``/``f2les_clip_array``: scale by 2**31 in float32, clip,
+    ``lrintf``, keep the top 16/24 bits); tests check the bytes equal libsndfile's.
     """
     x = audio if audio.ndim == 2 else audio[None]
     c, n = x.shape
