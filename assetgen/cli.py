@@ -43,10 +43,15 @@ def _load(manifests: List[Path], max_assets: int):
     missing = [str(m) for m in manifests if not Path(m).is_file()]
     if missing:
         _err("manifest not found: " + ", ".join(missing))
+    from assetgen.manifest import print_warnings
+
+    found: list = []
     try:
-        return load_manifests(manifests, max_assets=max_assets)
+        return load_manifests(manifests, max_assets=max_assets, warnings=found)
     except ManifestError as exc:
         _err(str(exc))
+    finally:
+        print_warnings(found)
 
 
 @app.command()
@@ -162,14 +167,18 @@ def report(out: Path = OUT) -> None:
 
 
 @app.command()
-def review(out: Path = OUT, host: str = typer.Option("127.0.0.1", "--host"),
-           port: int = typer.Option(8765, "--port")) -> None:
+def review(out: Path = OUT, host: str = typer.Option("127.0.0.1", "--host", help="Address to bind."),
+           port: int = typer.Option(8765, "--port"),
+           allowed_host: List[str] = typer.Option([], "--allowed-host",
+                                                  help="Another Host name requests may use (repeatable), e.g. the "
+                                                       "machine's LAN name when bound to 0.0.0.0. Requests naming any "
+                                                       "other host are refused (DNS-rebinding protection).")) -> None:
     """Serve the report locally with Approve / Reject buttons (binds to 127.0.0.1 by default)."""
     from assetgen.report.review import serve_review
 
     _need_index(out)
     typer.echo(f"review page: http://{host}:{port}/  (Ctrl-C to stop)")
-    serve_review(out, host=host, port=port)
+    serve_review(out, host=host, port=port, allowed_hosts=allowed_host)
 
 
 def _need_index(out: Path) -> None:
@@ -177,7 +186,8 @@ def _need_index(out: Path) -> None:
         _err(f"no index at {Path(out) / 'index.sqlite'}: render something into {out} first")
 
 
-def _set_status(target: str, out: Path, status: str) -> None:
+def _set_status(target: str, out: Path, status: str, force: bool = False, reason: Optional[str] = None) -> None:
+    from assetgen.report.approval import ApprovalBlocked, set_status_checked
     from assetgen.store import AssetStore
 
     _need_index(out)
@@ -194,7 +204,9 @@ def _set_status(target: str, out: Path, status: str) -> None:
     store = AssetStore(out)
     try:
         with store.lock(wait=True):
-            row = store.index.set_status(scene, asset, version, status)
+            row = set_status_checked(store, scene, asset, version, status, force=force, reason=reason, via="cli")
+    except ApprovalBlocked as exc:
+        _err(f"{exc}\n  use --force --reason TEXT to approve it anyway (who and why are journaled)")
     except Exception as exc:  # noqa: BLE001 - unknown asset/version: user error
         _err(str(exc))
     typer.echo(f"{row['scene']}/{row['asset']}@v{row['version']}: {row['status']}")
@@ -202,9 +214,13 @@ def _set_status(target: str, out: Path, status: str) -> None:
 
 @app.command()
 def approve(target: str = typer.Argument(..., help="SCENE/ASSET or SCENE/ASSET@vN (default: latest)"),
-            out: Path = OUT) -> None:
-    """Mark a version approved."""
-    _set_status(target, out, "approved")
+            out: Path = OUT,
+            force: bool = typer.Option(False, "--force", help="Approve a take that fails QC, has a non-ok audio "
+                                                               "status or is placeholder audio (needs --reason)."),
+            reason: Optional[str] = typer.Option(None, "--reason", help="Why a blocked take is approved anyway "
+                                                                         "(journaled with the user's name).")) -> None:
+    """Mark a version approved (a failing or placeholder take needs --force --reason)."""
+    _set_status(target, out, "approved", force=force, reason=reason)
 
 
 @app.command()
@@ -217,19 +233,29 @@ def reject(target: str = typer.Argument(..., help="SCENE/ASSET or SCENE/ASSET@vN
 @app.command()
 def export(to: Path = typer.Option(..., "--to", help="Engine folder to copy into."), out: Path = OUT,
            approved: bool = typer.Option(True, "--approved/--all-latest",
-                                         help="Export the latest approved take of each asset."),
-           pattern: str = typer.Option("{scene}_{asset}.wav", "--pattern", help="File name pattern.")) -> None:
-    """Copy the latest approved take of each asset into an engine folder (only what changed)."""
-    from assetgen.report.export import export_approved
+                                         help="--approved: the latest approved take of each asset; --all-latest: "
+                                              "the latest passing (not rejected, not failing) take of each asset."),
+           pattern: str = typer.Option("{scene}_{asset}.wav", "--pattern", help="File name pattern."),
+           include_failing: bool = typer.Option(False, "--include-failing",
+                                                help="Also export takes that fail QC, have a non-ok audio status "
+                                                     "or are placeholder audio (skipped and listed otherwise)."),
+           overwrite: bool = typer.Option(False, "--overwrite",
+                                          help="Replace files in the target that export did not deliver."),
+           skip_damaged: bool = typer.Option(False, "--skip-damaged",
+                                             help="Export the rest when some source files are damaged or missing "
+                                                  "(they are listed; exit code 1).")) -> None:
+    """Copy the chosen take of each asset into an engine folder (only what changed; hashes verified)."""
+    from assetgen.report.export import export_assets
 
     _need_index(out)
-    if not approved:
-        _err("only --approved export is supported: approve takes first (assetgen approve / review)")
     try:
-        result = export_approved(out, to, pattern=pattern)
+        result = export_assets(out, to, pattern=pattern, mode="approved" if approved else "all-latest",
+                               include_failing=include_failing, overwrite=overwrite, skip_damaged=skip_damaged)
     except ValueError as exc:
         _err(str(exc))
     typer.echo(str(result))
+    if result.damaged:
+        raise typer.Exit(1)
 
 
 @index_app.command("export")

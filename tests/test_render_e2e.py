@@ -214,10 +214,21 @@ def test_index_export_and_review_status(demo_copy, tmp_path):
     assert result.exit_code == 0, result.output
     frame = pd.read_parquet(out)
     assert len(frame) == len(rows(demo_root))
-    assert run("approve", "ui/click@v1", "--out", demo_root).exit_code == 0
+    blocked = run("approve", "ui/click@v1", "--out", demo_root)  # tiny-model output is placeholder audio
+    assert blocked.exit_code == 2 and "placeholder" in blocked.output and "--force" in blocked.output
     from assetgen.store.index import Index
 
+    assert Index(demo_root).get("ui", "click", 1)["status"] == "rendered"
+    forced = run("approve", "ui/click@v1", "--out", demo_root, "--force", "--reason", "temp sound for the build")
+    assert forced.exit_code == 0, forced.output
     assert Index(demo_root).get("ui", "click", 1)["status"] == "approved"
+    journal = (demo_root / ".assetgen" / "approval_overrides.jsonl").read_text().splitlines()
+    assert json.loads(journal[-1])["reason"] == "temp sound for the build"
+    export_to = tmp_path / "engine"
+    skipped = run("export", "--approved", "--to", export_to, "--out", demo_root)
+    assert skipped.exit_code == 0 and "ui/click@v1" in skipped.output and not list(export_to.glob("*.wav"))
+    included = run("export", "--approved", "--include-failing", "--to", export_to, "--out", demo_root)
+    assert included.exit_code == 0 and [p.name for p in export_to.glob("*.wav")] == ["ui_click.wav"]
     assert run("approve", "ui/nope", "--out", demo_root).exit_code == 2
     params = json.loads(Index(demo_root).get("ui", "click", 1)["params"])
     assert params["post"]["loudness_lufs"] == -18.0
