@@ -134,11 +134,11 @@ def test_cyclic_true_peak_sees_the_wrap():
 
 
 def brute_cyclic_true_peak(x: np.ndarray) -> float:
-    """Full oversampling of the clip played three times; outputs of the middle period (and the filter
-    length after it) are those of the endless loop."""
+    """Full oversampling of the clip played five times; one period of outputs from the third copy on is
+    one period of the endless loop's (its windows reach back less than two copies for n >= taps / 2)."""
     n = x.shape[1]
     h = L._TP_PHASES.T.reshape(-1).astype(np.float64)
-    y = upfirdn(h, np.tile(x, 3).astype(np.float64), up=4, axis=1)[:, 4 * n : 8 * n + h.size]
+    y = upfirdn(h, np.tile(x, 5).astype(np.float64), up=4, axis=1)[:, 8 * n : 12 * n]
     return max(float(np.abs(y).max()), float(np.abs(x).max()))
 
 
@@ -162,14 +162,15 @@ def test_pruned_true_peak_equals_full_oversampling(n, kind):
 @pytest.mark.parametrize("cyclic", [False, True])
 def test_true_peak_finds_windows_whose_samples_are_all_below_the_sample_peak(cyclic):
     # the worst-case pattern (signs of the taps) makes a window's interpolated value ~1.9x its samples:
-    # 0.3-amplitude samples give ~0.57 beside a 0.5 sample peak elsewhere. The pattern sits on samples
-    # n-11 .. n-4 so its peak window ends in the last, partial chunk (and, when cyclic, wraps).
-    n, end = 4099, 4097
+    # 0.3-amplitude samples give ~0.55 beside a 0.5 sample peak elsewhere. The pattern sits on the window
+    # ending at n-2 (all but its first and last two taps) so its peak window ends in the last, partial
+    # chunk (and, when cyclic, wraps).
+    n, end, taps = 4099, 4097, L._TAPS
     phase = int(np.argmax(np.abs(L._TP_PHASES).sum(axis=1)))
     x = np.zeros((2, n), np.float32)
     x[0, 2000] = 0.5
-    t = np.arange(2, 10)
-    x[1, end - 11 + t] = 0.3 * np.sign(L._TP_PHASES[phase, t])
+    t = np.arange(2, taps - 2)
+    x[1, end - (taps - 1) + t] = 0.3 * np.sign(L._TP_PHASES[phase, t])
     brute = brute_cyclic_true_peak(x) if cyclic else brute_true_peak(x)
     assert brute > 0.55
     assert L.true_peak(x, cyclic=cyclic) == pytest.approx(brute, rel=1e-5)
