@@ -100,8 +100,11 @@ def k_weighting_sos(sr: int) -> np.ndarray:
     48 kHz: BS.1770-4's coefficients. Other rates: the bilinear-transform design libebur128 uses, from
     the analog parameters that reproduce the 48 kHz coefficients.
     """
-    if sr == 48000:
-        return _K48.copy()
+    return _K48.copy() if sr == 48000 else _k_design(sr)
+
+
+def _k_design(sr: float) -> np.ndarray:
+    """libebur128's K-weighting design: both biquads from their analog parameters, bilinear transform."""
     f0, gain_db, q = 1681.974450955533, 3.999843853973347, 0.7071752369554196
     k = np.tan(np.pi * f0 / sr)
     vh = 10.0 ** (gain_db / 20.0)
