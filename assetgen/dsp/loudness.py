@@ -484,7 +484,7 @@ def limit(audio: np.ndarray, sr: int, ceiling_dbtp: float, cyclic: bool = False)
     """Look-ahead true-peak limiting of ``audio`` to ``ceiling_dbtp`` (see :func:`_gain_reduction_db`);
     ``cyclic`` for loops (look-ahead, hold and release wrap around the seam)."""
     x = as_2d(audio)
-    lim = _Limiter.of(x, sr, cyclic, Energies.of(x[:, :0], sr), 1)
+    lim = _Limiter.of(x, sr, cyclic, Energies.of(x, sr), 1)
     return lim.apply(0.0, ceiling_dbtp)
 
 
