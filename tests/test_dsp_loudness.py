@@ -40,8 +40,9 @@ def test_loudness_matches_independent_meters(name):
     x = SIGNALS[name]()
     ours, status = L.integrated_loudness(x, SR)
     assert status == "ok"
-    assert ours == pytest.approx(ebur128(x, SR)[0], abs=0.1)
-    assert ours == pytest.approx(pyloudnorm.Meter(SR).integrated_loudness(x.T.astype(np.float64)), abs=0.1)
+    assert ours == pytest.approx(ebur128(x, SR)[0], abs=0.002)
+    # pyloudnorm's own K-weighting design sits ~0.04 dB under BS.1770-4's coefficients
+    assert ours == pytest.approx(pyloudnorm.Meter(SR).integrated_loudness(x.T.astype(np.float64)), abs=0.06)
 
 
 @pytest.mark.skipif(not shutil.which("ffmpeg"), reason="ffmpeg not installed")
@@ -81,8 +82,8 @@ def test_normalize_hits_target_under_ceiling(name, target):
     x = SIGNALS[name]()
     y, m, _ = L.normalize(x, SR, target, -1.0)
     lufs, tp = ebur128(y, SR)
-    assert lufs == pytest.approx(target, abs=0.1)
-    assert m.lufs == pytest.approx(lufs, abs=0.1)
+    assert lufs == pytest.approx(target, abs=0.01)
+    assert m.lufs == pytest.approx(lufs, abs=0.002)
     assert brute_true_peak(y) <= 10 ** (-1.0 / 20) + 1e-6
     assert tp <= -1.0 + 0.2  # libebur128's own interpolator agrees within its tolerance
 
@@ -100,7 +101,7 @@ def test_loud_target_is_limited_not_clipped():
     gain = 10 ** ((-8.0 - L.integrated_loudness(x, SR)[0]) / 20)
     assert flat_tops(np.clip(x * gain, -0.89, 0.89)) > 100
     assert flat_tops(y) == 0
-    assert ebur128(y, SR)[0] == pytest.approx(-8.0, abs=0.5)
+    assert ebur128(y, SR)[0] == pytest.approx(-8.0, abs=0.01)  # the limiter no longer costs loudness
 
 
 def test_24bit_roundtrip_keeps_measurements(tmp_path):
@@ -111,7 +112,7 @@ def test_24bit_roundtrip_keeps_measurements(tmp_path):
     back = back.T
     assert sr == SR and sf.info(path).subtype == "PCM_24"
     assert np.abs(back - y).max() < 2.0**-22
-    assert ebur128(back, SR)[0] == pytest.approx(-18.0, abs=0.1)
+    assert ebur128(back, SR)[0] == pytest.approx(-18.0, abs=0.01)
     assert brute_true_peak(back) <= 10 ** (-1.0 / 20) + 1e-5
 
 

@@ -365,14 +365,15 @@ def dc_offset(audio: np.ndarray) -> float:
 
 
 def measure(audio: np.ndarray, sr: int, cyclic: bool = False, copies: int = 1,
-            energies: Energies | None = None) -> Measurement:
+            energies: Energies | None = None, peak: float | None = None) -> Measurement:
     """Every statistic of ``audio`` at ``sr`` Hz: integrated loudness, status, loudness range, max momentary
     and short-term loudness (LUFS/LU), true and sample peak (dBTP/dBFS) and DC offset. ``cyclic``: the clip
     is a loop (the true-peak interpolator wraps around the seam); ``copies`` as in :meth:`Energies.of`."""
     x = as_2d(audio)
     stats = loudness_stats(energies if energies is not None else Energies.of(x, sr, copies))
     sample_peak = float(np.abs(x).max()) if x.size else 0.0
-    return Measurement(true_peak_dbtp=to_db(true_peak(x, cyclic)), sample_peak_dbfs=to_db(sample_peak),
+    tp = true_peak(x, cyclic) if peak is None else peak  # ``peak``: its true peak, when already known
+    return Measurement(true_peak_dbtp=to_db(tp), sample_peak_dbfs=to_db(sample_peak),
                        dc_offset=dc_offset(x), **stats)
 
 
@@ -564,9 +565,10 @@ def normalize(audio: np.ndarray, sr: int, target_lufs: float, ceiling_dbtp: floa
         max_gain = threshold + max_limit_db - tp_db
     if tp_y > ceiling:  # last resort is a gain change, still no clipping
         y = y * np.float32(ceiling / tp_y)
+        tp_y = true_peak(y, cyclic)
         en_y = Energies.of(y, sr, copies)
         reached = _mode_value(en_y, mode)
-    meas = measure(y, sr, cyclic, copies, en_y)
+    meas = measure(y, sr, cyclic, copies, en_y, tp_y)
     notes.append(f"limited: up to {float(lim.reduction(g, threshold).max()):.1f} dB of gain reduction")
     if reached is not None and target_lufs - reached > TARGET_TOLERANCE_LU:
         shortfall = float(target_lufs - reached)
