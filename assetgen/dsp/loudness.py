@@ -75,6 +75,12 @@ _TP_BAND = np.zeros((_TP_CHUNK + _TAPS - 1, _TP_CHUNK, _TP_FACTOR), np.float32)
 for _j in range(_TP_CHUNK):
     _TP_BAND[_j : _j + _TAPS, _j, :] = _TP_PHASES.T
 _TP_BAND = _TP_BAND.reshape(_TP_CHUNK + _TAPS - 1, _TP_FACTOR * _TP_CHUNK)
+_TP_BAND_T = np.ascontiguousarray(_TP_BAND.T)  # outputs x samples: results come out chunk-per-column
+
+
+def _abs_max_columns(v: np.ndarray) -> np.ndarray:
+    """max |v| of each column (reducing over the long axis 0 is several times faster than over short rows)."""
+    return np.maximum(v.max(axis=0), -v.min(axis=0))
 
 
 @dataclass(frozen=True)
@@ -179,10 +185,15 @@ class Energies:
         """``copies``: ``audio`` stands for that many identical copies of its channels (a mono clip that will
         be delivered as dual-mono stereo), so each energy is ``copies`` times the measured one."""
         x = as_2d(audio)
+        return cls.of_weighted(_k_weighted(x, sr), x.shape[0], sr, copies)
+
+    @classmethod
+    def of_weighted(cls, z: np.ndarray, channels: int, sr: int, copies: int = 1) -> "Energies":
+        """From the K-weighted signal ``z`` (channels interleaved, as :func:`_k_weighted` returns it)."""
         step = round(STEP_S * sr)
         fast = round(BLOCK_S * sr) == 4 * step and round(SHORT_S * sr) == 30 * step
         unit = step if fast else 1
-        return cls(_run_sums(_k_weighted(x, sr), x.shape[0], unit), unit, x.shape[1], sr, copies)
+        return cls(_run_sums(z, channels, unit), unit, z.size // channels, sr, copies)
 
     def scaled(self, sums: np.ndarray) -> "Energies":
         return Energies(sums, self.unit, self.n, self.sr, self.copies)
@@ -276,7 +287,7 @@ def _interpolated_peak(x: np.ndarray, chunks: np.ndarray, nq: int, cyclic: bool)
     else:
         inside = (idx >= 0) & (idx < n)
         vals = np.where(inside, x[ch[:, None], np.clip(idx, 0, n - 1)], np.float32(0))
-    return np.abs(vals @ _TP_BAND).max(axis=1)
+    return _abs_max_columns(_TP_BAND_T @ vals.T)
 
 
 def _chunk_count(n: int, cyclic: bool) -> int:
@@ -301,11 +312,16 @@ def chunk_peaks(x: np.ndarray, cyclic: bool, rows: int = 8192) -> np.ndarray:
     out = np.empty((c, nq), np.float32)
     for ch in range(c):
         for k in range(0, nq, rows):
-            out[ch, k : k + rows] = np.abs(win[ch, k : k + rows] @ _TP_BAND).max(axis=1)
+            out[ch, k : k + rows] = _abs_max_columns(_TP_BAND_T @ win[ch, k : k + rows].T)
     return out
 
 
 def true_peak(audio: np.ndarray, cyclic: bool = False) -> float:
+    """True peak (linear, >= sample peak): max |x| of the 4x oversampled signal; see :func:`_true_peak`."""
+    return _true_peak(as_2d(audio), cyclic)[0]
+
+
+def _true_peak(x: np.ndarray, cyclic: bool = False) -> tuple[float, np.ndarray | None]:
     """True peak (linear, >= sample peak): max |x| of the 4x oversampled signal (BS.1770-4 Annex 2 method).
 
     ``cyclic`` treats the clip as a loop (the interpolator wraps around the seam). The result equals
@@ -315,10 +331,9 @@ def true_peak(audio: np.ndarray, cyclic: bool = False) -> float:
     chunks of ``_TP_CHUNK`` outputs. Dense audio (most 256-sample blocks above that level) evaluates every
     chunk instead, which then costs less than finding the ones that can matter.
     """
-    x = as_2d(audio)
     c, n = x.shape
     if n == 0:
-        return 0.0
+        return 0.0, None
     # sample peak of each 256-sample block (one pass); only blocks above peak / _TP_GAIN are looked into
     nb, tail = divmod(n, _TP_SCAN)
     body = x[:, : nb * _TP_SCAN].reshape(c, nb, _TP_SCAN)
@@ -327,13 +342,14 @@ def true_peak(audio: np.ndarray, cyclic: bool = False) -> float:
                            axis=1, dtype=np.float32)
     best = float(peaks.max())
     if best == 0.0:
-        return 0.0
+        return 0.0, None
     h, width = _TAPS, _TP_CHUNK
     nq = _chunk_count(n, cyclic)
     thr = np.float32(best / _TP_GAIN)
     hot_blocks = np.flatnonzero(peaks > thr)
     if hot_blocks.size * 2 > peaks.size:  # dense (noise-like ambiences): every chunk costs less than finding some
-        return max(best, float(chunk_peaks(x, cyclic).max()))
+        every = chunk_peaks(x, cyclic)
+        return max(best, float(every.max())), every
     ch_b, b = np.divmod(hot_blocks, peaks.shape[1])
     idx = b[:, None] * _TP_SCAN + np.arange(_TP_SCAN)
     hot = (np.abs(x[ch_b[:, None], np.minimum(idx, n - 1)]) > thr) & (idx < n)
@@ -347,7 +363,7 @@ def true_peak(audio: np.ndarray, cyclic: bool = False) -> float:
     chunks = np.flatnonzero(flags)
     for k in range(0, chunks.size, 4096):
         best = max(best, float(_interpolated_peak(x, chunks[k : k + 4096], nq, cyclic).max()))
-    return best
+    return best, None
 
 
 def to_db(value: float) -> float | None:
@@ -400,15 +416,39 @@ def highpass(audio: np.ndarray, sr: int, hz: float, cyclic: bool = False) -> np.
     c, n = x.shape
     if n == 0:
         return x
-    x = x - x.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+    mean = x.mean(axis=1, dtype=np.float64).astype(np.float32)
     sos = _highpass_sos(sr, float(hz))
     if cyclic:
         # decay of the slowest pole to -100 dB (11.5 nepers), in samples
         warm = int(np.ceil(11.5 / (2 * np.pi * hz * np.sin(np.pi / (2 * HIGHPASS_ORDER))) * sr))
-        src = x[:, np.arange(-warm, n) % n]
-        return _filtered(src, sos).reshape(-1, c).T[:, warm:].copy()
-    zi = sosfilt_zi(sos.astype(np.float64))[None] * x[:, :1, None]  # (channels, sections, 2)
-    return np.ascontiguousarray(_filtered(x, sos, zi).reshape(-1, c).T)
+        src = np.concatenate([np.tile(x, (1, -(-warm // n)))[:, -warm:], x], axis=1)
+        return _sosfilt_channels(sos, src, mean, warm)
+    zi = sosfilt_zi(sos.astype(np.float64))[None] * (x[:, :1] - mean[:, None])[:, :, None]  # (ch, sections, 2)
+    return _sosfilt_channels(sos, x, mean, 0, zi)
+
+
+def _sosfilt_channels(sos: np.ndarray, x: np.ndarray, offset: np.ndarray, skip: int,
+                      zi: np.ndarray | None = None) -> np.ndarray:
+    """``sosfilt`` of ``x - offset`` (per channel), first ``skip`` outputs dropped, channels first (float32);
+    stereo as one complex run (see :func:`_filtered`)."""
+    c = x.shape[0]
+    if c == 2:
+        z = np.empty(x.shape[1], np.complex64)
+        np.subtract(x[0], offset[0], out=z.real)
+        np.subtract(x[1], offset[1], out=z.imag)
+        if zi is None:
+            y = sosfilt(sos, z)
+        else:
+            y = sosfilt(sos, z, zi=(zi[0] + 1j * zi[1]).astype(np.complex64))[0]
+        out = np.empty((2, x.shape[1] - skip), np.float32)
+        out[0], out[1] = y.real[skip:], y.imag[skip:]
+        return out
+    xs = x - offset[:, None]
+    if zi is None:
+        y = sosfilt(sos, xs, axis=-1)
+    else:
+        y = sosfilt(sos, xs, axis=-1, zi=np.moveaxis(zi, 0, 1).astype(np.float32))[0]
+    return np.ascontiguousarray(y[:, skip:], dtype=np.float32)
 
 
 def _gain_reduction_db(env_db: np.ndarray, sr: int, cyclic: bool, attack_s: float = ATTACK_S,
@@ -450,15 +490,27 @@ class _Limiter:
     sr: int
     cyclic: bool
     env_db: np.ndarray
+    chunk_abs: np.ndarray  # max |x| over channels per chunk of _TP_CHUNK samples
     power: np.ndarray  # K-weighted power per chunk of _TP_CHUNK samples, channels summed
     energies: Energies
 
     @classmethod
-    def of(cls, x: np.ndarray, sr: int, cyclic: bool, energies: Energies, copies: int) -> "_Limiter":
+    def of(cls, x: np.ndarray, sr: int, cyclic: bool, energies: Energies, copies: int,
+           weighted: np.ndarray | None = None, chunks: np.ndarray | None = None) -> "_Limiter":
+        """``weighted``: ``_k_weighted(x, sr)`` and ``chunks``: ``chunk_peaks(x, cyclic)`` when already known."""
+        if chunks is None:
+            chunks = chunk_peaks(x, cyclic)
         with np.errstate(divide="ignore"):
-            env = 20.0 * np.log10(chunk_peaks(x, cyclic).max(axis=0).astype(np.float64))
-        power = _run_sums(_k_weighted(x, sr), x.shape[0], _TP_CHUNK)
-        return cls(x, sr, cyclic, env, power * copies, energies)
+            env = 20.0 * np.log10(chunks.max(axis=0).astype(np.float64))
+        z = _k_weighted(x, sr) if weighted is None else weighted
+        power = _run_sums(z, x.shape[0], _TP_CHUNK)
+        c, n = x.shape
+        k, tail = divmod(n, _TP_CHUNK)
+        body = x[:, : k * _TP_CHUNK].reshape(c, k, _TP_CHUNK)
+        chunk_abs = np.maximum(body.max(axis=(0, 2)), -body.min(axis=(0, 2)))
+        if tail:
+            chunk_abs = np.append(chunk_abs, np.abs(x[:, k * _TP_CHUNK :]).max())
+        return cls(x, sr, cyclic, env, chunk_abs.astype(np.float64), power * copies, energies)
 
     def reduction(self, gain_db: float, threshold_db: float) -> np.ndarray:
         return _gain_reduction_db(self.env_db + gain_db - threshold_db, self.sr, self.cyclic)
@@ -475,10 +527,36 @@ class _Limiter:
         edges[-1] = m
         return _mode_value(en.scaled(np.diff(cs[edges])), mode)
 
-    def apply(self, gain_db: float, threshold_db: float) -> np.ndarray:
+    def apply(self, gain_db: float, threshold_db: float) -> tuple[np.ndarray, np.ndarray]:
+        """The limited clip and its gain per chunk (linearly interpolated between chunks in the clip)."""
         red = self.reduction(gain_db, threshold_db)
         g = (10.0 ** ((gain_db - red) / 20.0)).astype(np.float32)
-        return self.x * _chunk_gain_to_samples(g, self.x.shape[1], self.cyclic)
+        return self.x * _chunk_gain_to_samples(g, self.x.shape[1], self.cyclic), g
+
+    def output_true_peak(self, y: np.ndarray, gain: np.ndarray) -> float:
+        """True peak of ``y`` = ``x`` times the chunk ``gain`` of :meth:`apply` (as :func:`true_peak` reads
+        it), evaluating only chunks that can hold it. A chunk's outputs are at most ``Gc * P + 1.97 * D * M``
+        (``P``: the chunk's peak in ``x``; ``Gc`` +- ``D``: the range of the gain and ``M`` the largest |x|
+        under the chunk's windows), so chunks whose bound is below ``y``'s sample peak (a lower bound of
+        its true peak) are skipped."""
+        nq = self.env_db.size
+        nxt = np.roll(gain, -1) if self.cyclic else np.append(gain[1:], gain[-1])
+        lo, hi = np.minimum(gain, nxt), np.maximum(gain, nxt)  # range over sample chunk q (interpolated)
+        # chunk q's windows span samples [q*w - taps + 1, q*w + w - 1]: sample chunks q - 1 and q
+        prev = (lambda a: np.roll(a, 1)) if self.cyclic else (lambda a: np.concatenate([a[:1], a[:-1]]))
+        glo, ghi = np.minimum(lo, prev(lo)), np.maximum(hi, prev(hi))
+        xm = self.chunk_abs[:nq] if self.chunk_abs.size >= nq else np.append(self.chunk_abs, 0.0)
+        mx = np.maximum(xm, prev(xm))
+        with np.errstate(over="ignore"):
+            p = 10.0 ** (self.env_db / 20.0)
+        bound = 0.5 * (ghi + glo) * p + _TP_GAIN * 0.5 * (ghi - glo) * mx
+        best = float(np.abs(y).max())
+        chunks = np.flatnonzero(bound >= best * (1 - 1e-6))
+        for ch in range(y.shape[0]):
+            for k in range(0, chunks.size, 4096):
+                idx = chunks[k : k + 4096] + ch * nq
+                best = max(best, float(_interpolated_peak(y, idx, nq, self.cyclic).max()))
+        return best
 
 
 def limit(audio: np.ndarray, sr: int, ceiling_dbtp: float, cyclic: bool = False) -> np.ndarray:
@@ -486,7 +564,7 @@ def limit(audio: np.ndarray, sr: int, ceiling_dbtp: float, cyclic: bool = False)
     ``cyclic`` for loops (look-ahead, hold and release wrap around the seam)."""
     x = as_2d(audio)
     lim = _Limiter.of(x, sr, cyclic, Energies.of(x, sr), 1)
-    return lim.apply(0.0, ceiling_dbtp)
+    return lim.apply(0.0, ceiling_dbtp)[0]
 
 
 def _solve(f, lo: float, hi: float, f_lo: float, f_hi: float, target: float, tol: float = 0.002) -> float:
@@ -529,9 +607,10 @@ def normalize(audio: np.ndarray, sr: int, target_lufs: float, ceiling_dbtp: floa
     if mode not in LOUDNESS_MODES:
         raise ValueError(f"loudness_mode must be one of {', '.join(LOUDNESS_MODES)}, got {mode!r}")
     x = as_2d(audio)
-    en = Energies.of(x, sr, copies)
+    z = _k_weighted(x, sr)
+    en = Energies.of_weighted(z, x.shape[0], sr, copies)
     value = _mode_value(en, mode)
-    tp = true_peak(x, cyclic)
+    tp, chunks = _true_peak(x, cyclic)
     ceiling = 10.0 ** (ceiling_dbtp / 20.0)
     if value is None or (mode == "integrated" and _gated(en.windows(BLOCK_S))[1] != "ok"):
         g = min(1.0, ceiling / tp) if tp > 0 else 1.0
@@ -542,8 +621,9 @@ def normalize(audio: np.ndarray, sr: int, target_lufs: float, ceiling_dbtp: floa
     if tp_db + gain_db <= ceiling_dbtp:  # plain gain: loudness scales exactly
         y = x * np.float32(10.0 ** (gain_db / 20.0))
         return y, measure(y, sr, cyclic, copies, en.scaled(en.sums * 10.0 ** (gain_db / 10.0))), ()
-    lim = _Limiter.of(x, sr, cyclic, en, copies)
-    threshold = ceiling_dbtp
+    lim = _Limiter.of(x, sr, cyclic, en, copies, z, chunks)
+    del z, chunks
+    threshold = ceiling_dbtp - 0.02  # the chunk-level gain computer can overshoot by a few hundredths
     max_gain = threshold + max_limit_db - tp_db  # input gain at which the deepest reduction is max_limit_db
     notes: list[str] = []
     for _ in range(4):  # the ceiling as the meter reads the limited audio; tightened if it overshoots
@@ -552,13 +632,13 @@ def normalize(audio: np.ndarray, sr: int, target_lufs: float, ceiling_dbtp: floa
         for _ in range(3):  # correct the estimate's small bias with exact measurements
             top = est(max_gain)
             g = max_gain if top is None or top <= aim else _solve(est, gain_db, max_gain, est(gain_db), top, aim)
-            y = lim.apply(g, threshold)
+            y, gain = lim.apply(g, threshold)
             en_y = Energies.of(y, sr, copies)
             reached = _mode_value(en_y, mode)
             if reached is None or abs(reached - target_lufs) < 0.005 or g >= max_gain:
                 break
             aim += target_lufs - reached
-        tp_y = true_peak(y, cyclic)
+        tp_y = lim.output_true_peak(y, gain)
         if tp_y <= ceiling:
             break
         threshold -= 20.0 * np.log10(tp_y / ceiling) + 0.01
