@@ -303,8 +303,9 @@ def chunk_peaks(x: np.ndarray, cyclic: bool, rows: int = 8192) -> np.ndarray:
     h, width = _TAPS, _TP_CHUNK
     nq = _chunk_count(n, cyclic)
     total = nq * width + h - 1  # positions -(h-1) .. nq*width-1: every chunk's window
-    if cyclic:
-        xp = x[:, (np.arange(total) - (h - 1)) % n]
+    if cyclic:  # the loop's end before its start, then the loop repeated up to the last window
+        xp = np.concatenate([np.tile(x, (1, -(-(h - 1) // n)))[:, x.shape[1] * -(-(h - 1) // n) - (h - 1) :],
+                             np.tile(x, (1, -(-(total - (h - 1)) // n)))[:, : total - (h - 1)]], axis=1)
     else:
         xp = np.zeros((c, total), np.float32)
         xp[:, h - 1 : h - 1 + n] = x
@@ -567,7 +568,7 @@ def limit(audio: np.ndarray, sr: int, ceiling_dbtp: float, cyclic: bool = False)
     return lim.apply(0.0, ceiling_dbtp)[0]
 
 
-def _solve(f, lo: float, hi: float, f_lo: float, f_hi: float, target: float, tol: float = 0.002) -> float:
+def _solve(f, lo: float, hi: float, f_lo: float, f_hi: float, target: float, tol: float = 0.004) -> float:
     """``g`` in [lo, hi] with ``f(g)`` = target for non-decreasing ``f`` (Illinois regula falsi)."""
     side = 0
     g = hi
@@ -623,7 +624,7 @@ def normalize(audio: np.ndarray, sr: int, target_lufs: float, ceiling_dbtp: floa
         return y, measure(y, sr, cyclic, copies, en.scaled(en.sums * 10.0 ** (gain_db / 10.0))), ()
     lim = _Limiter.of(x, sr, cyclic, en, copies, z, chunks)
     del z, chunks
-    threshold = ceiling_dbtp - 0.02  # the chunk-level gain computer can overshoot by a few hundredths
+    threshold = ceiling_dbtp - 0.05  # the chunk-level gain computer can overshoot by a few hundredths of a dB
     max_gain = threshold + max_limit_db - tp_db  # input gain at which the deepest reduction is max_limit_db
     notes: list[str] = []
     for _ in range(4):  # the ceiling as the meter reads the limited audio; tightened if it overshoots
@@ -635,7 +636,7 @@ def normalize(audio: np.ndarray, sr: int, target_lufs: float, ceiling_dbtp: floa
             y, gain = lim.apply(g, threshold)
             en_y = Energies.of(y, sr, copies)
             reached = _mode_value(en_y, mode)
-            if reached is None or abs(reached - target_lufs) < 0.005 or g >= max_gain:
+            if reached is None or abs(reached - target_lufs) < 0.008 or g >= max_gain:
                 break
             aim += target_lufs - reached
         tp_y = lim.output_true_peak(y, gain)
