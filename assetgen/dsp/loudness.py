@@ -389,7 +389,8 @@ def measure(audio: np.ndarray, sr: int, cyclic: bool = False, copies: int = 1,
     x = as_2d(audio)
     stats = loudness_stats(energies if energies is not None else Energies.of(x, sr, copies))
     sample_peak = float(np.abs(x).max()) if x.size else 0.0
-    tp = true_peak(x, cyclic) if peak is None else peak  # ``peak``: its true peak, when already known
+    # ``peak``: its true peak when already known (e.g. scaled from the input's), never below the samples
+    tp = true_peak(x, cyclic) if peak is None else max(float(peak), sample_peak)
     return Measurement(true_peak_dbtp=to_db(tp), sample_peak_dbfs=to_db(sample_peak),
                        dc_offset=dc_offset(x), **stats)
 
@@ -417,8 +418,8 @@ def highpass(audio: np.ndarray, sr: int, hz: float, cyclic: bool = False) -> np.
     c, n = x.shape
     if n == 0:
         return x
-    mean = x.mean(axis=1, dtype=np.float64).astype(np.float32)
     sos = _highpass_sos(sr, float(hz))
+    mean = x.mean(axis=1, dtype=np.float64).astype(np.float32)  # a large DC costs float32 state precision
     if cyclic:
         # decay of the slowest pole to -100 dB (11.5 nepers), in samples
         warm = int(np.ceil(11.5 / (2 * np.pi * hz * np.sin(np.pi / (2 * HIGHPASS_ORDER))) * sr))
@@ -620,8 +621,9 @@ def normalize(audio: np.ndarray, sr: int, target_lufs: float, ceiling_dbtp: floa
     gain_db = target_lufs - value
     tp_db = 20.0 * np.log10(tp)
     if tp_db + gain_db <= ceiling_dbtp:  # plain gain: loudness scales exactly
-        y = x * np.float32(10.0 ** (gain_db / 20.0))
-        return y, measure(y, sr, cyclic, copies, en.scaled(en.sums * 10.0 ** (gain_db / 10.0))), ()
+        g = np.float32(10.0 ** (gain_db / 20.0))
+        y = x * g
+        return y, measure(y, sr, cyclic, copies, en.scaled(en.sums * 10.0 ** (gain_db / 10.0)), tp * g), ()
     lim = _Limiter.of(x, sr, cyclic, en, copies, z, chunks)
     del z, chunks
     threshold = ceiling_dbtp - 0.05  # the chunk-level gain computer can overshoot by a few hundredths of a dB
