@@ -421,36 +421,29 @@ def highpass(audio: np.ndarray, sr: int, hz: float, cyclic: bool = False) -> np.
     sos = _highpass_sos(sr, float(hz))
     mean = x.mean(axis=1, dtype=np.float64).astype(np.float32)  # a large DC costs float32 state precision
     if cyclic:
-        # decay of the slowest pole to -100 dB (11.5 nepers), in samples
+        # decay of the slowest pole to -100 dB (11.5 nepers), in samples; the tail's final state starts the loop
         warm = int(np.ceil(11.5 / (2 * np.pi * hz * np.sin(np.pi / (2 * HIGHPASS_ORDER))) * sr))
-        src = np.concatenate([np.tile(x, (1, -(-warm // n)))[:, -warm:], x], axis=1)
-        return _sosfilt_channels(sos, src, mean, warm)
-    zi = sosfilt_zi(sos.astype(np.float64))[None] * (x[:, :1] - mean[:, None])[:, :, None]  # (ch, sections, 2)
-    return _sosfilt_channels(sos, x, mean, 0, zi)
+        tail = np.tile(x, (1, -(-warm // n)))[:, -warm:]
+        zi = _sosfilt_channels(sos, tail, mean, np.zeros((c, sos.shape[0], 2), np.float32))[1]
+    else:  # the steady state for the first sample
+        zi = sosfilt_zi(sos.astype(np.float64))[None] * (x[:, :1] - mean[:, None])[:, :, None]
+    return _sosfilt_channels(sos, x, mean, zi)[0]
 
 
-def _sosfilt_channels(sos: np.ndarray, x: np.ndarray, offset: np.ndarray, skip: int,
-                      zi: np.ndarray | None = None) -> np.ndarray:
-    """``sosfilt`` of ``x - offset`` (per channel), first ``skip`` outputs dropped, channels first (float32);
-    stereo as one complex run (see :func:`_filtered`)."""
-    c = x.shape[0]
-    if c == 2:
+def _sosfilt_channels(sos: np.ndarray, x: np.ndarray, offset: np.ndarray,
+                      zi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``sosfilt`` of ``x - offset`` per channel from states ``zi`` ``(channels, sections, 2)`` -> (output
+    channels first, float32; final states). Stereo runs as one complex signal (see :func:`_filtered`)."""
+    if x.shape[0] == 2:
         z = np.empty(x.shape[1], np.complex64)
         np.subtract(x[0], offset[0], out=z.real)
         np.subtract(x[1], offset[1], out=z.imag)
-        if zi is None:
-            y = sosfilt(sos, z)
-        else:
-            y = sosfilt(sos, z, zi=(zi[0] + 1j * zi[1]).astype(np.complex64))[0]
-        out = np.empty((2, x.shape[1] - skip), np.float32)
-        out[0], out[1] = y.real[skip:], y.imag[skip:]
-        return out
-    xs = x - offset[:, None]
-    if zi is None:
-        y = sosfilt(sos, xs, axis=-1)
-    else:
-        y = sosfilt(sos, xs, axis=-1, zi=np.moveaxis(zi, 0, 1).astype(np.float32))[0]
-    return np.ascontiguousarray(y[:, skip:], dtype=np.float32)
+        y, zf = sosfilt(sos, z, zi=(zi[0] + 1j * zi[1]).astype(np.complex64))
+        out = np.empty((2, x.shape[1]), np.float32)
+        out[0], out[1] = y.real, y.imag
+        return out, np.stack([zf.real, zf.imag])
+    y, zf = sosfilt(sos, x - offset[:, None], axis=-1, zi=np.moveaxis(zi, 0, 1).astype(np.float32))
+    return np.asarray(y, dtype=np.float32), np.moveaxis(zf, 1, 0)
 
 
 def _gain_reduction_db(env_db: np.ndarray, sr: int, cyclic: bool, attack_s: float = ATTACK_S,
