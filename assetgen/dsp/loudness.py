@@ -514,7 +514,10 @@ class _Limiter:
         """Estimated ``mode`` loudness (LUFS) of the clip at ``gain_db`` through the limiter."""
         red = self.reduction(gain_db, threshold_db)
         m = self.power.size
-        g2 = 10.0 ** ((2.0 * gain_db - red[:m] - np.append(red[1:m], red[m - 1] if m else 0.0)) / 20.0)
+        # sample chunk q's gain runs linearly from chunk q's to chunk q+1's: mean square (a^2 + ab + b^2) / 3
+        a = 10.0 ** ((gain_db - red[:m]) / 20.0)
+        b = 10.0 ** ((gain_db - (np.roll(red, -1) if self.cyclic else np.append(red[1:], red[-1]))[:m]) / 20.0)
+        g2 = (a * a + a * b + b * b) / 3.0
         cs = np.zeros(m + 1)
         np.cumsum(self.power * g2, out=cs[1:])
         en = self.energies
