@@ -36,7 +36,7 @@ def _post_text(post: PostParams) -> str:
     fx = "".join(post.fx.split())
     return (
         f"{post.sample_rate},{post.bit_depth},{post.channels},{post.loudness_lufs!r},"
-        f"{post.true_peak_db!r},{loop},{fx}"
+        f"{post.true_peak_db!r},{loop},{fx},{post.highpass_hz!r},{post.max_limit_db!r},{post.loudness_mode}"
     )
 
 

@@ -2,10 +2,11 @@
 
 1. whole chain delivering 60 s of 48 kHz stereo from music-like audio *generated at 32 kHz* (so soxr
    32k->48k is included): resample + channels + loop cut (exact 30 bars at 120 BPM) + seam score +
-   loudness + true peak + ceiling + 24-bit WAV (assetgen's writer: samples, smpl loop, bext/iXML
+   DC-blocking high-pass + loudness + true peak + limiter + 24-bit WAV (assetgen's writer: samples, smpl loop, bext/iXML
    provenance, sha256) written to a temp dir -> x realtime per core, and what each stage costs on its
    own. From a 32 kHz stereo source (musicgen-stereo), a 32 kHz mono one (every other MusicGen model;
-   delivered as dual-mono stereo) and 48 kHz stereo (the chain without a rate change);
+   delivered as dual-mono stereo), 48 kHz stereo (the chain without a rate change) and the 32 kHz stereo
+   source delivered at -9 LUFS, where the true-peak limiter takes >= 6 dB off the peaks;
 2. our BS.1770-4 loudness vs pyloudnorm's on the same 48 kHz audio: time ratio and difference in LU;
 3. our vectorised equal-power crossfade vs the seed tutorial's per-sample Python loop: time ratio.
 
@@ -26,7 +27,7 @@ import pyloudnorm  # noqa: E402
 
 from assetgen.dsp.chain import process_clip  # noqa: E402
 from assetgen.dsp.loop import make_loop  # noqa: E402
-from assetgen.dsp.loudness import integrated_loudness, normalize  # noqa: E402
+from assetgen.dsp.loudness import highpass, integrated_loudness, normalize  # noqa: E402
 from assetgen.dsp.resample import resample  # noqa: E402
 from assetgen.dsp.transitions import crossfade_concat  # noqa: E402
 from assetgen.spec import PostParams  # noqa: E402
@@ -76,9 +77,12 @@ def main() -> None:
                 provenance={"content_key": "bench"}, lufs=out.lufs, true_peak_dbtp=out.true_peak_dbtp))
 
         src48 = resample(src32, 32000, 48000)
-        for label, src, sr_src in (("32 kHz stereo source", src32, 32000), ("32 kHz mono source", src32[:1], 32000),
-                                   ("48 kHz stereo source (no rate change)", src48, 48000)):
-            def chain(src=src, sr_src=sr_src):
+        loud = PostParams(loop=True, bpm=120.0, bars=30, crossfade_s=0.5, loudness_lufs=-9.0)  # limiter >= 6 dB
+        for label, src, sr_src, p in (("32 kHz stereo source", src32, 32000, post),
+                                      ("32 kHz mono source", src32[:1], 32000, post),
+                                      ("48 kHz stereo source (no rate change)", src48, 48000, post),
+                                      ("32 kHz stereo source at -9 LUFS (limiter engaged)", src32, 32000, loud)):
+            def chain(src=src, sr_src=sr_src, post=p):
                 out = process_clip(src, sr_src, post, seconds)
                 write(out)
                 return out
@@ -93,16 +97,18 @@ def main() -> None:
             stages = {
                 "resample to 48k": best_of(lambda: resample(src, sr_src, 48000)),
                 "loop search + crossfade + seam score": best_of(lambda: make_loop(x48, 48000, n, lp.crossfade)),
-                "loudness + true peak + gain": best_of(lambda: normalize(
-                    lp.audio, 48000, post.loudness_lufs, post.true_peak_db, cyclic=True, copies=copies)),
+                "high-pass": best_of(lambda: highpass(lp.audio, 48000, p.highpass_hz, cyclic=True)),
+                "loudness + true peak + limiter + gain": best_of(lambda: normalize(
+                    lp.audio, 48000, p.loudness_lufs, p.true_peak_db, cyclic=True, copies=copies)),
                 "24-bit stereo WAV write": best_of(lambda: write(out)),
             }
             print(f"chain, 60 s of 48 kHz stereo from a {label} (resample+loop+loudness+true peak+"
                   f"ceiling+24-bit WAV write): {t_chain * 1000:.0f} ms = {seconds / t_chain:.0f}x realtime "
                   f"per core (target >= 300x)")
             print(f"  stages on their own: {', '.join(f'{k} {v * 1000:.0f} ms' for k, v in stages.items())}")
+            limited = [n for n in out.notes if n.startswith("limited")]
             print(f"  delivered {out.audio.shape}, {out.lufs:.2f} LUFS, {out.true_peak_dbtp:.2f} dBTP, "
-                  f"seam score {out.seam_score:.3f}")
+                  f"seam score {out.seam_score:.3f}, {out.status}{'; ' + limited[0] if limited else ''}")
 
     x48 = resample(src32, 32000, 48000)[:, : int(seconds * 48000)]
     meter = pyloudnorm.Meter(48000)

@@ -132,7 +132,8 @@ def test_mono_source_to_stereo_equals_duplicating_first(loop, target):
     assert any("limited" in n for n in ref.notes) == (target == -9.0)
     assert fast.audio.shape == ref.audio.shape == (2, 192000)
     np.testing.assert_array_equal(fast.audio[0], fast.audio[1])
-    np.testing.assert_allclose(fast.audio, ref.audio, atol=2e-5)
+    # with the limiter both reach the target through an iterative gain search (within 0.005 LU)
+    np.testing.assert_allclose(fast.audio, ref.audio, atol=2e-5 if target == -23.0 else 1e-3)
     assert fast.lufs == pytest.approx(ref.lufs, abs=0.01)
     assert fast.lufs == pytest.approx(lufs(fast.audio, 48000), abs=0.1)
     assert fast.true_peak_dbtp == pytest.approx(ref.true_peak_dbtp, abs=0.01)
@@ -140,3 +141,31 @@ def test_mono_source_to_stereo_equals_duplicating_first(loop, target):
     assert (fast.seam_score is None) == (not loop)
     if loop:
         assert fast.seam_score == pytest.approx(ref.seam_score, abs=0.05)
+
+
+def test_delivery_statistics_are_filled():
+    out = process_clip(music(32000, 4.5), 32000, PostParams(loudness_lufs=-16.0), 4.0)
+    assert out.status == "ok" and out.lufs == pytest.approx(-16.0, abs=0.01)
+    assert out.lra_lu is not None and out.lra_lu >= 0
+    assert out.max_momentary_lufs >= out.lufs and out.max_short_term_lufs >= out.lufs - 0.5
+    assert out.sample_peak_dbfs <= out.true_peak_dbtp <= -1.0 + 1e-6
+    assert abs(out.dc_offset) < 1e-3 and out.loudness_shortfall_lu is None
+
+
+def test_momentary_target_and_unreachable_status_through_the_chain():
+    post = PostParams(loudness_lufs=-10.0, loudness_mode="momentary", channels=1)
+    out = process_clip(noise(48000, 1.0, amp=0.1), 48000, post, 1.0)
+    assert out.status == "ok" and out.max_momentary_lufs == pytest.approx(-10.0, abs=0.01)
+    spiky = noise(48000, 3.0, amp=0.003)
+    spiky[:, ::24000] = 0.9  # impulses 50 dB above the noise
+    out = process_clip(spiky, 48000, PostParams(loudness_lufs=-10.0, max_limit_db=6.0), 3.0)
+    assert out.status == "loudness-unreachable" and out.loudness_shortfall_lu > 0.1
+    assert out.lufs == pytest.approx(-10.0 - out.loudness_shortfall_lu, abs=0.01)
+
+
+@pytest.mark.parametrize("bad", [dict(highpass_hz=-1.0), dict(highpass_hz=30000.0), dict(max_limit_db=-3.0),
+                                 dict(loudness_mode="peak")])
+def test_bad_loudness_settings_are_clear_errors(bad):
+    field = next(iter(bad))
+    with pytest.raises(ValueError, match=field):
+        process_clip(noise(48000, 1.0), 48000, PostParams(**bad), 1.0)

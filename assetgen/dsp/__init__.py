@@ -1,6 +1,6 @@
 """Delivery DSP: resample, channels, fx, seamless loops, loudness + true-peak ceiling, mixes, transitions.
 
-Import-light on purpose (manifest validation imports this package): heavy libraries (soxr, pyloudnorm,
+Import-light on purpose (manifest validation imports this package): heavy libraries (soxr, scipy,
 pedalboard, librosa) are imported by the submodules that need them, and pedalboard only inside functions.
 Submodules: ``resample``, ``loudness``, ``loop``, ``fx``, ``mix``, ``transitions``, ``chain``.
 """
@@ -10,6 +10,8 @@ from __future__ import annotations
 # Bump whenever delivered audio changes for the same inputs (part of every content key).
 # 2: float32 K-weighting (loudness within 0.001 LU) and the loop search's step statistic on a coarser
 #    subset can pick a different loop start in near-ties, so delivered loops may differ from version 1.
-POSTPROCESS_VERSION = 2
+# 3: DC-blocking high-pass before loudness, BS.1770-4 K-weighting coefficients, a converging look-ahead
+#    true-peak limiter (targets reached or refused) and a flatter true-peak interpolator.
+POSTPROCESS_VERSION = 3
 
 __all__ = ["POSTPROCESS_VERSION"]

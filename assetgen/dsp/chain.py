@@ -1,7 +1,8 @@
 """What the render path calls: one clip -> delivered audio + measurements; layers -> a scene mix.
 
 ``process_clip``: resample -> channels -> (loop: cut the loop, then fx run cyclically so tails wrap; else
-fx, then trim/pad to the duration with a short fade-out) -> loudness + true-peak ceiling -> measure. A mono
+fx, then trim/pad to the duration with a short fade-out) -> DC-blocking high-pass -> loudness + true-peak
+limiter -> measure. A mono
 clip delivered as stereo without effects is duplicated at the very end instead (same result, half the work).
 The loop is cut before the effects (unlike the issue's order) because effects with tails can only be
 made seamless on a finished loop.
@@ -16,7 +17,7 @@ import numpy as np
 from ..spec import PostParams, ProcessedAudio, seconds_bars
 from . import fx as fxmod
 from .loop import bars_length, estimate_bpm, make_loop, seam_score
-from .loudness import normalize
+from .loudness import LOUDNESS_MODES, Measurement, highpass, normalize
 from .mix import mix_layers
 from .resample import as_2d, resample, to_channels
 
@@ -32,6 +33,12 @@ def check_post(post: PostParams) -> None:
         raise ValueError(f"channels must be 1 or 2, got {post.channels}")
     if post.crossfade_s < 0:
         raise ValueError(f"crossfade_s must be >= 0, got {post.crossfade_s}")
+    if not 0 <= post.highpass_hz < post.sample_rate / 2:
+        raise ValueError(f"highpass_hz must be 0 (off) or below half the sample rate, got {post.highpass_hz}")
+    if post.max_limit_db < 0:
+        raise ValueError(f"max_limit_db must be >= 0, got {post.max_limit_db}")
+    if post.loudness_mode not in LOUDNESS_MODES:
+        raise ValueError(f"loudness_mode must be one of {', '.join(LOUDNESS_MODES)}, got {post.loudness_mode!r}")
 
 
 def loop_target(post: PostParams, duration_s: float, audio: np.ndarray, sr: int) -> tuple[int, int, tuple[str, ...]]:
@@ -66,6 +73,13 @@ def fit_length(audio: np.ndarray, n: int, sr: int, fade_s: float = TRIM_FADE_S) 
     return np.pad(x, ((0, 0), (0, n - x.shape[1])))
 
 
+def _stats(meas: Measurement) -> dict:
+    """The measurement fields of :class:`ProcessedAudio` besides loudness, true peak and status."""
+    return {"lra_lu": meas.lra_lu, "max_momentary_lufs": meas.max_momentary_lufs,
+            "max_short_term_lufs": meas.max_short_term_lufs, "sample_peak_dbfs": meas.sample_peak_dbfs,
+            "dc_offset": meas.dc_offset, "loudness_shortfall_lu": meas.shortfall_lu}
+
+
 def process_clip(audio: np.ndarray, sr_in: int, post: PostParams, duration_s: float) -> ProcessedAudio:
     """Deliver one generated clip (``(channels, samples)`` at ``sr_in`` Hz) for ``post`` at ``duration_s`` s."""
     check_post(post)
@@ -86,10 +100,11 @@ def process_clip(audio: np.ndarray, sr_in: int, post: PostParams, duration_s: fl
         lp = make_loop(x, sr, length, round(post.crossfade_s * sr), tol)
         notes += lp.notes
         loop_f = lp.crossfade
-        y = fxmod.apply_fx_cyclic(lp.audio, sr, chain)
-    else:
-        y = fit_length(fxmod.apply_fx(x, sr, chain), round(duration_s * sr), sr)
-    y, meas, more = normalize(y, sr, post.loudness_lufs, post.true_peak_db, cyclic=post.loop, copies=copies)
+        y = highpass(fxmod.apply_fx_cyclic(lp.audio, sr, chain), sr, post.highpass_hz, cyclic=True)
+    else:  # high-pass before the cut, so the fade-out stays the end
+        y = fit_length(highpass(fxmod.apply_fx(x, sr, chain), sr, post.highpass_hz), round(duration_s * sr), sr)
+    y, meas, more = normalize(y, sr, post.loudness_lufs, post.true_peak_db, cyclic=post.loop, copies=copies,
+                              max_limit_db=post.max_limit_db, mode=post.loudness_mode)
     y = to_channels(y, post.channels)
     notes += more
     n = y.shape[1]
@@ -99,7 +114,7 @@ def process_clip(audio: np.ndarray, sr_in: int, post: PostParams, duration_s: fl
     return ProcessedAudio(
         audio=y, sample_rate=sr, lufs=meas.lufs, true_peak_dbtp=meas.true_peak_dbtp,
         loop_start=0 if post.loop else None, loop_end=n if post.loop else None,
-        seam_score=score, status=meas.status, notes=tuple(notes),
+        seam_score=score, status=meas.status, notes=tuple(notes), **_stats(meas),
     )
 
 
@@ -107,8 +122,9 @@ def process_mix(layers: Sequence[tuple[np.ndarray, int, PostParams]], post: Post
                 duration_s: float) -> ProcessedAudio:
     """Mix delivered layers ``(audio, sample_rate, layer placement)`` into one scene asset for ``post``.
 
-    See :func:`mix.mix_layers` for placement; then scene loudness normalisation and the true-peak ceiling
-    (cyclic for loop scenes, so the mix still loops).
+    See :func:`mix.mix_layers` for placement; then scene loudness normalisation and the true-peak limiter
+    (cyclic for loop scenes, so the mix still loops). No high-pass: the layers are delivered assets that
+    already went through it, and silence before a layer's start stays digital silence.
     """
     check_post(post)
     sr = post.sample_rate
@@ -118,11 +134,12 @@ def process_mix(layers: Sequence[tuple[np.ndarray, int, PostParams]], post: Post
         length, _, _ = loop_target(post, duration_s, resample(first, layers[0][1] if layers else sr, sr), sr)
     mixed, loop_f, notes = mix_layers(layers, sr, post.channels, duration_s, loop=post.loop, length=length,
                                       crossfade=round(post.crossfade_s * sr))
-    y, meas, more = normalize(mixed, sr, post.loudness_lufs, post.true_peak_db, cyclic=post.loop)
+    y, meas, more = normalize(mixed, sr, post.loudness_lufs, post.true_peak_db, cyclic=post.loop,
+                              max_limit_db=post.max_limit_db, mode=post.loudness_mode)
     n = y.shape[1]
     return ProcessedAudio(
         audio=y, sample_rate=sr, lufs=meas.lufs, true_peak_dbtp=meas.true_peak_dbtp,
         loop_start=0 if post.loop else None, loop_end=n if post.loop else None,
         seam_score=seam_score(y, loop_f) if post.loop else None, status=meas.status,
-        notes=tuple(notes) + more,
+        notes=tuple(notes) + more, **_stats(meas),
     )

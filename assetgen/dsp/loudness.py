@@ -1,113 +1,226 @@
-"""Integrated loudness (ITU-R BS.1770-4, gated), true peak (4x oversampling) and normalisation with a ceiling.
+"""Loudness (ITU-R BS.1770-4, EBU Tech 3341/3342), true peak, DC-blocking high-pass, and normalisation
+with a look-ahead true-peak limiter.
 
-- K-weighting: pyloudnorm's filter design (its ``Meter`` coefficients for the rate), run with
-  ``scipy.signal.sosfilt``. The gating (400 ms blocks, 75 % overlap, -70 LUFS absolute and -10 LU
-  relative gates) is written here with cumulative sums because pyloudnorm loops over blocks in Python;
-  tests check it against pyloudnorm, pyebur128 and ffmpeg's ``ebur128`` within 0.1 LU.
-- True peak: 4x polyphase interpolation with the BS.1770-4 Annex 2 filter (48 taps, 4 phases), computed
-  with numpy only on blocks that can hold the maximum (a block's interpolated peak is at most its
-  sample peak times ``max_p sum|h_p|``); the result equals oversampling everything. We use the standard's
-  own filter rather than soxr so readings match other BS.1770 meters; soxr's steeper filter would
-  be a different (also valid) interpolator and oversampling all of it costs ~3x the rest of the chain.
-- Ceiling: pedalboard's ``BrickwallLimiter(true_peak=True)`` is a look-ahead limiter with a 4x
-  oversampled side-chain (pedalboard's ``Limiter`` is not: it adds make-up gain and hard-clips at 0 dBFS).
-  Its docs say overshoot is possible, so the result is re-measured and the ceiling tightened until it holds.
+- K-weighting: BS.1770-4's published coefficients at 48 kHz; at other rates the same two analog
+  prototypes (high shelf, RLB high-pass) re-designed with the bilinear transform from libebur128's
+  parameters (f0, G, Q), which reproduce the 48 kHz coefficients. Run with ``scipy.signal.sosfilt``.
+- Statistics from 100 ms sub-block energies (cumulative sums, no per-block Python loop): integrated
+  (400 ms blocks, 75 % overlap, -70 LUFS absolute and -10 LU relative gates), max momentary (400 ms) and
+  max short-term (3 s) loudness, loudness range (EBU Tech 3342: 3 s windows every 100 ms, -70 LUFS
+  absolute and -20 LU relative gates, 95th minus 10th percentile).
+- True peak: 4x polyphase interpolation with a Kaiser-windowed sinc (64 taps, beta 7), flat within
+  0.002 dB up to 16 kHz at 48 kHz (the BS.1770-4 Annex 2 example filter ripples by +-0.1 dB and reads
+  sines at fs/6 low), computed with numpy only on chunks that can hold the maximum (a chunk's
+  interpolated peak is at most its sample peak times ``max_p sum|h_p|``); the result equals
+  oversampling everything.
+- Limiter (:func:`limit`): written here because the look-ahead limiters at hand (pedalboard's
+  ``BrickwallLimiter``) saturate at their own output level whatever gain they are fed, so a make-up loop
+  around them cannot converge, and none offers cyclic processing for loops. Its gain computer works on
+  the 4x-oversampled peak envelope in chunks of ``_TP_CHUNK`` samples, vectorised: required reduction ->
+  linear release (``RELEASE_DB_PER_S``) -> look-ahead hold -> two box smoothers (``ATTACK_S``), so the
+  gain is always at or below what every peak needs and moves smoothly.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import sosfilt
+from scipy.ndimage import maximum_filter1d, uniform_filter1d
+from scipy.signal import butter, sosfilt, sosfilt_zi
 
 from .resample import as_2d
 
-BLOCK_S = 0.4  # gating block (s)
-STEP_S = 0.1  # 75 % overlap
+BLOCK_S = 0.4  # gating block / momentary window (s)
+STEP_S = 0.1  # 75 % overlap; short-term and LRA windows also move in 100 ms steps
+SHORT_S = 3.0  # short-term window (s)
 ABS_GATE_LUFS = -70.0
 REL_GATE_LU = -10.0
+LRA_REL_GATE_LU = -20.0
+LRA_PERCENTILES = (10.0, 95.0)
+LOUDNESS_MODES = ("integrated", "short-term", "momentary")
+TARGET_TOLERANCE_LU = 0.1  # a clip within this of its target is "ok"
+ATTACK_S = 0.005  # limiter look-ahead: the gain ramps down over this time before a peak
+RELEASE_DB_PER_S = 100.0  # limiter release: gain recovers at this rate after a peak (12 dB in 120 ms)
+HIGHPASS_ORDER = 2  # Butterworth order of the DC-blocking high-pass (12 dB/octave)
 
-# BS.1770-4 Annex 2 interpolation filter, phases x taps
-_TP_PHASES = np.array(
-    [
-        [0.0017089843750, 0.0109863281250, -0.0196533203125, 0.0332031250000, -0.0594482421875, 0.1373291015625,
-         0.9721679687500, -0.1022949218750, 0.0476074218750, -0.0266113281250, 0.0148925781250, -0.0083007812500],
-        [-0.0291748046875, 0.0292968750000, -0.0517578125000, 0.0891113281250, -0.1665039062500, 0.4650878906250,
-         0.7797851562500, -0.2003173828125, 0.1015625000000, -0.0582275390625, 0.0330810546875, -0.0189208984375],
-    ]
-)
-_TP_PHASES = np.concatenate([_TP_PHASES, _TP_PHASES[::-1, ::-1]]).astype(np.float32)  # phases 2, 3 mirror 1, 0
+# BS.1770-4 K-weighting at 48 kHz: pre-filter (high shelf) then RLB high-pass, as b0 b1 b2 a0 a1 a2
+_K48 = np.array([[1.53512485958697, -2.69169618940638, 1.19839281085285, 1.0, -1.69065929318241, 0.73248077421585],
+                 [1.0, -2.0, 1.0, 1.0, -1.99004745483398, 0.99007225036621]])
+
+_TP_FACTOR = 4  # oversampling of the true-peak meter
+_TAPS = 16  # interpolation taps per phase
+
+
+def _tp_phases(factor: int, taps: int, beta: float = 7.0) -> np.ndarray:
+    """Polyphase interpolator, phases x taps: a Kaiser-windowed sinc cut at the input Nyquist, odd-symmetric
+    about tap ``taps // 2`` of phase 0 (which is a unit impulse, so the original samples are outputs)."""
+    n = factor * taps
+    m = np.arange(n) - n // 2
+    w = np.concatenate([[0.0], np.kaiser(n - 1, beta)])
+    h = np.sinc(m / factor) * w
+    return (h.reshape(taps, factor).T * (factor / h.sum())).astype(np.float32)
+
+
+_TP_PHASES = _tp_phases(_TP_FACTOR, _TAPS)
+_TP_PHASES[0] = np.eye(1, _TAPS, _TAPS // 2, dtype=np.float32)[0]  # exact zeros, not 1e-17
 _TP_GAIN = float(np.abs(_TP_PHASES).sum(axis=1).max())  # worst-case interpolation gain
-_TAPS = _TP_PHASES.shape[1]
 _TP_CHUNK = 16  # outputs per evaluated chunk (> taps - 1)
 _TP_SCAN = 256  # samples per block of the sample-peak scan
-# the 4 phases of _TP_CHUNK consecutive outputs as one matrix: a chunk's _TP_CHUNK + _TAPS - 1 samples @ it
-# gives all 4 * _TP_CHUNK interpolated values in one GEMM (no sliding-window copy)
-_TP_BAND = np.zeros((_TP_CHUNK + _TAPS - 1, _TP_CHUNK, 4), np.float32)
+# the phases of _TP_CHUNK consecutive outputs as one matrix: a chunk's _TP_CHUNK + _TAPS - 1 samples @ it
+# gives all _TP_FACTOR * _TP_CHUNK interpolated values in one GEMM (no sliding-window copy)
+_TP_BAND = np.zeros((_TP_CHUNK + _TAPS - 1, _TP_CHUNK, _TP_FACTOR), np.float32)
 for _j in range(_TP_CHUNK):
     _TP_BAND[_j : _j + _TAPS, _j, :] = _TP_PHASES.T
-_TP_BAND = _TP_BAND.reshape(_TP_CHUNK + _TAPS - 1, 4 * _TP_CHUNK)
+_TP_BAND = _TP_BAND.reshape(_TP_CHUNK + _TAPS - 1, _TP_FACTOR * _TP_CHUNK)
+_TP_BAND_T = np.ascontiguousarray(_TP_BAND.T)  # outputs x samples: results come out chunk-per-column
+
+
+def _abs_max_columns(v: np.ndarray) -> np.ndarray:
+    """max |v| of each column (reducing over the long axis 0 is several times faster than over short rows)."""
+    return np.maximum(v.max(axis=0), -v.min(axis=0))
 
 
 @dataclass(frozen=True)
 class Measurement:
-    """Loudness of one clip: ``lufs`` None unless status is "ok"; ``true_peak_dbtp`` None for digital silence."""
+    """Loudness of one clip: ``lufs`` (integrated) None unless status is "ok" or "loudness-unreachable";
+    peaks None for digital silence; the statistics None where the clip is too short for their window."""
 
     lufs: float | None
     true_peak_dbtp: float | None
-    status: str  # "ok", "silent" (nothing above the -70 LUFS gate) or "too-short" (< one 400 ms block)
+    status: str  # "ok", "silent" (nothing above the -70 LUFS gate), "too-short" (< one 400 ms block),
+    # or "loudness-unreachable" (normalize: the target needs more than max_limit_db of limiting)
+    lra_lu: float | None = None
+    max_momentary_lufs: float | None = None
+    max_short_term_lufs: float | None = None
+    sample_peak_dbfs: float | None = None
+    dc_offset: float | None = None  # mean sample value of the channel with the largest |mean| (full scale 1)
+    shortfall_lu: float | None = None  # normalize: target minus reached loudness when out of reach
+
+
+def k_weighting_sos(sr: int) -> np.ndarray:
+    """K-weighting (pre-filter high shelf, then RLB high-pass) as float64 second-order sections at ``sr`` Hz.
+
+    48 kHz: BS.1770-4's coefficients. Other rates: the bilinear-transform design libebur128 uses, from
+    the analog parameters that reproduce the 48 kHz coefficients.
+    """
+    return _K48.copy() if sr == 48000 else _k_design(sr)
+
+
+def _k_design(sr: float) -> np.ndarray:
+    """libebur128's K-weighting design: both biquads from their analog parameters, bilinear transform."""
+    f0, gain_db, q = 1681.974450955533, 3.999843853973347, 0.7071752369554196
+    k = np.tan(np.pi * f0 / sr)
+    vh = 10.0 ** (gain_db / 20.0)
+    vb = vh**0.4996667741545416
+    a0 = 1.0 + k / q + k * k
+    pre = [(vh + vb * k / q + k * k) / a0, 2.0 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0,
+           1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0]
+    f0, q = 38.13547087602444, 0.5003270373238773
+    k = np.tan(np.pi * f0 / sr)
+    a0 = 1.0 + k / q + k * k
+    rlb = [1.0, -2.0, 1.0, 1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0]
+    return np.array([pre, rlb])
 
 
 @functools.cache
-def _k_weighting_sos(sr: int) -> np.ndarray:
-    """pyloudnorm's K-weighting (pre-filter high shelf, then RLB high-pass) as float32 second-order sections."""
-    import pyloudnorm
-
-    filters = pyloudnorm.Meter(sr)._filters
-    return np.array([np.concatenate([f.b, f.a]) for f in filters.values()], dtype=np.float32)
+def _k_sos32(sr: int) -> np.ndarray:
+    return k_weighting_sos(sr).astype(np.float32)
 
 
-def _k_weighted(x: np.ndarray, sr: int) -> np.ndarray:
-    """K-weighted ``x`` as one float32 run with the channels of each sample interleaved (``(samples, ch)`` flat).
+def _filtered(x: np.ndarray, sos: np.ndarray, zi: np.ndarray | None = None) -> np.ndarray:
+    """``sosfilt`` of ``(channels, samples)`` float32 -> the result with the channels of each sample interleaved
+    (``(samples, ch)`` flat). ``zi``: per-channel initial states ``(channels, sections, 2)``.
 
     Stereo runs as one complex signal ``L + iR`` through the (real) filter -- ``filter(L) + i filter(R)``
-    -- so scipy's ``sosfilt`` does both channels in one pass (~25 % faster than two) and the complex64
-    result viewed as float32 is already interleaved. float32 changes loudness by < 0.001 LU (tested
-    against pyloudnorm).
+    -- so scipy's ``sosfilt`` does both channels in one pass and the complex64 result viewed as float32 is
+    already interleaved.
     """
-    sos = _k_weighting_sos(sr)
     if x.shape[0] == 2:
         c = np.empty(x.shape[1], np.complex64)
         c.real, c.imag = x[0], x[1]
-        return sosfilt(sos, c).view(np.float32)
-    return np.ascontiguousarray(sosfilt(sos, x, axis=-1).T).reshape(-1)
+        if zi is None:
+            return sosfilt(sos, c).view(np.float32)
+        return sosfilt(sos, c, zi=(zi[0] + 1j * zi[1]).astype(np.complex64))[0].view(np.float32)
+    if zi is None:
+        y = sosfilt(sos, x, axis=-1)
+    else:
+        y = sosfilt(sos, x, axis=-1, zi=np.moveaxis(zi, 0, 1).astype(np.float32))[0]
+    return np.ascontiguousarray(y.T).reshape(-1)
+
+
+def _k_weighted(x: np.ndarray, sr: int) -> np.ndarray:
+    """K-weighted ``x`` (float32, channels interleaved); float32 changes loudness by < 0.001 LU."""
+    return _filtered(x, _k_sos32(sr))
+
+
+def _run_sums(z: np.ndarray, c: int, width: int) -> np.ndarray:
+    """Sum of squares of interleaved ``z`` (``c`` channels) over runs of ``width`` samples, the last run
+    partial when ``width`` does not divide the length; float64."""
+    n = z.size // c
+    k, tail = divmod(n, width)
+    zz = z[: k * width * c].reshape(k, width * c)
+    sums = np.einsum("ij,ij->i", zz, zz).astype(np.float64)  # no squared copy
+    if tail:
+        t = z[k * width * c :]
+        sums = np.append(sums, float(np.dot(t, t)))
+    return sums
+
+
+@dataclass(frozen=True)
+class Energies:
+    """K-weighted power of a clip summed over channels and over runs of ``unit`` samples (100 ms when
+    the 400 ms and 3 s windows are whole numbers of 100 ms steps at this rate, else 1 sample)."""
+
+    sums: np.ndarray
+    unit: int
+    n: int
+    sr: int
+    copies: int = 1
+
+    @classmethod
+    def of(cls, audio: np.ndarray, sr: int, copies: int = 1) -> "Energies":
+        """``copies``: ``audio`` stands for that many identical copies of its channels (a mono clip that will
+        be delivered as dual-mono stereo), so each energy is ``copies`` times the measured one."""
+        x = as_2d(audio)
+        return cls.of_weighted(_k_weighted(x, sr), x.shape[0], sr, copies)
+
+    @classmethod
+    def of_weighted(cls, z: np.ndarray, channels: int, sr: int, copies: int = 1) -> "Energies":
+        """From the K-weighted signal ``z`` (channels interleaved, as :func:`_k_weighted` returns it)."""
+        step = round(STEP_S * sr)
+        fast = round(BLOCK_S * sr) == 4 * step and round(SHORT_S * sr) == 30 * step
+        unit = step if fast else 1
+        return cls(_run_sums(z, channels, unit), unit, z.size // channels, sr, copies)
+
+    def scaled(self, sums: np.ndarray) -> "Energies":
+        return Energies(sums, self.unit, self.n, self.sr, self.copies)
+
+    def windows(self, seconds: float, pad: bool = False) -> np.ndarray:
+        """Mean-square energy of each ``seconds`` window, every 100 ms. ``pad``: as a meter started in silence
+        reads it (windows end at every step from the first; the last, partial step counts), else only windows
+        inside the clip."""
+        length, step = round(seconds * self.sr), round(STEP_S * self.sr)
+        size, hop = (length // self.unit, step // self.unit)
+        s = self.sums if pad else self.sums[: self.n // self.unit]
+        if pad:
+            s = np.concatenate([np.zeros(size - hop), s])
+        if s.size < size:
+            return np.zeros(0)
+        cs = np.zeros(s.size + 1)
+        np.cumsum(s, out=cs[1:])
+        starts = np.arange(0, s.size - size + 1, hop)
+        return np.maximum(cs[starts + size] - cs[starts], 0.0) * (self.copies / length)
 
 
 def block_energies(audio: np.ndarray, sr: int, copies: int = 1) -> np.ndarray:
     """Mean-square K-weighted energy of each 400 ms block (75 % overlap), summed over channels.
 
     All channels weigh 1.0 (BS.1770's weight for mono, L and R; assetgen delivers mono or stereo).
-    ``copies``: ``audio`` stands for that many identical copies of its channels (a mono clip that will be
-    delivered as dual-mono stereo), so each energy is ``copies`` times the measured one.
     """
-    x = as_2d(audio)
-    c, n = x.shape
-    block, step = round(BLOCK_S * sr), round(STEP_S * sr)
-    if n < block:
-        return np.zeros(0)
-    z = _k_weighted(x, sr)
-    if block == 4 * step:  # 100 ms sub-blocks, four to a gating block (cheaper than a cumulative sum)
-        k = n // step
-        zz = z[: k * step * c].reshape(k, step * c)
-        sub = np.einsum("ij,ij->i", zz, zz).astype(np.float64)  # sum of squares without a squared copy
-        return (sub[:-3] + sub[1:-2] + sub[2:-1] + sub[3:]) * (copies / block)
-    power = np.square(z).reshape(n, c).sum(axis=1, dtype=np.float64)
-    csum = np.zeros(n + 1)
-    np.cumsum(power, out=csum[1:])
-    starts = np.arange(0, n - block + 1, step)
-    return (csum[starts + block] - csum[starts]) * (copies / block)
+    return Energies.of(audio, sr, copies).windows(BLOCK_S)
 
 
 def _lufs(energy: np.ndarray | float) -> np.ndarray | float:
@@ -115,10 +228,7 @@ def _lufs(energy: np.ndarray | float) -> np.ndarray | float:
         return -0.691 + 10.0 * np.log10(energy)
 
 
-def integrated_loudness(audio: np.ndarray, sr: int, copies: int = 1) -> tuple[float | None, str]:
-    """Gated integrated loudness (LUFS) per BS.1770-4 -> (lufs or None, status); ``copies`` as in
-    :func:`block_energies`."""
-    e = block_energies(audio, sr, copies)
+def _gated(e: np.ndarray) -> tuple[float | None, str]:
     if e.size == 0:
         return None, "too-short"
     e = e[_lufs(e) > ABS_GATE_LUFS]
@@ -128,9 +238,46 @@ def integrated_loudness(audio: np.ndarray, sr: int, copies: int = 1) -> tuple[fl
     return float(_lufs(e[_lufs(e) > rel].mean())), "ok"
 
 
+def integrated_loudness(audio: np.ndarray, sr: int, copies: int = 1) -> tuple[float | None, str]:
+    """Gated integrated loudness (LUFS) per BS.1770-4 -> (lufs or None, status); ``copies`` as in
+    :meth:`Energies.of`."""
+    return _gated(block_energies(audio, sr, copies))
+
+
+def _max_lufs(e: np.ndarray) -> float | None:
+    return float(_lufs(e.max())) if e.size and e.max() > 0 else None
+
+
+def loudness_range(e3: np.ndarray) -> float | None:
+    """Loudness range (LU, EBU Tech 3342) from the energies of the 3 s windows inside the clip."""
+    e = e3[_lufs(e3) > ABS_GATE_LUFS]
+    if e.size == 0:
+        return None
+    v = _lufs(e[_lufs(e) > _lufs(e.mean()) + LRA_REL_GATE_LU])
+    lo, hi = np.percentile(v, LRA_PERCENTILES)
+    return float(hi - lo)
+
+
+def loudness_stats(en: Energies) -> dict[str, float | str | None]:
+    """Integrated loudness and status, loudness range, max momentary and max short-term loudness."""
+    lufs, status = _gated(en.windows(BLOCK_S))
+    return {"lufs": lufs, "status": status, "lra_lu": loudness_range(en.windows(SHORT_S)),
+            "max_momentary_lufs": _max_lufs(en.windows(BLOCK_S, pad=True)),
+            "max_short_term_lufs": _max_lufs(en.windows(SHORT_S, pad=True))}
+
+
+def _mode_value(en: Energies, mode: str) -> float | None:
+    """What ``mode`` targets: integrated loudness, or the max short-term / momentary loudness (LUFS)."""
+    if mode == "integrated":
+        return _gated(en.windows(BLOCK_S))[0]
+    e = en.windows(SHORT_S if mode == "short-term" else BLOCK_S, pad=True)
+    value = _max_lufs(e)
+    return value if value is not None and value > ABS_GATE_LUFS else None
+
+
 def _interpolated_peak(x: np.ndarray, chunks: np.ndarray, nq: int, cyclic: bool) -> np.ndarray:
     """Max |4x interpolated value| of each chunk (``channel * nq + q``, ``nq`` chunks per channel): outputs
-    whose 12-tap window ends in ``[q*C, q*C + C)``."""
+    whose ``_TAPS``-tap window ends in ``[q*C, q*C + C)``."""
     n = x.shape[1]
     h, width = _TAPS, _TP_CHUNK
     ch, q = np.divmod(chunks, nq)
@@ -140,42 +287,54 @@ def _interpolated_peak(x: np.ndarray, chunks: np.ndarray, nq: int, cyclic: bool)
     else:
         inside = (idx >= 0) & (idx < n)
         vals = np.where(inside, x[ch[:, None], np.clip(idx, 0, n - 1)], np.float32(0))
-    return np.abs(vals @ _TP_BAND).max(axis=1)
+    return _abs_max_columns(_TP_BAND_T @ vals.T)
 
 
-def _every_chunk_peak(x: np.ndarray, nq: int, cyclic: bool, rows: int = 8192) -> float:
-    """Max |4x interpolated value| over all ``nq`` chunks per channel (what :func:`_interpolated_peak`
-    computes for some), from one padded copy of the signal, ``rows`` chunks per GEMM."""
+def _chunk_count(n: int, cyclic: bool) -> int:
+    """Chunks per channel: window end positions (``n + taps - 1``, or ``n`` wrapped) / ``_TP_CHUNK``."""
+    return -(-(n + (0 if cyclic else _TAPS - 1)) // _TP_CHUNK)
+
+
+def chunk_peaks(x: np.ndarray, cyclic: bool, rows: int = 8192) -> np.ndarray:
+    """Max |4x interpolated value| of every chunk, ``(channels, chunks)``: chunk ``q`` holds the outputs whose
+    window ends in ``[q*C, q*C + C)``, centred near sample ``q*C`` (C = ``_TP_CHUNK``); one padded copy of the
+    signal, ``rows`` chunks per GEMM."""
     c, n = x.shape
     h, width = _TAPS, _TP_CHUNK
+    nq = _chunk_count(n, cyclic)
     total = nq * width + h - 1  # positions -(h-1) .. nq*width-1: every chunk's window
-    if cyclic:
-        xp = x[:, (np.arange(total) - (h - 1)) % n]
+    if cyclic:  # the loop's end before its start, then the loop repeated up to the last window
+        xp = np.concatenate([np.tile(x, (1, -(-(h - 1) // n)))[:, x.shape[1] * -(-(h - 1) // n) - (h - 1) :],
+                             np.tile(x, (1, -(-(total - (h - 1)) // n)))[:, : total - (h - 1)]], axis=1)
     else:
         xp = np.zeros((c, total), np.float32)
         xp[:, h - 1 : h - 1 + n] = x
-    win = np.lib.stride_tricks.sliding_window_view(xp, width + h - 1, axis=1)[:, ::width]  # (c, nq, 27)
-    best = 0.0
+    win = np.lib.stride_tricks.sliding_window_view(xp, width + h - 1, axis=1)[:, ::width]
+    out = np.empty((c, nq), np.float32)
     for ch in range(c):
         for k in range(0, nq, rows):
-            best = max(best, float(np.abs(win[ch, k : k + rows] @ _TP_BAND).max()))
-    return best
+            out[ch, k : k + rows] = _abs_max_columns(_TP_BAND_T @ win[ch, k : k + rows].T)
+    return out
 
 
 def true_peak(audio: np.ndarray, cyclic: bool = False) -> float:
-    """True peak (linear, >= sample peak): max |x| of the 4x oversampled signal (BS.1770-4 Annex 2).
+    """True peak (linear, >= sample peak): max |x| of the 4x oversampled signal; see :func:`_true_peak`."""
+    return _true_peak(as_2d(audio), cyclic)[0]
+
+
+def _true_peak(x: np.ndarray, cyclic: bool = False) -> tuple[float, np.ndarray | None]:
+    """True peak (linear, >= sample peak): max |x| of the 4x oversampled signal (BS.1770-4 Annex 2 method).
 
     ``cyclic`` treats the clip as a loop (the interpolator wraps around the seam). The result equals
     oversampling everything, but only outputs that can beat the sample peak are computed: an interpolated
-    value is at most ``_TP_GAIN`` (the largest phase's sum of |taps|, ~2.02) times the largest sample under
-    its 12-tap window, so only windows holding a sample above ``peak / _TP_GAIN`` are evaluated, in
+    value is at most ``_TP_GAIN`` (the largest phase's sum of |taps|, ~1.97) times the largest sample under
+    its ``_TAPS``-tap window, so only windows holding a sample above ``peak / _TP_GAIN`` are evaluated, in
     chunks of ``_TP_CHUNK`` outputs. Dense audio (most 256-sample blocks above that level) evaluates every
     chunk instead, which then costs less than finding the ones that can matter.
     """
-    x = as_2d(audio)
     c, n = x.shape
     if n == 0:
-        return 0.0
+        return 0.0, None
     # sample peak of each 256-sample block (one pass); only blocks above peak / _TP_GAIN are looked into
     nb, tail = divmod(n, _TP_SCAN)
     body = x[:, : nb * _TP_SCAN].reshape(c, nb, _TP_SCAN)
@@ -184,13 +343,14 @@ def true_peak(audio: np.ndarray, cyclic: bool = False) -> float:
                            axis=1, dtype=np.float32)
     best = float(peaks.max())
     if best == 0.0:
-        return 0.0
+        return 0.0, None
     h, width = _TAPS, _TP_CHUNK
-    nq = -(-(n + (0 if cyclic else h - 1)) // width)  # chunks per channel (window end positions / width)
+    nq = _chunk_count(n, cyclic)
     thr = np.float32(best / _TP_GAIN)
     hot_blocks = np.flatnonzero(peaks > thr)
     if hot_blocks.size * 2 > peaks.size:  # dense (noise-like ambiences): every chunk costs less than finding some
-        return max(best, _every_chunk_peak(x, nq, cyclic))
+        every = chunk_peaks(x, cyclic)
+        return max(best, float(every.max())), every
     ch_b, b = np.divmod(hot_blocks, peaks.shape[1])
     idx = b[:, None] * _TP_SCAN + np.arange(_TP_SCAN)
     hot = (np.abs(x[ch_b[:, None], np.minimum(idx, n - 1)]) > thr) & (idx < n)
@@ -204,7 +364,7 @@ def true_peak(audio: np.ndarray, cyclic: bool = False) -> float:
     chunks = np.flatnonzero(flags)
     for k in range(0, chunks.size, 4096):
         best = max(best, float(_interpolated_peak(x, chunks[k : k + 4096], nq, cyclic).max()))
-    return best
+    return best, None
 
 
 def to_db(value: float) -> float | None:
@@ -212,67 +372,286 @@ def to_db(value: float) -> float | None:
     return None if value <= 0 else float(20.0 * np.log10(value))
 
 
-def measure(audio: np.ndarray, sr: int, cyclic: bool = False, copies: int = 1) -> Measurement:
-    """Integrated loudness (LUFS), true peak (dBTP) and status of ``audio`` at ``sr`` Hz."""
-    lufs, status = integrated_loudness(audio, sr, copies)
-    return Measurement(lufs, to_db(true_peak(audio, cyclic)), status)
-
-
-def limit(audio: np.ndarray, sr: int, ceiling_dbtp: float, cyclic: bool = False,
-          release_ms: float = 100.0, lookahead_ms: float = 5.0) -> np.ndarray:
-    """Look-ahead true-peak limiting to ``ceiling_dbtp`` (pedalboard BrickwallLimiter, 4x side-chain).
-
-    ``cyclic``: process the loop three times back to back and keep the middle cycle, so both the release
-    (from the cycle before) and the look-ahead (into the cycle after) wrap around the seam.
-    """
-    import pedalboard
-
+def dc_offset(audio: np.ndarray) -> float:
+    """Mean sample value (full scale 1) of the channel whose mean is largest in magnitude."""
     x = as_2d(audio)
-    n = x.shape[1]
-    src = np.tile(x, (1, 3)) if cyclic else x
-    lim = pedalboard.BrickwallLimiter(ceiling_db=ceiling_dbtp, release_ms=release_ms,
-                                      lookahead_ms=lookahead_ms, true_peak=True)
-    y = lim(np.ascontiguousarray(src), float(sr))
-    return np.ascontiguousarray(y[:, n : 2 * n] if cyclic else y, dtype=np.float32)
+    if x.shape[1] == 0:
+        return 0.0
+    means = x.mean(axis=1, dtype=np.float64)
+    return float(means[np.argmax(np.abs(means))])
+
+
+def measure(audio: np.ndarray, sr: int, cyclic: bool = False, copies: int = 1,
+            energies: Energies | None = None, peak: float | None = None) -> Measurement:
+    """Every statistic of ``audio`` at ``sr`` Hz: integrated loudness, status, loudness range, max momentary
+    and short-term loudness (LUFS/LU), true and sample peak (dBTP/dBFS) and DC offset. ``cyclic``: the clip
+    is a loop (the true-peak interpolator wraps around the seam); ``copies`` as in :meth:`Energies.of`."""
+    x = as_2d(audio)
+    stats = loudness_stats(energies if energies is not None else Energies.of(x, sr, copies))
+    sample_peak = float(np.abs(x).max()) if x.size else 0.0
+    # ``peak``: its true peak when already known (e.g. scaled from the input's), never below the samples
+    tp = true_peak(x, cyclic) if peak is None else max(float(peak), sample_peak)
+    return Measurement(true_peak_dbtp=to_db(tp), sample_peak_dbfs=to_db(sample_peak),
+                       dc_offset=dc_offset(x), **stats)
+
+
+@functools.cache
+def _highpass_sos(sr: int, hz: float) -> np.ndarray:
+    return butter(HIGHPASS_ORDER, hz, "highpass", fs=sr, output="sos").astype(np.float32)
+
+
+def highpass(audio: np.ndarray, sr: int, hz: float, cyclic: bool = False) -> np.ndarray:
+    """DC-blocking, subsonic high-pass: the mean removed, then a causal Butterworth (``HIGHPASS_ORDER``,
+    -3 dB at ``hz`` Hz); ``hz`` <= 0 returns ``audio`` unchanged.
+
+    Causal (minimum phase) rather than zero-phase: one pass instead of two, no pre-ringing ahead of a
+    one-shot's attack, and the response every console and DAW high-pass has; its phase shift sits below
+    ~2 ``hz``. One-shots start from the filter's steady state for their first sample, so a DC offset
+    gives no step. Loops (``cyclic``) start from the state the loop's own end leaves (the filter runs over
+    the wrapped tail first, long enough for its response to decay by > 100 dB), so the seam stays seamless.
+    """
+    x = as_2d(audio)
+    if hz <= 0:
+        return x
+    if hz >= sr / 2:
+        raise ValueError(f"highpass_hz must be below half the sample rate ({sr / 2:g} Hz), got {hz:g}")
+    c, n = x.shape
+    if n == 0:
+        return x
+    sos = _highpass_sos(sr, float(hz))
+    mean = x.mean(axis=1, dtype=np.float64).astype(np.float32)  # a large DC costs float32 state precision
+    if cyclic:
+        # decay of the slowest pole to -100 dB (11.5 nepers), in samples; the tail's final state starts the loop
+        warm = int(np.ceil(11.5 / (2 * np.pi * hz * np.sin(np.pi / (2 * HIGHPASS_ORDER))) * sr))
+        tail = np.tile(x, (1, -(-warm // n)))[:, -warm:]
+        zi = _sosfilt_channels(sos, tail, mean, np.zeros((c, sos.shape[0], 2), np.float32))[1]
+    else:  # the steady state for the first sample
+        zi = sosfilt_zi(sos.astype(np.float64))[None] * (x[:, :1] - mean[:, None])[:, :, None]
+    return _sosfilt_channels(sos, x, mean, zi)[0]
+
+
+def _sosfilt_channels(sos: np.ndarray, x: np.ndarray, offset: np.ndarray,
+                      zi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``sosfilt`` of ``x - offset`` per channel from states ``zi`` ``(channels, sections, 2)`` -> (output
+    channels first, float32; final states). Stereo runs as one complex signal (see :func:`_filtered`)."""
+    if x.shape[0] == 2:
+        z = np.empty(x.shape[1], np.complex64)
+        np.subtract(x[0], offset[0], out=z.real)
+        np.subtract(x[1], offset[1], out=z.imag)
+        y, zf = sosfilt(sos, z, zi=(zi[0] + 1j * zi[1]).astype(np.complex64))
+        out = np.empty((2, x.shape[1]), np.float32)
+        out[0], out[1] = y.real, y.imag
+        return out, np.stack([zf.real, zf.imag])
+    y, zf = sosfilt(sos, x - offset[:, None], axis=-1, zi=np.moveaxis(zi, 0, 1).astype(np.float32))
+    return np.asarray(y, dtype=np.float32), np.moveaxis(zf, 1, 0)
+
+
+def _gain_reduction_db(env_db: np.ndarray, sr: int, cyclic: bool, attack_s: float = ATTACK_S,
+                       release_db_per_s: float = RELEASE_DB_PER_S) -> np.ndarray:
+    """Smoothed gain reduction (dB >= 0) per chunk from the required one (``env_db``: peak above the
+    ceiling per chunk, <= 0 where none is needed). Never below the requirement: the release only adds, the
+    centred hold spans the smoothers' support, and two centred boxes average values >= the requirement."""
+    need = np.maximum(env_db, 0.0)
+    m = need.size
+    rate = release_db_per_s * _TP_CHUNK / sr  # dB per chunk
+    if cyclic:  # the cycle before is the only one that can hold a longer-lasting release
+        ramp = np.arange(2 * m) * rate
+        rel = (np.maximum.accumulate(np.tile(need, 2) + ramp) - ramp)[m:]
+    else:
+        ramp = np.arange(m) * rate
+        rel = np.maximum.accumulate(need + ramp) - ramp
+    box = 2 * max(1, round(attack_s * sr / (2 * _TP_CHUNK))) + 1  # odd, so the filters are centred
+    mode = "wrap" if cyclic else "nearest"
+    held = maximum_filter1d(rel, 2 * box - 1, mode=mode)
+    return uniform_filter1d(uniform_filter1d(held, box, mode=mode), box, mode=mode)
+
+
+def _chunk_gain_to_samples(gain: np.ndarray, n: int, cyclic: bool) -> np.ndarray:
+    """Per-chunk gains (centred near sample ``q * _TP_CHUNK``) -> per-sample gain, linearly interpolated."""
+    w = _TP_CHUNK
+    m = -(-n // w)
+    nxt = np.roll(gain, -1)[:m] if cyclic else np.append(gain[1:], gain[-1])[:m]
+    frac = np.arange(w, dtype=np.float32) / w
+    return (gain[:m, None] + (nxt - gain[:m])[:, None] * frac).reshape(-1)[:n]
+
+
+@dataclass
+class _Limiter:
+    """What limiting one clip needs, computed once: its 4x peak envelope (dB per chunk, channels linked)
+    and its K-weighted power per chunk (to estimate the loudness of any limited version without
+    re-filtering: K-weighting commutes with the slowly moving gain to well within the final check)."""
+
+    x: np.ndarray
+    sr: int
+    cyclic: bool
+    env_db: np.ndarray
+    chunk_abs: np.ndarray  # max |x| over channels per chunk of _TP_CHUNK samples
+    power: np.ndarray  # K-weighted power per chunk of _TP_CHUNK samples, channels summed
+    energies: Energies
+
+    @classmethod
+    def of(cls, x: np.ndarray, sr: int, cyclic: bool, energies: Energies, copies: int,
+           weighted: np.ndarray | None = None, chunks: np.ndarray | None = None) -> "_Limiter":
+        """``weighted``: ``_k_weighted(x, sr)`` and ``chunks``: ``chunk_peaks(x, cyclic)`` when already known."""
+        if chunks is None:
+            chunks = chunk_peaks(x, cyclic)
+        with np.errstate(divide="ignore"):
+            env = 20.0 * np.log10(chunks.max(axis=0).astype(np.float64))
+        z = _k_weighted(x, sr) if weighted is None else weighted
+        power = _run_sums(z, x.shape[0], _TP_CHUNK)
+        c, n = x.shape
+        k, tail = divmod(n, _TP_CHUNK)
+        body = x[:, : k * _TP_CHUNK].reshape(c, k, _TP_CHUNK)
+        chunk_abs = np.maximum(body.max(axis=(0, 2)), -body.min(axis=(0, 2)))
+        if tail:
+            chunk_abs = np.append(chunk_abs, np.abs(x[:, k * _TP_CHUNK :]).max())
+        return cls(x, sr, cyclic, env, chunk_abs.astype(np.float64), power * copies, energies)
+
+    def reduction(self, gain_db: float, threshold_db: float) -> np.ndarray:
+        return _gain_reduction_db(self.env_db + gain_db - threshold_db, self.sr, self.cyclic)
+
+    def estimate(self, gain_db: float, threshold_db: float, mode: str) -> float | None:
+        """Estimated ``mode`` loudness (LUFS) of the clip at ``gain_db`` through the limiter."""
+        red = self.reduction(gain_db, threshold_db)
+        m = self.power.size
+        # sample chunk q's gain runs linearly from chunk q's to chunk q+1's: mean square (a^2 + ab + b^2) / 3
+        a = 10.0 ** ((gain_db - red[:m]) / 20.0)
+        b = 10.0 ** ((gain_db - (np.roll(red, -1) if self.cyclic else np.append(red[1:], red[-1]))[:m]) / 20.0)
+        g2 = (a * a + a * b + b * b) / 3.0
+        cs = np.zeros(m + 1)
+        np.cumsum(self.power * g2, out=cs[1:])
+        en = self.energies
+        edges = np.minimum(np.round(np.arange(en.sums.size + 1) * en.unit / _TP_CHUNK).astype(int), m)
+        edges[-1] = m
+        return _mode_value(en.scaled(np.diff(cs[edges])), mode)
+
+    def apply(self, gain_db: float, threshold_db: float) -> tuple[np.ndarray, np.ndarray]:
+        """The limited clip and its gain per chunk (linearly interpolated between chunks in the clip)."""
+        red = self.reduction(gain_db, threshold_db)
+        g = (10.0 ** ((gain_db - red) / 20.0)).astype(np.float32)
+        return self.x * _chunk_gain_to_samples(g, self.x.shape[1], self.cyclic), g
+
+    def output_true_peak(self, y: np.ndarray, gain: np.ndarray) -> float:
+        """True peak of ``y`` = ``x`` times the chunk ``gain`` of :meth:`apply` (as :func:`true_peak` reads
+        it), evaluating only chunks that can hold it. A chunk's outputs are at most ``Gc * P + 1.97 * D * M``
+        (``P``: the chunk's peak in ``x``; ``Gc`` +- ``D``: the range of the gain and ``M`` the largest |x|
+        under the chunk's windows), so chunks whose bound is below ``y``'s sample peak (a lower bound of
+        its true peak) are skipped."""
+        nq = self.env_db.size
+        nxt = np.roll(gain, -1) if self.cyclic else np.append(gain[1:], gain[-1])
+        lo, hi = np.minimum(gain, nxt), np.maximum(gain, nxt)  # range over sample chunk q (interpolated)
+        # chunk q's windows span samples [q*w - taps + 1, q*w + w - 1]: sample chunks q - 1 and q
+        prev = (lambda a: np.roll(a, 1)) if self.cyclic else (lambda a: np.concatenate([a[:1], a[:-1]]))
+        glo, ghi = np.minimum(lo, prev(lo)), np.maximum(hi, prev(hi))
+        xm = self.chunk_abs[:nq] if self.chunk_abs.size >= nq else np.append(self.chunk_abs, 0.0)
+        mx = np.maximum(xm, prev(xm))
+        with np.errstate(over="ignore"):
+            p = 10.0 ** (self.env_db / 20.0)
+        bound = 0.5 * (ghi + glo) * p + _TP_GAIN * 0.5 * (ghi - glo) * mx
+        best = float(np.abs(y).max())
+        chunks = np.flatnonzero(bound >= best * (1 - 1e-6))
+        for ch in range(y.shape[0]):
+            for k in range(0, chunks.size, 4096):
+                idx = chunks[k : k + 4096] + ch * nq
+                best = max(best, float(_interpolated_peak(y, idx, nq, self.cyclic).max()))
+        return best
+
+
+def limit(audio: np.ndarray, sr: int, ceiling_dbtp: float, cyclic: bool = False) -> np.ndarray:
+    """Look-ahead true-peak limiting of ``audio`` to ``ceiling_dbtp`` (see :func:`_gain_reduction_db`);
+    ``cyclic`` for loops (look-ahead, hold and release wrap around the seam)."""
+    x = as_2d(audio)
+    lim = _Limiter.of(x, sr, cyclic, Energies.of(x, sr), 1)
+    return lim.apply(0.0, ceiling_dbtp)[0]
+
+
+def _solve(f, lo: float, hi: float, f_lo: float, f_hi: float, target: float, tol: float = 0.004) -> float:
+    """``g`` in [lo, hi] with ``f(g)`` = target for non-decreasing ``f`` (Illinois regula falsi)."""
+    side = 0
+    g = hi
+    for _ in range(30):
+        g = hi if f_hi == f_lo else lo + (target - f_lo) * (hi - lo) / (f_hi - f_lo)
+        v = f(g)
+        if v is None:
+            v = -np.inf
+        if abs(v - target) < tol or hi - lo < 1e-4:
+            break
+        if v < target:
+            lo, f_lo = g, v
+            if side == -1:
+                f_hi = target + (f_hi - target) / 2
+            side = -1
+        else:
+            hi, f_hi = g, v
+            if side == 1:
+                f_lo = target + (f_lo - target) / 2
+            side = 1
+    return g
 
 
 def normalize(audio: np.ndarray, sr: int, target_lufs: float, ceiling_dbtp: float = -1.0,
-              cyclic: bool = False, copies: int = 1) -> tuple[np.ndarray, Measurement, tuple[str, ...]]:
-    """Gain to ``target_lufs`` (LUFS) with a true-peak ceiling (dBTP); a limiter catches peaks, never clipping.
+              cyclic: bool = False, copies: int = 1, max_limit_db: float = 12.0,
+              mode: str = "integrated") -> tuple[np.ndarray, Measurement, tuple[str, ...]]:
+    """Gain to ``target_lufs`` with a true-peak ceiling (dBTP), limiting peaks by at most ``max_limit_db``.
 
-    Returns (audio, measurement of the returned audio, notes). Silent and too-short clips keep their level
-    (only brought under the ceiling) and report that status with ``lufs=None``. ``copies`` as in
-    :func:`block_energies` (the returned audio keeps its channels; the measurement is of the copies).
+    ``mode``: what the target is -- integrated loudness, or the maximum short-term / momentary loudness.
+    Returns (audio, :func:`measure` of the returned audio, notes). Status "ok" means within
+    ``TARGET_TOLERANCE_LU`` of the target under the ceiling; a target that needs more limiting than
+    ``max_limit_db`` is delivered at the loudest level that does not, with status "loudness-unreachable"
+    and the shortfall (LU). Silent and too-short clips keep their level (only brought under the ceiling).
+    ``copies`` as in :meth:`Energies.of` (the returned audio keeps its channels; the measurement is of the
+    copies).
     """
+    if mode not in LOUDNESS_MODES:
+        raise ValueError(f"loudness_mode must be one of {', '.join(LOUDNESS_MODES)}, got {mode!r}")
     x = as_2d(audio)
-    lufs, status = integrated_loudness(x, sr, copies)
-    tp = true_peak(x, cyclic)
+    z = _k_weighted(x, sr)
+    en = Energies.of_weighted(z, x.shape[0], sr, copies)
+    value = _mode_value(en, mode)
+    tp, chunks = _true_peak(x, cyclic)
     ceiling = 10.0 ** (ceiling_dbtp / 20.0)
-    if status != "ok":
+    if value is None or (mode == "integrated" and _gated(en.windows(BLOCK_S))[1] != "ok"):
         g = min(1.0, ceiling / tp) if tp > 0 else 1.0
-        return (x * np.float32(g)), Measurement(None, to_db(tp * g), status), ()
-    gain_db = target_lufs - lufs
-    g = 10.0 ** (gain_db / 20.0)
-    if tp * g <= ceiling:
-        return x * np.float32(g), Measurement(lufs + gain_db, to_db(tp * g), "ok"), ()
-    notes = (f"limited: gain would peak at {to_db(tp * g):+.1f} dBTP",)
-    y, lim_ceiling = x, ceiling_dbtp
-    for _ in range(3):  # make up what the limiter took, re-limit
         y = x * np.float32(g)
-        for _ in range(4):  # tighten the ceiling until the meter agrees
-            out = limit(y, sr, lim_ceiling, cyclic)
-            tp_out = true_peak(out, cyclic)
-            if tp_out <= ceiling:
+        return y, measure(y, sr, cyclic, copies), ()
+    gain_db = target_lufs - value
+    tp_db = 20.0 * np.log10(tp)
+    if tp_db + gain_db <= ceiling_dbtp:  # plain gain: loudness scales exactly
+        g = np.float32(10.0 ** (gain_db / 20.0))
+        y = x * g
+        return y, measure(y, sr, cyclic, copies, en.scaled(en.sums * 10.0 ** (gain_db / 10.0)), tp * g), ()
+    lim = _Limiter.of(x, sr, cyclic, en, copies, z, chunks)
+    del z, chunks
+    threshold = ceiling_dbtp - 0.05  # the chunk-level gain computer can overshoot by a few hundredths of a dB
+    max_gain = threshold + max_limit_db - tp_db  # input gain at which the deepest reduction is max_limit_db
+    notes: list[str] = []
+    for _ in range(4):  # the ceiling as the meter reads the limited audio; tightened if it overshoots
+        est = lambda g: lim.estimate(g, threshold, mode)  # noqa: E731
+        aim = target_lufs
+        for _ in range(3):  # correct the estimate's small bias with exact measurements
+            top = est(max_gain)
+            g = max_gain if top is None or top <= aim else _solve(est, gain_db, max_gain, est(gain_db), top, aim)
+            y, gain = lim.apply(g, threshold)
+            en_y = Energies.of(y, sr, copies)
+            reached = _mode_value(en_y, mode)
+            if reached is None or abs(reached - target_lufs) < 0.008 or g >= max_gain:
                 break
-            lim_ceiling -= 20.0 * np.log10(tp_out / ceiling) + 0.05
-        y = out
-        lufs_out, _ = integrated_loudness(y, sr, copies)
-        if lufs_out is None or abs(target_lufs - lufs_out) < 0.05:
+            aim += target_lufs - reached
+        tp_y = lim.output_true_peak(y, gain)
+        if tp_y <= ceiling:
             break
-        g *= 10.0 ** ((target_lufs - lufs_out) / 20.0)
-    tp_out = true_peak(y, cyclic)
-    if tp_out > ceiling:  # last resort is a gain change, still no clipping
-        y = y * np.float32(ceiling / tp_out)
-        tp_out = true_peak(y, cyclic)
-    lufs_out, status = integrated_loudness(y, sr, copies)
-    return y, Measurement(lufs_out, to_db(tp_out), status), notes
+        threshold -= 20.0 * np.log10(tp_y / ceiling) + 0.01
+        max_gain = threshold + max_limit_db - tp_db
+    if tp_y > ceiling:  # last resort is a gain change, still no clipping
+        y = y * np.float32(ceiling / tp_y)
+        tp_y = true_peak(y, cyclic)
+        en_y = Energies.of(y, sr, copies)
+        reached = _mode_value(en_y, mode)
+    meas = measure(y, sr, cyclic, copies, en_y, tp_y)
+    notes.append(f"limited: up to {float(lim.reduction(g, threshold).max()):.1f} dB of gain reduction")
+    if reached is not None and target_lufs - reached > TARGET_TOLERANCE_LU:
+        shortfall = float(target_lufs - reached)
+        notes.append(f"loudness-unreachable: {reached:.2f} LUFS ({mode}) is {shortfall:.2f} LU short of "
+                     f"{target_lufs:g}; more than {max_limit_db:g} dB of limiting would be needed")
+        meas = dataclasses.replace(meas, status="loudness-unreachable", shortfall_lu=shortfall)
+    return y, meas, tuple(notes)
