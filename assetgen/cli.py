@@ -258,6 +258,16 @@ def export(to: Path = typer.Option(..., "--to", help="Engine folder to copy into
         raise typer.Exit(1)
 
 
+@app.command()
+def measure(files: List[Path] = typer.Argument(..., help="Audio files (WAV, FLAC, OGG, AIFF)."),
+            as_json: bool = typer.Option(False, "--json", help="Print a JSON list, one object per file.")) -> None:
+    """Loudness (integrated, LRA, max momentary / short-term), true and sample peak, DC, duration and smpl loop
+    points of any audio file, measured with the render's own meters (no torch, no Prefect)."""
+    from assetgen.measure import run
+
+    raise typer.Exit(run(files, as_json=as_json))
+
+
 @index_app.command("export")
 def index_export(out: Path = OUT, fmt: str = typer.Option("csv", "--format", help="csv or parquet"),
                  to: Optional[Path] = typer.Option(None, "--to", help="File to write (default OUT/index.<fmt>)."))\

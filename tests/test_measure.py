@@ -65,3 +65,20 @@ def test_unreadable_file_is_a_clear_error(tmp_path, capsys):
     assert M.main([str(bad), "--json"]) == 2
     err = capsys.readouterr()
     assert "bad.wav: cannot read audio" in err.err and json.loads(err.out) == []
+
+
+def test_cli_measure_command_json_without_torch_or_prefect(files):
+    _, loop, flac, _ = files
+    code = ("import sys; from assetgen.cli import app\n"
+            "try:\n    app(sys.argv[1:])\nexcept SystemExit as e:\n    rc = e.code\n"
+            "print('HEAVY', [m for m in ('torch', 'prefect') if m in sys.modules]); sys.exit(rc)")
+    out = subprocess.run([sys.executable, "-c", code, "measure", str(loop), str(flac), "--json"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    body, heavy = out.stdout.rsplit("HEAVY", 1)
+    assert heavy.strip() == "[]"
+    rows = json.loads(body)
+    assert [r["path"] for r in rows] == [str(loop), str(flac)] and rows[0]["loop_end"] == files[0].shape[1]
+    missing = subprocess.run([sys.executable, "-c", code, "measure", str(loop.with_name("nope.wav"))],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "nope.wav" in missing.stderr
