@@ -109,13 +109,10 @@ def set_status_checked(store, scene: str, asset: str, version: int | None, statu
     non-empty ``reason`` are given; a forced approval is journaled (who, why, blockers) before the index
     changes. Raises ``IndexLookupError`` for unknown assets or versions.
     """
-    from assetgen.store import IndexLookupError
-
     if status == "approved":
         row = store.index.get(scene, asset, version)
-        if row is None:
-            what = f"{scene}/{asset}" + (f"@v{version}" if version is not None else "")
-            raise IndexLookupError(f"{what}: no such asset or version in the index")
+        if row is None:  # the index's own lookup names what exists (e.g. "have v1..v2")
+            return store.index.set_status(scene, asset, version, status)
         blockers = approval_blockers(row)
         ident = f"{scene}/{asset}@v{row['version']}"
         if blockers:
