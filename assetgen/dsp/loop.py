@@ -22,7 +22,8 @@ changes the playback rate by at most ``pi/2 * |delta| / F`` (``|delta| / F`` <= 
 crossfade only.
 
 Beat grids (:func:`track_beats`): librosa's onset envelope and dynamic-programming beat tracker give beat
-frames (10.7 ms), each is refined to the strongest 2 ms energy rise within +-25 ms (0.08 ms resolution),
+frames (10.7 ms), each is refined to the strongest power rise (5 ms after vs 20 ms before) within +-50 ms (0.08 ms resolution; the
+half-way points too, in case the tracker followed the off-beat),
 and a robust least-squares line ``beat index -> time`` gives the period and phase. A loop of whole beats is
 then rotated so that its first sample is a detected beat (rotating a seamless loop keeps it seamless).
 """
@@ -45,8 +46,8 @@ PHASE_WINDOW_S = 0.003  # exact-length loops: lag search +- this (phase-aligns t
 MAX_WARP = 0.01  # ... and at most this fraction of the crossfade
 # beat tracking: onset envelope at 12 kHz, 128-sample hop (10.7 ms frames)
 _BEAT_SR, _BEAT_HOP = 12_000, 128
-ONSET_WINDOW_S = 0.002  # energy windows before / after a candidate onset
-BEAT_SEARCH_S = 0.025  # each tracked beat is refined within +- this
+ONSET_BEFORE_S, ONSET_AFTER_S = 0.02, 0.005  # power windows before / after a candidate onset
+BEAT_SEARCH_S = 0.05  # each tracked beat is refined within +- this (at most a quarter beat)
 BEAT_INLIER_S = 0.006  # a refined beat within this of the fitted grid counts as on the grid
 MIN_BEATS = 8  # fewer beats on the grid than this (or than half the tracked ones): no beat grid
 
@@ -98,35 +99,42 @@ def estimate_bpm(audio: np.ndarray, sr: int) -> float:
     return float(np.atleast_1d(tempo)[0])
 
 
-def _onsets(y: np.ndarray, sr: int, centres: np.ndarray, search: int) -> np.ndarray:
-    """For each ``centres`` sample of mono ``y``, the sample within +-``search`` where the energy of the next
-    ``ONSET_WINDOW_S`` most exceeds that of the previous one (log ratio): the attack of a hit."""
-    k = max(1, round(ONSET_WINDOW_S * sr))
+def _onsets(y: np.ndarray, sr: int, centres: np.ndarray, search: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each ``centres`` sample of mono ``y``, the sample within +-``search`` where the mean power of the
+    next ``ONSET_AFTER_S`` most exceeds that of the previous ``ONSET_BEFORE_S`` (the attack of a hit; windows
+    of several periods of a kick's fundamental, so its cycles do not read as onsets), and that ratio."""
+    kb, ka = max(1, round(ONSET_BEFORE_S * sr)), max(1, round(ONSET_AFTER_S * sr))
     c = np.concatenate([[0.0], np.cumsum(np.square(y, dtype=np.float64))])
-    floor = 1e-6 * c[-1] / max(y.size, 1) * k + 1e-20  # 60 dB under the clip's mean power
-    cand = np.clip(np.round(centres)[:, None].astype(np.int64) + np.arange(-search, search + 1), k, y.size - k)
-    ratio = (c[cand + k] - c[cand] + floor) / (c[cand] - c[cand - k] + floor)
-    return cand[np.arange(cand.shape[0]), np.argmax(ratio, axis=1)]
+    floor = 1e-6 * c[-1] / max(y.size, 1) + 1e-20  # 60 dB under the clip's mean power
+    cand = np.clip(np.round(centres)[:, None].astype(np.int64) + np.arange(-search, search + 1), kb, y.size - ka)
+    ratio = ((c[cand + ka] - c[cand]) / ka + floor) / ((c[cand] - c[cand - kb]) / kb + floor)
+    best = np.argmax(ratio, axis=1)
+    rows = np.arange(cand.shape[0])
+    return cand[rows, best], ratio[rows, best]
 
 
 def _fit_grid(t: np.ndarray, period: float | None, tol: float) -> tuple[float, float, np.ndarray]:
-    """Robust least-squares line ``beat index -> time`` through beat times ``t`` (samples, ascending).
+    """Robust line ``beat index -> time`` through beat times ``t`` (samples, ascending).
 
-    Indices count periods from the first beat (skipped beats keep their place). With ``period`` given only
-    the phase is fitted. Returns (period, phase, inlier mask): beats farther than ``tol`` samples from the
-    line are dropped and the line refitted.
+    Indices count periods from the first beat (skipped beats keep their place). Theil-Sen (median of
+    pairwise slopes) first, so stray beats cannot pull the line, then least squares over the beats within
+    ``tol`` samples of it. With ``period`` given only the phase is fitted. Returns (period, phase, inliers).
     """
+    from scipy.stats import theilslopes
+
     p0 = period or float(np.median(np.diff(t)))
     idx = np.round((t - t[0]) / p0)
-    keep = np.ones(t.size, bool)
-    for _ in range(3):
+    if period:
+        p, phase = period, float(np.median(t - idx * period))
+    else:
+        p, phase = theilslopes(t, idx)[:2]
+    keep = np.abs(t - (phase + idx * p)) <= tol
+    if keep.sum() >= 2:
         if period:
-            p, phase = period, float(np.median(t[keep] - idx[keep] * period))
+            phase = float(np.mean(t[keep] - idx[keep] * period))
         else:
             p, phase = np.polyfit(idx[keep], t[keep], 1)
         keep = np.abs(t - (phase + idx * p)) <= tol
-        if keep.sum() < 2:
-            break
     return float(p), float(phase), keep
 
 
@@ -148,8 +156,16 @@ def track_beats(audio: np.ndarray, sr: int, bpm: float | None = None) -> BeatGri
     scale = sr / _BEAT_SR
     given = 60.0 * sr / bpm if bpm else None
     if frames.size >= MIN_BEATS:
-        t = _onsets(y, _BEAT_SR, np.asarray(frames) * _BEAT_HOP, round(BEAT_SEARCH_S * _BEAT_SR)) * scale
-        t = np.unique(t)
+        # the tracker may follow the off-beat (hats): refine both the tracked frames and the points half-way
+        # between them, and keep the set with the stronger attacks
+        c = np.asarray(frames, np.float64) * _BEAT_HOP
+        half = float(np.median(np.diff(c))) / 2
+        search = round(min(BEAT_SEARCH_S * _BEAT_SR, half / 2))
+        on, strength = _onsets(y, _BEAT_SR, c, search)
+        off, off_strength = _onsets(y, _BEAT_SR, c + half, search)
+        if np.median(off_strength) > np.median(strength):
+            on = off
+        t = np.unique(on * scale)
         if t.size >= MIN_BEATS:
             period, phase, keep = _fit_grid(t, given, BEAT_INLIER_S * sr)
             n = int(keep.sum())
