@@ -49,6 +49,7 @@ _BEAT_SR, _BEAT_HOP, _BEAT_FFT = 8_000, 80, 256
 ONSET_BEFORE_S, ONSET_AFTER_S = 0.02, 0.005  # power windows before / after a candidate onset
 BEAT_SEARCH_S = 0.05  # each tracked beat is refined within +- this (at most a quarter beat)
 BEAT_INLIER_S = 0.006  # a refined beat within this of the fitted grid counts as on the grid
+GIVEN_BPM_SPAN_S = 16.0  # with a given BPM only the phase is fitted: on this much of the clip
 MIN_BEATS = 8  # fewer beats on the grid than this (or than half the tracked ones): no beat grid
 
 
@@ -142,14 +143,15 @@ def _fit_grid(t: np.ndarray, period: float | None, tol: float) -> tuple[float, f
 def track_beats(audio: np.ndarray, sr: int, bpm: float | None = None) -> BeatGrid:
     """Beat grid of ``audio`` (``(channels, samples)`` at ``sr`` Hz): beat-tracked, period fitted over the clip.
 
-    With ``bpm`` the period is the given one and only the detected beats are returned (to start the loop on
-    one). Too few beats on a steady grid (noise, ambience): the beats are empty and, without ``bpm``, the
+    With ``bpm`` the period is the given one and only the detected beats of the first ``GIVEN_BPM_SPAN_S``
+    are returned (to start the loop on one). Too few beats on a steady grid (noise, ambience): the beats are empty and, without ``bpm``, the
     period is librosa's global tempo estimate; ``source`` says which.
     """
     import librosa
     import soxr
 
-    mono = _mono(as_2d(audio))
+    x = as_2d(audio)
+    mono = _mono(x[:, : round(GIVEN_BPM_SPAN_S * sr)] if bpm else x)
     y = soxr.resample(np.ascontiguousarray(mono), sr, _BEAT_SR, quality="LQ") if sr != _BEAT_SR else mono
     env = librosa.onset.onset_strength(y=y, sr=_BEAT_SR, hop_length=_BEAT_HOP, n_fft=_BEAT_FFT, n_mels=40)
     tempo, frames = librosa.beat.beat_track(onset_envelope=env, sr=_BEAT_SR, hop_length=_BEAT_HOP, bpm=bpm)
@@ -320,7 +322,7 @@ def make_loop(audio: np.ndarray, sr: int, length: int, crossfade: int, tolerance
         # lags near the exact length, read through the time-warped crossfade: the source must hold them
         w = min(w, round(MAX_WARP * f), slack // 2)
         if w > 0:  # starts >= w: the warped read of the loop start reaches w samples before it
-            ws, wd, wr = _candidates_window(m[w:], length - w, length + w, f, slack - 2 * w)
+            ws, wd, wr = _candidates_window(m[w:], length - w, length + w, f, slack - 2 * w, n_starts=3)
             ws = ws + w
             ok = wd != length
             ss, dd, rr = np.concatenate([ss, ws[ok]]), np.concatenate([dd, wd[ok]]), np.concatenate([rr, wr[ok]])
