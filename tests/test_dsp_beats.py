@@ -7,7 +7,7 @@ from assetgen.dsp.chain import loop_target, process_clip, process_mix
 from assetgen.dsp.loop import bars_length, estimate_bpm, track_beats
 from assetgen.spec import PostParams
 
-from tests.test_dsp_signals import noise
+from tests.test_dsp_signals import noise, sine
 
 SR = 48000
 
@@ -94,10 +94,13 @@ def test_given_bpm_starts_on_a_detected_beat():
     assert any("start on a tracked beat" in note for note in out.notes)
 
 
-def test_no_steady_beat_falls_back_to_the_global_estimate():
+@pytest.mark.parametrize("kind", ["noise", "ambience"])
+def test_no_steady_beat_falls_back_to_the_global_estimate(kind):
     x = noise(SR, 6.0, seed=11)
+    if kind == "ambience":  # a pad over a noise bed: no attacks at all
+        x = x * np.float32(0.5) + sine(SR, 6.0, freq=220.0, amp=0.2)
     grid = track_beats(x, SR)
-    assert not grid.tracked and grid.source.startswith("global tempo estimate")
+    assert not grid.tracked and grid.source.startswith("global tempo estimate") and "salience" in grid.source
     out = process_clip(x, SR, PostParams(loop=True, bars=1, crossfade_s=0.25), 5.0)
     assert out.tempo_source.startswith("global tempo estimate") and out.tempo_bpm == pytest.approx(grid.bpm)
     assert out.audio.shape[1] == round(4 * 60 / grid.bpm * SR)

@@ -24,7 +24,8 @@ crossfade only.
 Beat grids (:func:`track_beats`): librosa's onset envelope and dynamic-programming beat tracker give beat
 frames (10 ms), each is refined to the strongest power rise (5 ms after vs 20 ms before) within +-50 ms (0.125 ms resolution; the
 half-way points too, in case the tracker followed the off-beat),
-and a robust least-squares line ``beat index -> time`` gives the period and phase. A loop of whole beats is
+and a robust least-squares line ``beat index -> time`` gives the period and phase (through the tracked
+frames themselves when the attacks are too soft to refine). A loop of whole beats is
 then rotated so that its first sample is a detected beat (rotating a seamless loop keeps it seamless).
 """
 
@@ -49,7 +50,9 @@ _BEAT_SR, _BEAT_HOP, _BEAT_FFT = 8_000, 80, 256
 ONSET_BEFORE_S, ONSET_AFTER_S = 0.02, 0.005  # power windows before / after a candidate onset
 BEAT_SEARCH_S = 0.05  # each tracked beat is refined within +- this (at most a quarter beat)
 BEAT_INLIER_S = 0.006  # a refined beat within this of the fitted grid counts as on the grid
+COARSE_INLIER_S = 0.012  # ... a tracked frame (10 ms) within this, when attacks are too soft to refine
 GIVEN_BPM_SPAN_S = 16.0  # with a given BPM only the phase is fitted: on this much of the clip
+MIN_SALIENCE = 1.75  # mean onset strength on the tracked beats / overall mean, below: no pulse (noise ~1.3)
 MIN_BEATS = 8  # fewer beats on the grid than this (or than half the tracked ones): no beat grid
 
 
@@ -158,7 +161,10 @@ def track_beats(audio: np.ndarray, sr: int, bpm: float | None = None) -> BeatGri
     tempo = float(np.atleast_1d(tempo)[0])
     scale = sr / _BEAT_SR
     given = 60.0 * sr / bpm if bpm else None
-    if frames.size >= MIN_BEATS:
+    # pulse salience: onset strength on the tracked beats over its mean (noise and pads ~1.3)
+    salience = float(env[frames].mean() / (env.mean() + 1e-12)) if frames.size else 0.0
+    why = f"{frames.size} beats tracked, pulse salience {salience:.2f}"
+    if frames.size >= MIN_BEATS and salience >= MIN_SALIENCE:
         # the tracker may follow the off-beat (hats): refine both the tracked frames and the points half-way
         # between them, and keep the set with the stronger attacks
         c = np.asarray(frames, np.float64) * _BEAT_HOP
@@ -169,20 +175,22 @@ def track_beats(audio: np.ndarray, sr: int, bpm: float | None = None) -> BeatGri
         off, off_strength = _onsets(energy, _BEAT_SR, c + half, search)
         if np.median(off_strength) > np.median(strength):
             on = off
-        t = np.unique(on * scale)
-        if t.size >= MIN_BEATS:
-            period, phase, keep = _fit_grid(t, given, BEAT_INLIER_S * sr)
+        # soft attacks (strings, pads) have no sharp onset to refine: then the tracked frames themselves
+        for t, tol, kind in ((on, BEAT_INLIER_S, "beats"), (c, COARSE_INLIER_S, "beats at frame precision")):
+            t = np.unique(t * scale)
+            if t.size < MIN_BEATS:
+                continue
+            period, phase, keep = _fit_grid(t, given, tol * sr)
             n = int(keep.sum())
             if n >= max(MIN_BEATS, 0.5 * frames.size) and period > 0:
                 idx = np.round((t[keep] - t[0]) / period)
                 res = float(np.sqrt(np.mean(np.square(t[keep] - phase - idx * period)))) / sr * 1000.0
-                how = f"{n} beats, fit residual {res:.1f} ms"
+                how = f"{n} {kind}, fit residual {res:.1f} ms"
                 src = f"given; start on a tracked beat ({how})" if bpm else f"beat-tracked: {how}"
                 return BeatGrid(period, t[keep], 60.0 * sr / period, res, src)
-        n = 0 if t.size < MIN_BEATS else int(keep.sum())
-        why = f"{n} of {frames.size} tracked beats on a steady grid"
-    else:
-        why = f"{frames.size} beats tracked"
+        why = f"{frames.size} beats tracked, too few on a steady grid"
+    elif frames.size >= MIN_BEATS:
+        why += f" < {MIN_SALIENCE}"
     if bpm:
         return BeatGrid(given, np.empty(0), bpm, None, f"given; no steady beat to start on ({why})")
     if tempo <= 0:
