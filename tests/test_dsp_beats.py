@@ -135,3 +135,14 @@ def test_loop_scene_is_exact_and_carries_the_tempo():
     bar = process_mix([(a, sr, PostParams(loop=True))], PostParams(loop=True, bpm=100.0, bars=2), 4.8)
     assert bar.audio.shape[1] == bars_length(2, 100.0, sr)
     assert (bar.tempo_bpm, bar.tempo_source) == (100.0, "given")
+
+
+def test_bar_loop_scene_without_bpm_takes_the_first_layers_grid():
+    bpm = 111.6
+    x, beats = song(SR, 2 * 4 * 60 / bpm + 0.5, bpm, seed=4)
+    layer = process_clip(x, SR, PostParams(loop=True, bars=2, crossfade_s=0.25), 4.0)
+    out = process_mix([(layer.audio, SR, PostParams(loop=True))], PostParams(loop=True, bars=2), 4.0)
+    assert out.tempo_source.startswith("beat-tracked:") and out.tempo_bpm == pytest.approx(bpm, rel=0.002)
+    # the scene is the layer's whole-beat length, exactly: it loops without a crossfade
+    assert out.audio.shape[1] == layer.audio.shape[1] and out.seam_score < 1.0
+    assert grid_error_ms(out.audio.shape[1], 0.0, beats, bpm)[0] <= 5.0

@@ -9,8 +9,9 @@ made seamless on a finished loop.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -19,8 +20,9 @@ from . import fx as fxmod
 from .loop import bars_length, make_loop, seam_score, track_beats
 from .loudness import normalize
 from .mix import mix_layers
-from .resample import as_2d, resample, to_channels
+from .resample import as_2d, resample, resample_cyclic, to_channels
 
+MIX_SNAP_S = 0.005  # a tracked bar length this close to a multiple of the loop layers' lengths is that multiple
 TRIM_FADE_S = 0.01  # fade-out when a one-shot is cut to its duration
 
 
@@ -124,6 +126,26 @@ def process_clip(audio: np.ndarray, sr_in: int, post: PostParams, duration_s: fl
     )
 
 
+def _mix_loop_target(layers: Sequence[tuple[np.ndarray, int, PostParams]], post: PostParams,
+                     duration_s: float) -> LoopTarget:
+    """Loop target of a loop scene: bars on the first layer's beat grid (a loop layer is tracked over three
+    plays, as the scene repeats it), snapped to a common multiple of the loop layers' lengths when within
+    ``MIX_SNAP_S`` of one (then the mix loops with no crossfade)."""
+    sr = post.sample_rate
+    audio, rate, placement = layers[0] if layers else (np.zeros((1, sr), np.float32), sr, PostParams())
+    first = resample_cyclic(audio, rate, sr) if placement.loop else resample(audio, rate, sr)
+    if placement.loop and not post.bpm and post.bars:
+        first = np.tile(first, (1, 3))
+    target = loop_target(post, duration_s, first, sr, align=False)
+    lengths = [round(as_2d(a).shape[1] * sr / r) for a, r, p in layers if p.loop]
+    if post.bars and not post.bpm and lengths:
+        lcm = math.lcm(*lengths)
+        n = max(1, round(target.length / lcm)) * lcm
+        if abs(n - target.length) <= round(MIX_SNAP_S * sr):
+            target = replace(target, length=n)
+    return target
+
+
 def process_mix(layers: Sequence[tuple[np.ndarray, int, PostParams]], post: PostParams,
                 duration_s: float) -> ProcessedAudio:
     """Mix delivered layers ``(audio, sample_rate, layer placement)`` into one scene asset for ``post``.
@@ -135,8 +157,7 @@ def process_mix(layers: Sequence[tuple[np.ndarray, int, PostParams]], post: Post
     sr = post.sample_rate
     target = LoopTarget(0)
     if post.loop:  # a bar loop without a BPM takes its beat grid from the first layer
-        first = as_2d(layers[0][0]) if layers else np.zeros((1, sr))
-        target = loop_target(post, duration_s, resample(first, layers[0][1] if layers else sr, sr), sr, align=False)
+        target = _mix_loop_target(layers, post, duration_s)
     mixed, loop_f, notes = mix_layers(layers, sr, post.channels, duration_s, loop=post.loop,
                                       length=target.length or None, crossfade=round(post.crossfade_s * sr),
                                       tolerance=target.tolerance)
