@@ -55,8 +55,8 @@ def loop_target(post: PostParams, duration_s: float, audio: np.ndarray, sr: int,
     with ``bpm`` it is the given one; either way the loop starts on a detected beat (see
     :func:`loop.track_beats`; a clip without a steady beat falls back to the global tempo estimate, said in
     ``tempo_source``; ``align=False`` skips the beat tracking when ``bpm`` is given). Missing ``bars`` (with
-    ``bpm``) is the whole number of bars closest to
-    ``duration_s``. Second-based loops may deviate by ``post.loop_tolerance_s`` (default 0: exact).
+    ``bpm``) is the whole number of bars closest to ``duration_s``. Second-based loops are exactly
+    ``duration_s`` unless ``post.loop_tolerance_s`` (s) lets the length move to match phase.
     """
     if post.bpm and not align:
         bars = post.bars or max(1, round(duration_s * post.bpm / 240.0))

@@ -22,11 +22,11 @@ changes the playback rate by at most ``pi/2 * |delta| / F`` (``|delta| / F`` <= 
 crossfade only.
 
 Beat grids (:func:`track_beats`): librosa's onset envelope and dynamic-programming beat tracker give beat
-frames (10 ms), each is refined to the strongest power rise (5 ms after vs 20 ms before) within +-50 ms (0.125 ms resolution; the
-half-way points too, in case the tracker followed the off-beat),
-and a robust least-squares line ``beat index -> time`` gives the period and phase (through the tracked
-frames themselves when the attacks are too soft to refine). A loop of whole beats is
-then rotated so that its first sample is a detected beat (rotating a seamless loop keeps it seamless).
+frames (10 ms); each is refined to the strongest power rise (5 ms after vs 20 ms before) within +-50 ms
+(0.125 ms resolution; the half-way points too, in case the tracker followed the off-beat), and a robust
+least-squares line ``beat index -> time`` gives the period and phase (through the tracked frames
+themselves when the attacks are too soft to refine). A loop of whole beats is then rotated so that its
+first sample is a detected beat (rotating a seamless loop keeps it seamless).
 """
 
 from __future__ import annotations
@@ -147,8 +147,9 @@ def track_beats(audio: np.ndarray, sr: int, bpm: float | None = None) -> BeatGri
     """Beat grid of ``audio`` (``(channels, samples)`` at ``sr`` Hz): beat-tracked, period fitted over the clip.
 
     With ``bpm`` the period is the given one and only the detected beats of the first ``GIVEN_BPM_SPAN_S``
-    are returned (to start the loop on one). Too few beats on a steady grid (noise, ambience): the beats are empty and, without ``bpm``, the
-    period is librosa's global tempo estimate; ``source`` says which.
+    are returned (to start the loop on one). No pulse or too few beats on a steady grid (noise, ambience):
+    the beats are empty and, without ``bpm``, the period is librosa's global tempo estimate (from the same
+    onset envelope); ``source`` says which.
     """
     import librosa
     import soxr
@@ -357,7 +358,7 @@ def make_loop(audio: np.ndarray, sr: int, length: int, crossfade: int, tolerance
     n = np.arange(f, dtype=np.float64)
     if lag == d:
         a, b = x[:, s : s + f], x[:, s + d : s + d + f]
-    else:  # both segments read through the same shift g(n) = -delta * (1 - u(n)), delta = lag - d
+    else:  # both segments read through the same shift g(n) = -delta * (1 + cos(pi n / f)) / 2, delta = lag - d
         g = (d - lag) * 0.5 * (1.0 + np.cos(np.pi * (n + 0.5) / f))
         a = _warped(x, s + n + g)
         b = _warped(x, s + lag + n + g)
