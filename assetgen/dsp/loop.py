@@ -270,13 +270,16 @@ def _seam_penalty(m: np.ndarray, ends: np.ndarray, sr: int) -> np.ndarray:
     return 0.5 * np.maximum(0.0, step - 0.5) + 0.1 * np.minimum(onset, 5.0)
 
 
-def _spectral_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean absolute difference of log magnitude spectra (in units of 20 dB) over audible bins."""
-    w = np.hanning(a.size)
-    pa, pb = np.abs(np.fft.rfft(a * w)), np.abs(np.fft.rfft(b * w))
-    floor = 1e-3 * max(pa.max(), pb.max(), 1e-12)
-    la, lb = np.log10(np.maximum(pa, floor)), np.log10(np.maximum(pb, floor))
-    return float(np.mean(np.abs(la - lb)))
+def _spectral_distances(m: np.ndarray, starts: np.ndarray, lags: np.ndarray, f: int) -> np.ndarray:
+    """For each pair ``A = m[s:s+f]``, ``B = m[s+lag:s+lag+f]``: mean absolute difference of their log
+    magnitude spectra (Hann window, in units of 20 dB; bins 60 dB under the pair's peak count as that floor).
+    All pairs in one batched float32 FFT."""
+    view = np.lib.stride_tricks.sliding_window_view(m, f)
+    frames = np.concatenate([view[starts], view[starts + lags]]) * np.hanning(f).astype(np.float32)
+    mag = np.abs(scipy.fft.rfft(frames, n=scipy.fft.next_fast_len(f, real=True), axis=-1))
+    pa, pb = mag[: starts.size], mag[starts.size :]
+    floor = 1e-3 * np.maximum(np.maximum(pa.max(axis=1), pb.max(axis=1)), 1e-12)[:, None]
+    return np.mean(np.abs(np.log10(np.maximum(pa, floor)) - np.log10(np.maximum(pb, floor))), axis=1)
 
 
 def _warped(x: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -327,27 +330,28 @@ def make_loop(audio: np.ndarray, sr: int, length: int, crossfade: int, tolerance
     slack = x.shape[1] - d_max - f
     m = _mono(x)
     if tolerance == 0:
-        ss, dd, rr = _candidates_fixed(m, length, f, slack)
-        # lags near the exact length, read through the time-warped crossfade: the source must hold them
+        ss, dd, rr = _candidates_fixed(m, length, f, slack)  # ss = 0 .. slack
+        pen = _seam_penalty(m, ss + length, sr)  # the wrap is at s + length whatever the lag
+        # lags near the exact length at the best exact start, read through the time-warped crossfade: the
+        # source must hold w samples before the start and after the continuation
         w = min(w, round(MAX_WARP * f), slack // 2)
-        if w > 0:  # starts >= w: the warped read of the loop start reaches w samples before it
-            ws, wd, wr = _candidates_window(m[w:], length - w, length + w, f, slack - 2 * w, n_starts=3)
-            ws = ws + w
+        if w > 0:
+            s0 = int(np.clip(np.argmax(rr - pen), w, slack - w))
+            ws, wd, wr = _candidates_window(m[s0:], length - w, length + w, f, 0, n_starts=1)
             ok = wd != length
-            ss, dd, rr = np.concatenate([ss, ws[ok]]), np.concatenate([dd, wd[ok]]), np.concatenate([rr, wr[ok]])
-        # the wrap is at s + length whatever the lag
-        ends, scale = ss + length, max(w, 1)
+            ss, dd = np.concatenate([ss, ws[ok] + s0]), np.concatenate([dd, wd[ok]])
+            rr, pen = np.concatenate([rr, wr[ok]]), np.concatenate([pen, np.full(int(ok.sum()), pen[s0])])
+        scale = max(w, 1)
     else:
         ss, dd, rr = _candidates_window(m, d_min, d_max, f, slack)
-        ends, scale = ss + dd, max(tolerance, 1)
+        pen, scale = _seam_penalty(m, ss + dd, sr), max(tolerance, 1)
     if f < crossfade - 2 * round(PHASE_WINDOW_S * sr):  # the lag window's room is not worth a note
         notes.append(f"crossfade shortened to {f} samples (not enough source material)")
     # prefer lengths close to the target (a 0.02 correlation penalty at the window edge), then re-rank the
     # best few by spectral distance
-    rank = rr - 0.02 * np.abs(dd - length) / scale - _seam_penalty(m, ends, sr)
+    rank = rr - 0.02 * np.abs(dd - length) / scale - pen
     top = np.argsort(-rank, kind="stable")[:8]
-    cost = [(1.0 - rank[i]) + 0.5 * _spectral_distance(m[ss[i] : ss[i] + f], m[ss[i] + dd[i] : ss[i] + dd[i] + f])
-            for i in top]
+    cost = (1.0 - rank[top]) + 0.5 * _spectral_distances(m, ss[top], dd[top], f)
     best = top[int(np.argmin(cost))]
     s, lag, rho = int(ss[best]), int(dd[best]), float(rr[best])
     d = length if tolerance == 0 else lag
