@@ -106,6 +106,12 @@ def test_no_steady_beat_falls_back_to_the_global_estimate(kind):
     assert out.audio.shape[1] == round(4 * 60 / grid.bpm * SR)
 
 
+def test_silent_bar_loop_is_delivered_with_its_status():
+    out = process_clip(np.zeros((1, 5 * SR), np.float32), SR, PostParams(loop=True, bars=1), 4.0)
+    assert out.status == "silent" and out.tempo_source.startswith("global tempo estimate")
+    assert out.audio.shape[1] == round(4 * 60 / out.tempo_bpm * SR)
+
+
 @pytest.mark.parametrize("sr", [48000, 44100, 32000])
 @pytest.mark.parametrize("seconds", [1.0, 2.37, 4.0])
 def test_second_based_loops_are_exact(sr, seconds):

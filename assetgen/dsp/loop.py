@@ -194,6 +194,9 @@ def track_beats(audio: np.ndarray, sr: int, bpm: float | None = None) -> BeatGri
         why += f" < {MIN_SALIENCE}"
     if bpm:
         return BeatGrid(given, np.empty(0), bpm, None, f"given; no steady beat to start on ({why})")
+    if tempo <= 0:  # no onsets at all (silence): the tempo estimator's prior-weighted answer
+        tempo = librosa.feature.tempo(onset_envelope=env, sr=_BEAT_SR, hop_length=_BEAT_HOP)
+        tempo = float(np.atleast_1d(tempo)[0])
     if tempo <= 0:
         raise ValueError("no tempo could be estimated from the clip; give the row a bpm")
     return BeatGrid(60.0 * sr / tempo, np.empty(0), tempo, None, f"global tempo estimate ({why})")
