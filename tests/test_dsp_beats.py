@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from assetgen.dsp.chain import loop_target, process_clip, process_mix
-from assetgen.dsp.loop import bars_length, estimate_bpm, track_beats
+from assetgen.dsp.loop import bars_length, estimate_bpm, make_loop, seam_score, track_beats
 from assetgen.spec import PostParams
 
 from tests.test_dsp_signals import noise, sine
@@ -68,6 +68,7 @@ def test_bar_loop_without_bpm_lands_on_the_beat_grid(bpm):
     assert grid_error_ms(n, start, beats, bpm)[1] <= 5.0
     assert out.tempo_bpm == pytest.approx(grid.bpm) and out.tempo_bpm == pytest.approx(bpm, rel=0.002)
     assert out.tempo_source.startswith("beat-tracked:") and "fit residual" in out.tempo_source
+    assert out.seam_score < 1.0
     assert any(f"{out.tempo_bpm:.2f} BPM" in note for note in out.notes)
     # the old method (librosa's global tempo) on the same clip is coarser than the fitted period
     old = bars_length(bars, estimate_bpm(x, SR), SR)
@@ -152,3 +153,17 @@ def test_bar_loop_scene_without_bpm_takes_the_first_layers_grid():
     # the scene is the layer's whole-beat length, exactly: it loops without a crossfade
     assert out.audio.shape[1] == layer.audio.shape[1] and out.seam_score < 1.0
     assert grid_error_ms(out.audio.shape[1], 0.0, beats, bpm)[0] <= 5.0
+
+
+def test_beat_alignment_only_rotates_the_loop():
+    bpm = 97.3
+    x, beats = song(SR, 6.0, bpm, seed=9)
+    n = bars_length(2, bpm, SR)
+    plain = make_loop(x, SR, n, SR // 4)
+    aligned = make_loop(x, SR, n, SR // 4, beats=beats * SR)
+    # same cut, delivered from the first beat after the crossfade: a rotation of the same cyclic signal
+    assert aligned.source_start == plain.source_start and aligned.rotation > 0
+    assert np.min(np.abs(beats * SR - (aligned.source_start + aligned.rotation))) < 1
+    np.testing.assert_array_equal(aligned.audio, np.roll(plain.audio, -aligned.rotation, axis=1))
+    assert aligned.seam_score == pytest.approx(plain.seam_score, abs=0.05) and not aligned.flagged
+    assert seam_score(aligned.audio, aligned.crossfade, at=aligned.splice) == aligned.seam_score
