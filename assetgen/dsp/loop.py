@@ -43,8 +43,9 @@ from .transitions import crossfade_concat, equal_power
 
 SEAM_THRESHOLD = 1.0  # seam scores above this are flagged (the seam is twice the clip's own variation)
 _FRAME, _HOP = 2048, 512
-PHASE_WINDOW_S = 0.003  # exact-length loops: lag search +- this (phase-aligns tones above ~170 Hz)
-MAX_WARP = 0.01  # ... and at most this fraction of the crossfade
+# exact-length loops: lag search +- this (aligns tones above ~170 Hz, keeps those above ~85 Hz out of anti-phase)
+PHASE_WINDOW_S = 0.003
+MAX_WARP = 0.01  # ... and at most this fraction of the crossfade (the time shift's rate change)
 # beat tracking: onset envelope at 8 kHz (kicks and snares, not hats), 80-sample hop (10 ms frames)
 _BEAT_SR, _BEAT_HOP, _BEAT_FFT = 8_000, 80, 256
 ONSET_BEFORE_S, ONSET_AFTER_S = 0.02, 0.005  # power windows before / after a candidate onset
