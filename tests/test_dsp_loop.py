@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from scipy.signal import stft
 
+from assetgen.dsp import loop as loop_module
 from assetgen.dsp.loop import SEAM_THRESHOLD, bars_length, estimate_bpm, make_loop, seam_score, tile_loop
 
 from tests.test_dsp_signals import music, noise, sine
@@ -66,10 +67,13 @@ def test_music_loops_are_exact_bars_and_seamless(bpm, bars):
     assert_seamless(x, lp.audio, lp.crossfade, source_start=lp.source_start)
 
 
-def test_exact_length_tone_loops_phase_match_in_the_crossfade():
+def test_exact_length_tone_loops_phase_match_in_the_crossfade(monkeypatch):
     # 4 s cut a 441.3 Hz sine's period mid-way: the exact-length loop phase-matches with a small time shift
     # inside the crossfade (no glide elsewhere), as seamless as the free-length one
     x = sine(SR, 4.5, freq=441.3)
+    with monkeypatch.context() as m:  # without the lag window the fixed length cannot loop: the score says so
+        m.setattr(loop_module, "PHASE_WINDOW_S", 0.0)
+        assert make_loop(x, SR, 4 * SR, XF).flagged
     fixed = make_loop(x, SR, 4 * SR, XF)
     free = make_loop(x, SR, 4 * SR, XF, tolerance=SR // 20)
     assert fixed.length == 4 * SR and fixed.audio.shape == (2, 4 * SR)
