@@ -32,7 +32,7 @@ def _gen_text(gen: GenParams) -> str:
 @lru_cache(maxsize=1 << 14)
 def _post_text(post: PostParams) -> str:
     """Delivery settings that shape this asset's own file (layer placement only matters to the mix)."""
-    loop = f"loop,{post.bpm!r},{post.bars!r},{post.crossfade_s!r}" if post.loop else "oneshot"
+    loop = f"loop,{post.bpm!r},{post.bars!r},{post.crossfade_s!r},{post.loop_tolerance_s!r}" if post.loop else "oneshot"
     fx = "".join(post.fx.split())
     return (
         f"{post.sample_rate},{post.bit_depth},{post.channels},{post.loudness_lufs!r},"

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from scipy.signal import stft
 
+from assetgen.dsp import loop as loop_module
 from assetgen.dsp.loop import SEAM_THRESHOLD, bars_length, estimate_bpm, make_loop, seam_score, tile_loop
 
 from tests.test_dsp_signals import music, noise, sine
@@ -66,13 +67,31 @@ def test_music_loops_are_exact_bars_and_seamless(bpm, bars):
     assert_seamless(x, lp.audio, lp.crossfade, source_start=lp.source_start)
 
 
-def test_sine_needs_the_length_window():
-    # a fixed length that cuts the sine's period mid-way cannot loop without a glide: the score says so
+def test_exact_length_tone_loops_phase_match_in_the_crossfade(monkeypatch):
+    # 4 s cut a 441.3 Hz sine's period mid-way: the exact-length loop phase-matches with a small time shift
+    # inside the crossfade (no glide elsewhere), as seamless as the free-length one
     x = sine(SR, 4.5, freq=441.3)
+    with monkeypatch.context() as m:  # without the lag window the fixed length cannot loop: the score says so
+        m.setattr(loop_module, "PHASE_WINDOW_S", 0.0)
+        assert make_loop(x, SR, 4 * SR, XF).flagged
     fixed = make_loop(x, SR, 4 * SR, XF)
     free = make_loop(x, SR, 4 * SR, XF, tolerance=SR // 20)
-    assert free.seam_score < fixed.seam_score
-    assert fixed.flagged and any("seam score" in n for n in fixed.notes)
+    assert fixed.length == 4 * SR and fixed.audio.shape == (2, 4 * SR)
+    assert not fixed.flagged and fixed.seam_score <= free.seam_score + 0.05
+    assert any("time shift" in n for n in fixed.notes)
+    y = fixed.audio.mean(axis=0)
+    assert abs(y[0] - y[-1]) <= np.percentile(np.abs(np.diff(x.mean(axis=0))), 99)
+    # the crossfade has no level dip: the phase-matched segments add up to the tone's own RMS
+    head = y[: fixed.crossfade]
+    assert np.sqrt(np.mean(head**2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.01)
+    env = np.abs(head).reshape(-1, 96).max(axis=1)  # per-period peaks through the crossfade
+    assert env.min() >= 0.49
+    # the pitch never moves by more than the documented bound: zero-crossing periods over the loop played twice
+    y = np.tile(fixed.audio[0], 2)
+    up = np.flatnonzero((y[:-1] < 0) & (y[1:] >= 0))
+    frac = up + y[up] / (y[up] - y[up + 1])  # linear interpolation of each crossing
+    periods = np.diff(frac)
+    assert np.max(np.abs(periods / (SR / 441.3) - 1)) <= np.pi / 2 * 0.01
 
 
 def test_seam_score_flags_a_bad_cut():

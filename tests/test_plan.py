@@ -173,3 +173,12 @@ def test_plan_summary(tmp_path):
     assert summary["generate_audio_s"] == 3 + 3 + 3 + 2  # amb, lute, crowd, click
     assert sum(b["size"] for b in summary["batches"]) == 4
     assert {b["model"] for b in summary["batches"]} == {"music", "sfx"}
+
+
+@pytest.mark.parametrize(("field", "value"), [("highpass_hz", 0.0), ("max_limit_db", 6.0),
+                                              ("loudness_mode", "short-term"), ("loop_tolerance_s", 0.02)])
+def test_delivery_spec_columns_enter_the_key(tmp_path, field, value):
+    [spec] = [s for s in load(tmp_path, ROWS) if s.ident == "forest/wind"]
+    spec = spec.replace(post=spec.post.__class__(**{**spec.post.__dict__, "loop": True}))
+    changed = spec.replace(post=spec.post.__class__(**{**spec.post.__dict__, field: value}))
+    assert content_key(changed, "fp") != content_key(spec, "fp")

@@ -10,18 +10,20 @@ made seamless on a finished loop.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..spec import PostParams, ProcessedAudio, seconds_bars
 from . import fx as fxmod
-from .loop import bars_length, estimate_bpm, make_loop, seam_score
+from .loop import bars_length, make_loop, seam_score, track_beats
 from .loudness import LOUDNESS_MODES, Measurement, highpass, normalize
 from .mix import mix_layers
-from .resample import as_2d, resample, to_channels
+from .resample import as_2d, resample, resample_cyclic, to_channels
 
-LOOP_TOLERANCE_S = 0.05  # second-based loops may end up to 50 ms off target to match phase
+MIX_SNAP_S = 0.005  # a tracked bar length this close to a multiple of the loop layers' lengths is that multiple
 TRIM_FADE_S = 0.01  # fade-out when a one-shot is cut to its duration
 
 
@@ -41,24 +43,44 @@ def check_post(post: PostParams) -> None:
         raise ValueError(f"loudness_mode must be one of {', '.join(LOUDNESS_MODES)}, got {post.loudness_mode!r}")
 
 
-def loop_target(post: PostParams, duration_s: float, audio: np.ndarray, sr: int) -> tuple[int, int, tuple[str, ...]]:
-    """Loop length and tolerance (samples) for ``post``: exact whole bars at a BPM, else seconds +- 50 ms.
+@dataclass(frozen=True)
+class LoopTarget:
+    """What a loop row asks for, in samples at the delivery rate."""
 
-    A missing BPM (with ``bars``) is estimated with librosa; missing ``bars`` (with ``bpm``) is the whole
-    number of 4/4 bars closest to ``duration_s``.
+    length: int  # loop length (samples)
+    tolerance: int = 0  # how far the length may deviate to match phase (samples; ``loop_tolerance_s``)
+    beats: np.ndarray | None = None  # detected beats of the source (samples): the loop starts on one
+    tempo_bpm: float | None = None
+    tempo_source: str | None = None  # "given", or how the tempo was estimated
+    notes: tuple[str, ...] = ()
+
+
+def loop_target(post: PostParams, duration_s: float, audio: np.ndarray, sr: int, align: bool = True) -> LoopTarget:
+    """Loop length for ``post``: whole 4/4 bars on the clip's beat grid, else exactly ``duration_s`` seconds.
+
+    With ``bars`` and no ``bpm`` the beat period is fitted over the tracked beats of ``audio`` (``sr`` Hz),
+    with ``bpm`` it is the given one; either way the loop starts on a detected beat (see
+    :func:`loop.track_beats`; a clip without a steady beat falls back to the global tempo estimate, said in
+    ``tempo_source``; ``align=False`` skips the beat tracking when ``bpm`` is given). Missing ``bars`` (with
+    ``bpm``) is the whole number of bars closest to ``duration_s``. Second-based loops are exactly
+    ``duration_s`` unless ``post.loop_tolerance_s`` (s) lets the length move to match phase.
     """
+    if post.bpm and not align:
+        bars = post.bars or max(1, round(seconds_bars(duration_s, post.bpm)))
+        return LoopTarget(bars_length(bars, post.bpm, sr), tempo_bpm=post.bpm, tempo_source="given")
     if post.bpm or post.bars:
-        notes: tuple[str, ...] = ()
-        bpm = post.bpm
-        if not bpm:
-            bpm = estimate_bpm(audio, sr)
-            notes = (f"bpm estimated: {bpm:.1f}",)
-        bars = post.bars or max(1, round(seconds_bars(duration_s, bpm)))
-        return bars_length(bars, bpm, sr), 0, notes
+        grid = track_beats(audio, sr, post.bpm)
+        bars = post.bars or max(1, round(seconds_bars(duration_s, grid.bpm)))
+        length = bars_length(bars, grid.bpm, sr) if post.bpm else round(bars * 4 * grid.period)
+        notes = (f"tempo {grid.bpm:.2f} BPM ({grid.source})",)
+        return LoopTarget(length, 0, grid.beats if grid.tracked else None, grid.bpm,
+                          "given" if post.bpm else grid.source, notes)
     if duration_s <= 0:
         raise ValueError(f"loop duration must be positive, got {duration_s} s")
+    if post.loop_tolerance_s < 0:
+        raise ValueError(f"loop_tolerance_s must be >= 0, got {post.loop_tolerance_s}")
     n = round(duration_s * sr)
-    return n, min(round(LOOP_TOLERANCE_S * sr), n // 20), ()
+    return LoopTarget(n, min(round(post.loop_tolerance_s * sr), n // 2))
 
 
 def fit_length(audio: np.ndarray, n: int, sr: int, fade_s: float = TRIM_FADE_S) -> np.ndarray:
@@ -95,9 +117,9 @@ def process_clip(audio: np.ndarray, sr_in: int, post: PostParams, duration_s: fl
     notes: list[str] = []
     loop_f = 0
     if post.loop:
-        length, tol, more = loop_target(post, duration_s, x, sr)
-        notes += more
-        lp = make_loop(x, sr, length, round(post.crossfade_s * sr), tol)
+        target = loop_target(post, duration_s, x, sr)
+        notes += target.notes
+        lp = make_loop(x, sr, target.length, round(post.crossfade_s * sr), target.tolerance, target.beats)
         notes += lp.notes
         loop_f = lp.crossfade
         y = highpass(fxmod.apply_fx_cyclic(lp.audio, sr, chain), sr, post.highpass_hz, cyclic=True)
@@ -110,12 +132,33 @@ def process_clip(audio: np.ndarray, sr_in: int, post: PostParams, duration_s: fl
     n = y.shape[1]
     score = None
     if post.loop:  # the score is gain-invariant: re-measure only when fx or the limiter changed the audio
-        score = lp.seam_score if not (chain or more) else seam_score(y, loop_f)
+        score = lp.seam_score if not (chain or more) else seam_score(y, loop_f, at=lp.splice)
     return ProcessedAudio(
         audio=y, sample_rate=sr, lufs=meas.lufs, true_peak_dbtp=meas.true_peak_dbtp,
         loop_start=0 if post.loop else None, loop_end=n if post.loop else None,
         seam_score=score, status=meas.status, notes=tuple(notes), **_stats(meas),
+        tempo_bpm=target.tempo_bpm if post.loop else None, tempo_source=target.tempo_source if post.loop else None,
     )
+
+
+def _mix_loop_target(layers: Sequence[tuple[np.ndarray, int, PostParams]], post: PostParams,
+                     duration_s: float) -> LoopTarget:
+    """Loop target of a loop scene: bars on the first layer's beat grid (a loop layer is tracked over three
+    plays, as the scene repeats it), snapped to a common multiple of the loop layers' lengths when within
+    ``MIX_SNAP_S`` of one (then the mix loops with no crossfade)."""
+    sr = post.sample_rate
+    audio, rate, placement = layers[0] if layers else (np.zeros((1, sr), np.float32), sr, PostParams())
+    first = resample_cyclic(audio, rate, sr) if placement.loop else resample(audio, rate, sr)
+    if placement.loop and not post.bpm and post.bars:
+        first = np.tile(first, (1, 3))
+    target = loop_target(post, duration_s, first, sr, align=False)
+    lengths = [round(as_2d(a).shape[1] * sr / r) for a, r, p in layers if p.loop]
+    if post.bars and not post.bpm and lengths:
+        lcm = math.lcm(*lengths)
+        n = max(1, round(target.length / lcm)) * lcm
+        if abs(n - target.length) <= round(MIX_SNAP_S * sr):
+            target = replace(target, length=n)
+    return target
 
 
 def process_mix(layers: Sequence[tuple[np.ndarray, int, PostParams]], post: PostParams,
@@ -128,12 +171,12 @@ def process_mix(layers: Sequence[tuple[np.ndarray, int, PostParams]], post: Post
     """
     check_post(post)
     sr = post.sample_rate
-    length = None
-    if post.loop and (post.bpm or post.bars):
-        first = as_2d(layers[0][0]) if layers else np.zeros((1, sr))
-        length, _, _ = loop_target(post, duration_s, resample(first, layers[0][1] if layers else sr, sr), sr)
-    mixed, loop_f, notes = mix_layers(layers, sr, post.channels, duration_s, loop=post.loop, length=length,
-                                      crossfade=round(post.crossfade_s * sr))
+    target = LoopTarget(0)
+    if post.loop:  # a bar loop without a BPM takes its beat grid from the first layer
+        target = _mix_loop_target(layers, post, duration_s)
+    mixed, loop_f, notes = mix_layers(layers, sr, post.channels, duration_s, loop=post.loop,
+                                      length=target.length or None, crossfade=round(post.crossfade_s * sr),
+                                      tolerance=target.tolerance)
     y, meas, more = normalize(mixed, sr, post.loudness_lufs, post.true_peak_db, cyclic=post.loop,
                               max_limit_db=post.max_limit_db, mode=post.loudness_mode)
     n = y.shape[1]
@@ -141,5 +184,6 @@ def process_mix(layers: Sequence[tuple[np.ndarray, int, PostParams]], post: Post
         audio=y, sample_rate=sr, lufs=meas.lufs, true_peak_dbtp=meas.true_peak_dbtp,
         loop_start=0 if post.loop else None, loop_end=n if post.loop else None,
         seam_score=seam_score(y, loop_f) if post.loop else None, status=meas.status,
-        notes=tuple(notes) + more, **_stats(meas),
+        notes=target.notes + tuple(notes) + more, tempo_bpm=target.tempo_bpm, tempo_source=target.tempo_source,
+        **_stats(meas),
     )

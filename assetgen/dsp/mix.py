@@ -17,7 +17,6 @@ from ..spec import PostParams
 from .loop import make_loop, tile_loop
 from .resample import as_2d, resample, resample_cyclic, to_channels
 
-LCM_SLACK = 0.25  # a common loop length may differ from the requested duration by this fraction
 
 
 def fades(x: np.ndarray, sr: int, fade_in_s: float, fade_out_s: float) -> np.ndarray:
@@ -38,14 +37,13 @@ def prepare_layer(audio: np.ndarray, sr_in: int, p: PostParams, sr: int, channel
     return to_channels(x, channels) * np.float32(10.0 ** (p.gain_db / 20.0))
 
 
-def common_loop_length(lengths: Sequence[int], target: int) -> int | None:
-    """A multiple of all loop lengths (samples) within ``LCM_SLACK`` of ``target``, else None."""
+def common_loop_length(lengths: Sequence[int], target: int, tolerance: int = 0) -> int | None:
+    """A multiple of all loop lengths (samples) within ``tolerance`` samples of ``target``, else None."""
     if not lengths:
         return None
     lcm = math.lcm(*lengths)
-    k = max(1, round(target / lcm))
-    n = k * lcm
-    return n if abs(n - target) <= LCM_SLACK * target else None
+    n = max(1, round(target / lcm)) * lcm
+    return n if abs(n - target) <= tolerance else None
 
 
 def _place(mix: np.ndarray, x: np.ndarray, start: int, cyclic: bool) -> None:
@@ -60,14 +58,15 @@ def _place(mix: np.ndarray, x: np.ndarray, start: int, cyclic: bool) -> None:
 
 
 def mix_layers(layers: Sequence[tuple[np.ndarray, int, PostParams]], sr: int, channels: int, duration_s: float,
-               loop: bool = False, length: int | None = None, crossfade: int = 0
+               loop: bool = False, length: int | None = None, crossfade: int = 0, tolerance: int = 0
                ) -> tuple[np.ndarray, int, tuple[str, ...]]:
     """Sum layers into a ``(channels, samples)`` mix at ``sr`` Hz -> (mix, loop crossfade used, notes).
 
     Non-loop scenes are ``round(duration_s*sr)`` samples (or ``length``); loop layers are tiled from their
     ``start_s`` to the end, other layers placed at ``start_s`` and cut at the end; fades apply to each
     layer's span in the mix. Loop scenes: see the module docstring; loop layers' fades are not applied
-    there (a fade cannot loop).
+    there (a fade cannot loop). A loop scene is ``length`` (else ``round(duration_s*sr)``) samples, or a
+    common multiple of the loop layers within ``tolerance`` samples of it.
     """
     if not layers:
         raise ValueError("a mix needs at least one layer")
@@ -87,10 +86,8 @@ def mix_layers(layers: Sequence[tuple[np.ndarray, int, PostParams]], sr: int, ch
     loop_lengths = [x.shape[1] for x, p in prepared if p.loop]
     if not loop_lengths:  # only one-shots: cyclic placement alone makes the loop
         exact: int | None = target
-    elif length is None:
-        exact = common_loop_length(loop_lengths, target)
     else:
-        exact = length if all(length % n == 0 for n in loop_lengths) else None
+        exact = common_loop_length(loop_lengths, target, tolerance)
     n = exact or target + crossfade  # without a common length: render extra material for the loop cut
     mix = np.zeros((channels, n), np.float32)
     for x, p in prepared:
@@ -105,6 +102,6 @@ def mix_layers(layers: Sequence[tuple[np.ndarray, int, PostParams]], sr: int, ch
             _place(mix, fades(x[:, :n], sr, p.fade_in_s, p.fade_out_s), start, cyclic=True)
     if exact:
         return mix, 0, tuple(notes)
-    lp = make_loop(mix, sr, target, crossfade, 0)
+    lp = make_loop(mix, sr, target, crossfade, tolerance)
     notes.append("loop layers have no common length near the duration: mix loop cut with a crossfade")
     return lp.audio, lp.crossfade, tuple(notes) + lp.notes
