@@ -285,7 +285,7 @@ def index_export(out: Path = OUT, fmt: str = typer.Option("csv", "--format", hel
 
 @models_app.command("make-tiny")
 def make_tiny_cmd(directory: Path = typer.Argument(..., help="Writes DIR/music (32 kHz) and DIR/sfx (16 kHz)."),
-                  dim: int = typer.Option(16, "--dim"), layers: int = typer.Option(2, "--layers")) -> None:
+                  dim: int = typer.Option(128, "--dim"), layers: int = typer.Option(2, "--layers")) -> None:
     """Write tiny random-weight checkpoints in audiocraft's format (PLACEHOLDER audio, for tests/demo)."""
     from assetgen.models.tiny import make_tiny
 

@@ -6,6 +6,14 @@ exported checkpoints are (``{"xp.cfg": <yaml str>, "best_state": state_dict, ...
 ``compression_state_dict.bin``), so they load through the same ``MusicGen/AudioGen.get_pretrained(dir)`` path as
 real checkpoints. Everything they produce is random-weight PLACEHOLDER audio; the ``assetgen.json`` marker next to
 the checkpoints says so and the registry labels every output made with them.
+
+Default random initialisation makes every take sound alike: the small decoder weights shrink the codes' signal
+until the biases' fixed waveform is all that is left, and iid tokens average to one spectrum. QC gates that compare
+takes (near-duplicates, re-rolls) need takes that differ, so the weights are then set by construction
+(:func:`_shape_lm`, :func:`_shape_decoder`): the LM prefers to repeat each codebook's previous token (a take holds
+a timbre for a while, chosen by its seed), the prompt reaches the logits through cross-attention (prompts prefer
+different tokens), and the decoder passes its codes through at unit gain without biases, so different tokens
+decode to different spectra. ``benchmarks/bench_tiny_diversity.py`` measures how alike the takes are.
 """
 
 from __future__ import annotations
@@ -39,6 +47,8 @@ def _compression_cfg(sample_rate: int, n_q: int, bins: int):
 
 
 def _lm_cfg(segment_s: float, n_q: int, card: int, dim: int, num_heads: int, num_layers: int):
+    # positional_scale 0: the sinusoidal positions would otherwise swamp the token embeddings that
+    # _shape_lm makes the logits follow
     from omegaconf import OmegaConf
 
     return OmegaConf.create({
@@ -47,7 +57,7 @@ def _lm_cfg(segment_s: float, n_q: int, card: int, dim: int, num_heads: int, num
         "dtype": "float32",
         "dataset": {"segment_duration": segment_s},
         "transformer_lm": {"n_q": n_q, "card": card, "dim": dim, "num_heads": num_heads,
-                           "num_layers": num_layers, "custom": False, "causal": True},
+                           "num_layers": num_layers, "custom": False, "causal": True, "positional_scale": 0.0},
         "codebooks_pattern": {"modeling": "delay", "delay": {"delays": list(range(n_q))}},
         "attribute_dropout": {},
         "classifier_free_guidance": {"training_dropout": 0.0, "inference_coef": 3.0},
@@ -58,7 +68,74 @@ def _lm_cfg(segment_s: float, n_q: int, card: int, dim: int, num_heads: int, num
     })
 
 
-def write_checkpoint(out_dir: Path, kind: str, *, dim: int = 16, num_layers: int = 2, num_heads: int = 2,
+STICKINESS = 2.0  # logit scale of "repeat the previous token" (after the LM's LayerNorm)
+PROMPT_GAIN = 1.0  # scale of the cross-attention (prompt) contribution to the residual stream
+OUTPUT_RMS = 0.1  # RMS the decoder is scaled to on random codes (full scale 1)
+
+
+def _shape_lm(lm, n_q: int, card: int, dim: int) -> None:
+    """Make the random LM sticky and prompt-dependent (see the module docstring); in place.
+
+    Token embeddings are unit vectors (orthonormal across all codebooks when ``dim >= n_q * card``), the special
+    token's is zero; each codebook's output projection is its embedding table times :data:`STICKINESS`, so after
+    the layers (whose self-attention and feed-forward outputs are zeroed: each layer is its norms and its
+    cross-attention) a codebook's logits favour the token it had one step before.
+    """
+    import torch
+
+    with torch.no_grad():
+        rows = torch.randn(max(dim, n_q * card), dim)
+        if dim >= n_q * card:
+            q, _ = torch.linalg.qr(torch.randn(dim, dim))
+            rows = q.T[: n_q * card]
+        rows = rows / rows.norm(dim=1, keepdim=True)
+        for k in range(n_q):
+            table = rows[k * card : (k + 1) * card] if dim >= n_q * card else rows[torch.randperm(len(rows))[:card]]
+            lm.emb[k].weight.zero_()
+            lm.emb[k].weight[:card] = table
+            lm.linears[k].weight.copy_(STICKINESS * table)
+            if lm.linears[k].bias is not None:
+                lm.linears[k].bias.zero_()
+        for layer in lm.transformer.layers:
+            for mod in (_out_proj(layer.self_attn), layer.linear2):
+                mod.weight.zero_()
+                if mod.bias is not None:
+                    mod.bias.zero_()
+            if layer.cross_attention is not None:
+                out = _out_proj(layer.cross_attention)
+                out.weight.mul_(PROMPT_GAIN * dim**0.5 / out.weight.norm())
+
+
+def _out_proj(attention):
+    """The output projection of an audiocraft attention module (its own, or its torch ``mha``'s)."""
+    return attention.out_proj if hasattr(attention, "out_proj") else attention.mha.out_proj
+
+
+def _shape_decoder(compression, n_q: int, card: int) -> None:
+    """Unit-gain decoder without biases, and a last layer that rejects DC (its taps sum to zero per input
+    channel); scaled so random codes decode at :data:`OUTPUT_RMS`. In place."""
+    import math
+
+    import torch
+
+    with torch.no_grad():
+        convs = [m for m in compression.decoder.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.ConvTranspose1d))]
+        for m in convs:
+            if isinstance(m, torch.nn.ConvTranspose1d):  # each output sample sees kernel/stride taps per input channel
+                fan_in = m.in_channels * m.kernel_size[0] / m.stride[0]
+            else:
+                fan_in = m.in_channels * m.kernel_size[0]
+            m.weight.normal_(0.0, math.sqrt(2.0 / fan_in))
+            if m.bias is not None:
+                m.bias.zero_()
+        last = convs[-1]
+        last.weight.sub_(last.weight.mean(dim=-1, keepdim=True))
+        codes = torch.randint(0, card, (4, n_q, 50))
+        rms = compression.decode(codes, None).pow(2).mean().sqrt()
+        last.weight.mul_(OUTPUT_RMS / max(float(rms), 1e-9))
+
+
+def write_checkpoint(out_dir: Path, kind: str, *, dim: int = 128, num_layers: int = 2, num_heads: int = 2,
                      n_q: int = 4, card: int = 400, seed: int = 0) -> Path:
     """Write one random-weight checkpoint pair for ``kind`` ('music' 32 kHz / 'sfx' 16 kHz) into ``out_dir``.
 
@@ -79,6 +156,9 @@ def write_checkpoint(out_dir: Path, kind: str, *, dim: int = 16, num_layers: int
     lcfg = _lm_cfg(_SEGMENT_S[kind], n_q, card, dim, num_heads, num_layers)
     compression = builders.get_compression_model(ccfg)
     lm = builders.get_lm_model(lcfg)
+    compression.eval()
+    _shape_decoder(compression, n_q, card)
+    _shape_lm(lm, n_q, card, dim)
     for name, cfg, model in (("compression_state_dict.bin", ccfg, compression), ("state_dict.bin", lcfg, lm)):
         pkg = {"xp.cfg": OmegaConf.to_yaml(cfg), "best_state": model.state_dict(),
                "version": "audiocraft-1.3.0", "exported": True}
