@@ -1,8 +1,8 @@
 """Content keys, the diff against the index, and generation batches.
 
-A content key hashes everything that changes an asset's delivered audio and nothing else: model
-fingerprint, prompt (whitespace-normalised), generation params, seed, delivery settings and
-``POSTPROCESS_VERSION``. Names, row order, category, tags and template columns do not enter it.
+A content key hashes everything that changes an asset's delivered audio or its QC status and nothing else:
+model fingerprint, prompt (whitespace-normalised), generation params, seed, delivery settings, the quality
+gates and attempts (which take is delivered, and whether it passes) and ``POSTPROCESS_VERSION``. Names, row order, category, tags and template columns do not enter it.
 A mix's key hashes its own delivery settings and, per layer, the layer's key plus its placement
 (gain, start, fades), so a changed layer or placement changes the mix and nothing else.
 """
@@ -36,7 +36,8 @@ def _post_text(post: PostParams) -> str:
     fx = "".join(post.fx.split())
     return (
         f"{post.sample_rate},{post.bit_depth},{post.channels},{post.loudness_lufs!r},"
-        f"{post.true_peak_db!r},{loop},{fx},{post.highpass_hz!r},{post.max_limit_db!r},{post.loudness_mode}"
+        f"{post.true_peak_db!r},{loop},{fx},{post.highpass_hz!r},{post.max_limit_db!r},{post.loudness_mode},"
+        f"qc={post.qc},{post.loudness_tolerance_lu!r},{post.max_attempts}"  # gates decide status and re-rolls
     )
 
 

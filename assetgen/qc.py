@@ -283,7 +283,7 @@ def _gate_name(raw: str) -> str:
     if key not in GATES:
         from assetgen.hints import did_you_mean
 
-        raise QcSyntaxError(f"unknown gate {raw!r}{did_you_mean(key, GATES)}; expected {', '.join(GATES)}")
+        raise QcSyntaxError(f"unknown gate{did_you_mean(raw.strip(), GATES)}; expected {', '.join(GATES)}")
     return key
 
 

@@ -85,6 +85,11 @@ class PostParams:
     max_limit_db: float = 12.0  # most gain reduction (dB) the true-peak limiter may apply to reach the target
     loudness_mode: str = "integrated"  # what ``loudness_lufs`` targets: integrated | short-term | momentary (max)
     loop_tolerance_s: float = 0.0  # how far (s) a second-based loop may deviate from its length to match phase
+    # quality gates (assetgen.qc): the row's ``qc`` cell in canonical spelling ("" = its kind's defaults),
+    # the loudness gate's tolerance (LU), and how many takes may be generated (0 = the render's --max-attempts)
+    qc: str = ""
+    loudness_tolerance_lu: float = 0.5
+    max_attempts: int = 0
     # layer placement inside a scene mix (ignored for stand-alone assets)
     gain_db: float = 0.0
     start_s: float = 0.0

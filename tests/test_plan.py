@@ -176,7 +176,8 @@ def test_plan_summary(tmp_path):
 
 
 @pytest.mark.parametrize(("field", "value"), [("highpass_hz", 0.0), ("max_limit_db", 6.0),
-                                              ("loudness_mode", "short-term"), ("loop_tolerance_s", 0.02)])
+                                              ("loudness_mode", "short-term"), ("loop_tolerance_s", 0.02),
+                                              ("qc", "none"), ("loudness_tolerance_lu", 1.0), ("max_attempts", 5)])
 def test_delivery_spec_columns_enter_the_key(tmp_path, field, value):
     [spec] = [s for s in load(tmp_path, ROWS) if s.ident == "forest/wind"]
     spec = spec.replace(post=spec.post.__class__(**{**spec.post.__dict__, "loop": True}))

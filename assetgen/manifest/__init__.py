@@ -54,9 +54,9 @@ _GEN_FIELDS = ("temperature", "top_k", "top_p", "cfg_coef")
 _POST_FIELDS = (
     "sample_rate", "bit_depth", "channels", "true_peak_db", "loop", "bpm", "bars", "crossfade_s", "fx",
     "gain_db", "start_s", "fade_in_s", "fade_out_s", "highpass_hz", "max_limit_db", "loudness_mode",
-    "loop_tolerance_s",
+    "loop_tolerance_s", "qc", "loudness_tolerance_lu", "max_attempts",
 )  # fmt: skip
-_NOT_FOR_MIX = ("temperature", "top_k", "top_p", "cfg_coef", "seed", "layer")
+_NOT_FOR_MIX = ("temperature", "top_k", "top_p", "cfg_coef", "seed", "layer", "max_attempts")
 
 
 @dataclass(frozen=True)
@@ -441,7 +441,7 @@ def _expand_row(table: Table, row: _Row, params: list[str], issue) -> list[Asset
         try:
             shared = _audio_params(row.fixed)
         except BadValue as exc:
-            issue(row.label, None, None, str(exc))
+            issue(row.label, exc.column, exc.value, str(exc))
             return out
     template_params = [p for p in sorted(params)
                        if (p in row.text or p in columns) and not p.startswith(META_PREFIX)]
@@ -462,7 +462,7 @@ def _expand_row(table: Table, row: _Row, params: list[str], issue) -> list[Asset
             prompt = _fill(row.template, text) if model != MIX_MODEL else ""
         except BadValue as exc:
             where = ", ".join(f"{c}={o[0]}" for c, o in zip(columns, combo))
-            issue(row.label, None, None, str(exc) + (f" (with {where})" if where else ""))
+            issue(row.label, exc.column, exc.value, str(exc) + (f" (with {where})" if where else ""))
             continue
         name = shorten(base + "".join([o[2] for o in combo])) if combo else base
         spec = AssetSpec(
@@ -505,6 +505,13 @@ def _audio_params(values: dict) -> tuple[str, GenParams, PostParams]:
         raise BadValue(f"would generate {gen_s:g} s; expected at most {MAX_DURATION_S:g} s")
     if post.loop and target and post.crossfade_s >= target:
         raise BadValue(f"crossfade_s {post.crossfade_s:g} must be shorter than the loop ({target:g} s)")
+    if post.qc and "loudness_tolerance_lu" in values:
+        from assetgen.qc import parse_qc_text
+
+        given = parse_qc_text(post.qc)[1].get("loudness")
+        if given is not None and given != post.loudness_tolerance_lu:
+            raise BadValue(f"qc sets loudness:{given:g} and loudness_tolerance_lu is {post.loudness_tolerance_lu:g}; "
+                           "give the loudness tolerance once", "qc", post.qc)
     if post.loop and target and post.loop_tolerance_s >= target:
         raise BadValue(f"loop_tolerance_s {post.loop_tolerance_s:g} must be shorter than the loop ({target:g} s)")
     return model, GenParams(duration_s=gen_s, **{k: values[k] for k in _GEN_FIELDS if k in values}), post

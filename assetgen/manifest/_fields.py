@@ -30,7 +30,12 @@ _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
 
 
 class BadValue(ValueError):
-    """A cell's value is not acceptable; the message says what was expected."""
+    """A cell's value is not acceptable; the message says what was expected. ``column``/``value`` name the cell
+    when the problem is found after parsing (a combination of cells)."""
+
+    def __init__(self, message: str, column: str | None = None, value: str | None = None) -> None:
+        super().__init__(message)
+        self.column, self.value = column, value
 
 
 def _refuse_decimal_comma(raw: str) -> None:
@@ -124,6 +129,16 @@ def parse_tags(raw: str) -> tuple[str, ...]:
     """Tags separated by ``,`` or ``;``; each is free text with whitespace collapsed."""
     parse_text(raw)
     return tuple(" ".join(t.split()) for t in re.split(r"[;,]", raw) if t.strip())
+
+
+def parse_qc(raw: str) -> str:
+    """The quality gates a row runs (``assetgen.qc.parse_qc_text`` syntax), in canonical spelling."""
+    from assetgen.qc import QcSyntaxError, canonical_qc
+
+    try:
+        return canonical_qc(raw)
+    except QcSyntaxError as exc:
+        raise BadValue(str(exc)) from None
 
 
 def parse_loudness_mode(raw: str) -> str:
@@ -221,9 +236,13 @@ PARSERS: dict[str, tuple[Callable[[str], Any], bool]] = {
     "max_limit_db": (_number(float, "dB of gain reduction between 0 and 60", ge=0, le=60), True),
     "loudness_mode": (parse_loudness_mode, True),
     "loop_tolerance_s": (_number(float, "seconds between 0 and 1", ge=0, le=1), True),
+    "qc": (parse_qc, False),
+    "loudness_tolerance_lu": (_number(float, "LU between 0 and 20", ge=0, le=20), True),
+    "max_attempts": (_number(int, "a whole number of takes between 1 and 20", ge=1, le=20), True),
 }
 KNOWN = frozenset(PARSERS)
-TEXT_COLUMNS = frozenset(("scene", "asset", "model", "prompt", "layer", "fx", "category", "tags", "loudness_mode"))
+TEXT_COLUMNS = frozenset(("scene", "asset", "model", "prompt", "layer", "fx", "category", "tags", "loudness_mode",
+                          "qc"))
 
 # names people write for known columns (other tools' spellings, units in the name): column -> known column
 ALIASES = {
@@ -244,7 +263,10 @@ ALIASES = {
     "cfg": "cfg_coef", "guidance": "cfg_coef", "tag": "tags", "highpass": "highpass_hz", "hpf": "highpass_hz",
     "hpf_hz": "highpass_hz", "dc_highpass_hz": "highpass_hz", "max_limit": "max_limit_db",
     "limit_db": "max_limit_db", "max_gain_reduction_db": "max_limit_db", "loop_tolerance": "loop_tolerance_s",
-    "tolerance_s": "loop_tolerance_s", "type": "model",
+    "tolerance_s": "loop_tolerance_s", "type": "model", "gates": "qc", "qc_gates": "qc", "checks": "qc",
+    "attempts": "max_attempts", "rerolls": "max_attempts", "max_rerolls": "max_attempts", "retries": "max_attempts",
+    "loudness_tolerance": "loudness_tolerance_lu", "lufs_tolerance": "loudness_tolerance_lu",
+    "tolerance_lu": "loudness_tolerance_lu",
 }  # fmt: skip
 _UNITS = ("_hz", "_db", "_dbtp", "_lufs", "_s", "_sec", "_seconds", "_ms")
 
