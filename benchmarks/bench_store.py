@@ -15,8 +15,6 @@ Run: .venv/bin/python benchmarks/bench_store.py [--files 100]
 from __future__ import annotations
 
 import argparse
-import csv
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +29,7 @@ from assetgen.spec import AssetSpec, GenParams, PostParams, ProcessedAudio  # no
 from assetgen.store import AssetStore  # noqa: E402
 from assetgen.store import wav  # noqa: E402
 from assetgen.store.index import Index  # noqa: E402
+from tests.test_manifest_text import _big_csv, load_in_child  # noqa: E402
 
 
 def spec(i: int) -> AssetSpec:
@@ -96,22 +95,10 @@ def export(root: Path, to: Path, n: int) -> None:
 
 
 def row_cap(tmp: Path) -> None:
-    path = tmp / "big.csv"
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["scene", "asset", "model", "prompt", "duration_s"])
-        w.writerows(["s", f"a{i}", "sfx", "rain on a tin roof", 2] for i in range(1_000_000))
-    code = ("import time; from assetgen.manifest import load_manifests, ManifestError\n"
-            "t = time.perf_counter()\n"
-            "try:\n    load_manifests([%r])\nexcept ManifestError as e:\n    print(str(e).splitlines()[0])\n"
-            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]\n"
-            "print(time.perf_counter() - t, int(hwm) // 1024)\n") % str(path)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
-                         env={"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
-    lines = out.stdout.strip().splitlines()
-    seconds, mb = lines[-1].split()
-    print(f"1 000 000-row CSV ({path.stat().st_size / 2**20:.0f} MB) refused in {float(seconds):.2f} s, "
-          f"peak memory {mb} MB: {lines[0]}")
+    path = _big_csv(tmp / "big.csv", 1_000_000)
+    text, seconds, peak_mb = load_in_child(path)
+    print(f"1 000 000-row CSV ({path.stat().st_size / 2**20:.0f} MB) refused in {seconds:.2f} s, "
+          f"peak memory {peak_mb:.0f} MB: {' '.join(text.split())[:160]}")
 
 
 def main() -> None:
