@@ -25,6 +25,8 @@ app.add_typer(models_app, name="models")
 OUT = typer.Option(Path("outputs"), "--out", "-o", help="Output root (versioned WAVs, index.sqlite, report/).")
 MANIFESTS = typer.Argument(..., help="Manifest files: .csv, .parquet or seed-style .json scene files.")
 MAX_ASSETS = typer.Option(10_000, "--max-assets", help="Refuse manifests that expand to more assets than this.")
+MAX_ATTEMPTS = typer.Option(3, "--max-attempts", min=1,
+                            help="Takes generated per asset at most when QC gates fail (a row's max_attempts wins).")
 MODEL_DIR = typer.Option(None, "--model-dir", envvar="ASSETGEN_MODEL_DIR",
                          help="Folder with one checkpoint folder per alias or hub id (DIR/music, DIR/sfx, "
                               "DIR/facebook/musicgen-small, ...).")
@@ -64,13 +66,15 @@ def validate(manifests: List[Path] = MANIFESTS, max_assets: int = MAX_ASSETS) ->
 
 @app.command()
 def plan(manifests: List[Path] = MANIFESTS, out: Path = OUT, model_dir: Optional[Path] = MODEL_DIR,
-         batch_size: int = typer.Option(8, "--batch-size", min=1), max_assets: int = MAX_ASSETS) -> None:
+         batch_size: int = typer.Option(8, "--batch-size", min=1), max_assets: int = MAX_ASSETS,
+         max_attempts: int = MAX_ATTEMPTS) -> None:
     """Show what a render would do: new / changed / up-to-date / orphaned and the batches. Writes nothing."""
     from assetgen import render
     from assetgen.plan import plan_summary
 
     try:
-        prepared = render.prepare(manifests, out, model_dir=model_dir, batch_size=batch_size, max_assets=max_assets)
+        prepared = render.prepare(manifests, out, model_dir=model_dir, batch_size=batch_size, max_assets=max_assets,
+                                  max_attempts=max_attempts)
     except render.InvalidInput as exc:
         _err(str(exc))
     _print_plan(plan_summary(prepared.plan, prepared.batches), prepared)
@@ -106,6 +110,7 @@ def render_cmd(
     dask_address: Optional[str] = typer.Option(None, "--dask-address", help="tcp://host:port of a Dask cluster."),
     workers: int = typer.Option(2, "--workers", min=1, help="LocalCluster worker processes for --runner dask."),
     max_assets: int = MAX_ASSETS,
+    max_attempts: int = MAX_ATTEMPTS,
     no_wait: bool = typer.Option(False, "--no-wait", help="Fail at once if another render holds the output root."),
     progress_bars: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     verbose: bool = typer.Option(False, "--verbose", "-v",
@@ -119,7 +124,8 @@ def render_cmd(
     if runner not in runtime.RUNNERS:
         _err(f"--runner {runner!r}: expected local or dask")
     try:
-        prepared = render.prepare(manifests, out, model_dir=model_dir, batch_size=batch_size, max_assets=max_assets)
+        prepared = render.prepare(manifests, out, model_dir=model_dir, batch_size=batch_size, max_assets=max_assets,
+                                  max_attempts=max_attempts)
         if prepared.batches:
             from assetgen.models.device import DeviceUnavailable, pick_device
 
@@ -140,7 +146,8 @@ def render_cmd(
 
     try:
         state = runtime.run_render(manifests, out, model_dir=model_dir, device=device, batch_size=batch_size,
-                                   max_assets=max_assets, wait=not no_wait, runner=runner, dask_address=dask_address,
+                                   max_assets=max_assets, max_attempts=max_attempts, wait=not no_wait, runner=runner,
+                                   dask_address=dask_address,
                                    workers=workers, progress_bars=progress_bars and sys.stderr.isatty())
     except RootLocked as exc:
         _err(str(exc))

@@ -16,6 +16,7 @@ from typing import Mapping, Sequence
 
 from assetgen.dsp import POSTPROCESS_VERSION
 from assetgen.gcpause import gc_paused
+from assetgen.seeds import attempt_seed
 from assetgen.spec import AssetSpec, GenParams, GenRequest, PostParams
 
 KEY_SCHEMA = 1  # bump if the key's recipe below changes
@@ -68,6 +69,12 @@ class PlanItem:
     spec: AssetSpec
     key: str
     state: str  # new | changed | up-to-date
+    attempt: int = 1  # generation attempt (a re-roll after a failed QC gate is attempt 2, 3, ...)
+
+    @property
+    def seed(self) -> int:
+        """The seed this attempt generates with (``seeds.attempt_seed``)."""
+        return attempt_seed(self.spec.seed, self.attempt)
 
 
 @dataclass
@@ -138,7 +145,7 @@ class Batch:
     items: tuple[PlanItem, ...]
 
     def requests(self) -> list[GenRequest]:
-        return [GenRequest(i.key, i.spec.prompt, i.spec.seed, self.params) for i in self.items]
+        return [GenRequest(i.key, i.spec.prompt, i.seed, self.params) for i in self.items]
 
 
 def _gen_sort_key(model: str, gen: GenParams) -> tuple:

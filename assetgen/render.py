@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from assetgen.store.store import Encoded
 
 DEFAULT_BATCH_SIZE = 8
+DEFAULT_MAX_ATTEMPTS = 3  # takes generated per asset at most, unless the row's max_attempts says otherwise
 STAGES = ("generate", "dsp", "store", "mix")
 
 
@@ -132,6 +133,7 @@ class Outcome:
     row: dict | None = None
     failure: Failure | None = None
     notes: tuple[str, ...] = ()  # what post-processing said about the take (tempo used, limiting, shortfall)
+    attempts: int = 1  # takes generated for it in this run (more than 1: re-rolled after failed QC gates)
 
     @property
     def ok(self) -> bool:
@@ -157,6 +159,7 @@ class GenResult:
     model_label: str
     placeholder: bool
     split_log: list = field(default_factory=list)
+    model_kind: str | None = None  # "music" | "sfx" (the resolved checkpoint's), for the QC gate defaults
 
     @property
     def failures(self) -> list[Failure]:
@@ -189,8 +192,18 @@ def resolve_models(specs: Sequence[AssetSpec], model_dir: str | Path | None) -> 
     return models, prints
 
 
+def with_max_attempts(specs: Sequence[AssetSpec], default: int) -> list[AssetSpec]:
+    """``specs`` with the render's ``default`` attempts where the row gave no ``max_attempts`` (before keying:
+    how many takes may be generated decides which one is delivered)."""
+    if default < 1:
+        raise InvalidInput(f"--max-attempts must be >= 1, got {default}")
+    return [s if s.post.max_attempts or s.is_mix else s.replace(post=dataclasses.replace(s.post, max_attempts=default))
+            for s in specs]
+
+
 def prepare(manifests: Sequence[str | Path], root: str | Path, *, model_dir=None,
-            batch_size: int = DEFAULT_BATCH_SIZE, max_assets: int = 10_000) -> Prepared:
+            batch_size: int = DEFAULT_BATCH_SIZE, max_assets: int = 10_000,
+            max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> Prepared:
     """Validate manifests, resolve models, diff against the index and batch what must be generated."""
     from assetgen.manifest import ManifestError, load_manifests
     from assetgen.plan import make_batches, make_plan
@@ -199,6 +212,7 @@ def prepare(manifests: Sequence[str | Path], root: str | Path, *, model_dir=None
         specs = load_manifests([Path(m) for m in manifests], max_assets=max_assets)
     except ManifestError as exc:
         raise InvalidInput(str(exc)) from None
+    specs = with_max_attempts(specs, max_attempts)
     models, prints = resolve_models(specs, model_dir)
     plan = make_plan(specs, read_latest_keys(Path(root)), prints)
     todo = [it for it in plan.items if it.state in ("new", "changed")]
@@ -233,7 +247,9 @@ def generate_batch(batch, *, model_dir=None, device: str | None = None,
                              on_split=lambda n, exc: splits.append(f"OOM at batch {n}: split in halves"))
     audio = [Failure.from_exception("generate", r, location=False) if isinstance(r, BaseException) else r
              for r in results]
-    return GenResult(list(batch.items), audio, backend.sample_rate, backend.name, backend.placeholder, splits)
+    kind = getattr(getattr(backend, "resolved", None), "kind", None)
+    return GenResult(list(batch.items), audio, backend.sample_rate, backend.name, backend.placeholder, splits,
+                     kind)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -285,9 +301,32 @@ def postprocess(spec: AssetSpec, audio: np.ndarray, sample_rate: int) -> Process
     return process_clip(audio, sample_rate, spec.post, spec.target_duration_s)
 
 
+def check_take(spec: AssetSpec, processed: ProcessedAudio, raw: np.ndarray | None = None, raw_sr: int | None = None,
+               model_kind: str | None = None) -> ProcessedAudio:
+    """``processed`` with the row's QC gates run on it (``assetgen.qc``; all but ``near_duplicate``, which
+    :class:`TakeChooser` runs against the siblings) and, when that gate is on, the raw take's embedding.
+    ``raw`` is the model output at ``raw_sr`` (None for a mix). The verdict (``qc``) is set here for a take
+    that runs no gates (``waived``) or no near-duplicate gate; else by the chooser."""
+    from assetgen import qc
+
+    gates = qc.gates_for(spec, qc.asset_kind(spec, model_kind))
+    results = tuple(qc.evaluate_take(spec, gates, raw, raw_sr, processed))
+    emb = tuple(qc.embedding(raw, raw_sr).tolist()) if "near_duplicate" in gates and raw is not None else None
+    verdict = (None, ()) if emb is not None else _verdict(results, bool(gates))
+    return dataclasses.replace(processed, gates=results, embedding=emb, qc=verdict[0], qc_reasons=verdict[1])
+
+
+def _verdict(results, gates_run: bool) -> tuple[str, tuple[str, ...]]:
+    from assetgen import qc
+
+    state, _ = qc.verdict(results, gates_run)
+    return state, tuple(r.reason for r in results if not r.passed)
+
+
 def postprocess_batch(gen: GenResult) -> list[tuple[Any, Encoded | Failure]]:
-    """Post-process every successful item of a generated batch and encode it for the store, where this runs
-    (the DSP process or a Dask worker); a DSP error fails only its item (stage ``dsp``)."""
+    """Post-process every successful item of a generated batch, run its QC gates (:func:`check_take`) and
+    encode it for the store, where this runs (the DSP process or a Dask worker); a DSP error fails only its
+    item (stage ``dsp``)."""
     from assetgen.store.store import encode_for_delivery
 
     out: list[tuple[Any, Encoded | Failure]] = []
@@ -297,6 +336,7 @@ def postprocess_batch(gen: GenResult) -> list[tuple[Any, Encoded | Failure]]:
             continue
         try:
             processed = postprocess(item.spec, audio, gen.sample_rate)
+            processed = check_take(item.spec, processed, audio, gen.sample_rate, gen.model_kind)
             out.append((item, encode_for_delivery(processed, item.spec.post.bit_depth)))
         except Exception as exc:  # noqa: BLE001 - isolated per asset
             out.append((item, Failure.from_exception("dsp", exc, location=False)))
@@ -310,10 +350,14 @@ def postprocess_batch_isolated(gen: GenResult, pool: DspPool | None = None) -> l
     return (pool or default_pool()).run(postprocess_batch, gen)
 
 
-def params_record(spec: AssetSpec) -> dict:
-    """Generation + post-processing settings as stored in the index's ``params`` column."""
-    return {"gen": dataclasses.asdict(spec.gen), "post": dataclasses.asdict(spec.post),
-            "template": dict(spec.template_params), "layers": list(spec.layers)}
+def params_record(spec: AssetSpec, attempt: int = 1) -> dict:
+    """Generation + post-processing settings as stored in the index's ``params`` column (with the generation
+    attempt that made the take and the asset's own seed, when a re-roll made it)."""
+    record = {"gen": dataclasses.asdict(spec.gen), "post": dataclasses.asdict(spec.post),
+              "template": dict(spec.template_params), "layers": list(spec.layers)}
+    if attempt > 1:
+        record.update(attempt=attempt, asset_seed=spec.seed)
+    return record
 
 
 def commit(store: AssetStore, item, payload: Encoded | ProcessedAudio, *, model_label: str, placeholder: bool,
@@ -322,8 +366,10 @@ def commit(store: AssetStore, item, payload: Encoded | ProcessedAudio, *, model_
     from assetgen.store.store import Encoded
 
     write = store.commit_encoded if isinstance(payload, Encoded) else store.commit
-    return write(item.spec, item.key, payload, model_label=model_label, placeholder=placeholder, run_id=run_id,
-                 params=params_record(item.spec))
+    attempt = getattr(item, "attempt", 1)
+    spec = item.spec if attempt == 1 else item.spec.replace(seed=item.seed)  # the index keeps the take's seed
+    return write(spec, item.key, payload, model_label=model_label, placeholder=placeholder, run_id=run_id,
+                 params=params_record(item.spec, attempt))
 
 
 def record_failure(store: AssetStore, item, failure: Failure, run_id: str) -> Outcome:
@@ -388,7 +434,8 @@ def render_mix(store: AssetStore, item, layer_specs: dict[str, AssetSpec]) -> Pr
     from assetgen.dsp.chain import process_mix
 
     spec = item.spec
-    return process_mix(mix_layers_audio(store, spec, layer_specs), spec.post, spec.target_duration_s)
+    processed = process_mix(mix_layers_audio(store, spec, layer_specs), spec.post, spec.target_duration_s)
+    return check_take(spec, processed)
 
 
 def summary(prepared: Prepared, outcomes: Sequence[Outcome], run_id: str) -> dict:
@@ -397,12 +444,38 @@ def summary(prepared: Prepared, outcomes: Sequence[Outcome], run_id: str) -> dic
     rows = [o.row for o in outcomes if o.ok and o.row]
     notes = {o.ident: list(o.notes) for o in outcomes if o.ok and o.notes}
     failed = [{"asset": o.ident, "stage": o.stage, "error": o.error} for o in outcomes if not o.ok]
+    attempts = {o.ident: o.attempts for o in outcomes if o.ok}
+    versions = [{**{k: r.get(k) for k in ("scene", "asset", "version", "path", "lufs", "true_peak_dbtp",
+                                          "seam_score", "tempo_bpm", "tempo_source", "audio_status", "model",
+                                          "qc")},
+                 "qc_reasons": qc_reasons(r), "attempts": attempts.get(f"{r['scene']}/{r['asset']}", 1),
+                 "notes": notes.get(f"{r['scene']}/{r['asset']}", [])} for r in rows]
     return {"run_id": run_id, "plan": counts, "rendered": len(rows), "failed": failed,
-            "placeholder": any(m.placeholder for m in prepared.models.values()),
-            "versions": [{**{k: r.get(k) for k in ("scene", "asset", "version", "path", "lufs", "true_peak_dbtp",
-                                                   "seam_score", "tempo_bpm", "tempo_source", "audio_status",
-                                                   "model")},
-                          "notes": notes.get(f"{r['scene']}/{r['asset']}", [])} for r in rows]}
+            "qc_failed": [{"asset": f"{v['scene']}/{v['asset']}", "reasons": v["qc_reasons"]}
+                          for v in versions if v["qc"] == "fail"],
+            "rerolled": sum(1 for v in versions if v["attempts"] > 1),
+            "placeholder": any(m.placeholder for m in prepared.models.values()), "versions": versions}
+
+
+def artifact_rows(summary: dict) -> list[dict]:
+    """The new versions of ``summary`` as the Prefect table artifact shows them: one flat row each, QC verdict
+    and reasons (``; ``-joined) and attempts included."""
+    return [{k: ("; ".join(map(str, v)) if isinstance(v, (list, tuple)) else v) for k, v in version.items()}
+            for version in summary["versions"]]
+
+
+def qc_reasons(row: dict) -> list[str]:
+    """An index row's ``qc_reasons`` (JSON list text, or None) as a list."""
+    import json
+
+    raw = row.get("qc_reasons")
+    if not raw:
+        return []
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return [str(raw)]
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
 def version_lines(summary: dict, everything: bool = False) -> list[str]:
@@ -411,12 +484,207 @@ def version_lines(summary: dict, everything: bool = False) -> list[str]:
     lines = []
     for v in summary["versions"]:
         status = v.get("audio_status") or "ok"
-        if not everything and status == "ok":
+        if not everything and status == "ok" and v.get("qc") != "fail":
             continue
         figures = [f"{v['lufs']:.1f} LUFS" if v.get("lufs") is not None else "",
                    f"{v['true_peak_dbtp']:.1f} dBTP" if v.get("true_peak_dbtp") is not None else "",
                    f"{v['tempo_bpm']:.2f} BPM" if v.get("tempo_bpm") else "", "" if status == "ok" else status]
+        if v.get("qc") == "fail":
+            figures.append("QC failed: " + "; ".join(v.get("qc_reasons") or ()))
+        if v.get("attempts", 1) > 1:
+            figures.append(f"{v['attempts']} takes")
         notes = "; ".join(v.get("notes") or ())
         lines.append(f"{v['scene']}/{v['asset']} v{v['version']}: {', '.join(f for f in figures if f)}"
                      + (f" ({notes})" if notes else ""))
     return lines
+
+
+# -- QC: re-rolls and the take each asset delivers ---------------------------------------------------------------
+
+
+def _info(payload: Encoded | ProcessedAudio) -> ProcessedAudio:
+    """The measurements of a take (an :class:`Encoded`'s ``info``, or the float ``ProcessedAudio`` itself)."""
+    return getattr(payload, "info", payload)
+
+
+def _with_info(payload: Encoded | ProcessedAudio, info: ProcessedAudio) -> Encoded | ProcessedAudio:
+    return dataclasses.replace(payload, info=info) if hasattr(payload, "info") else info
+
+
+def sibling_group(spec: AssetSpec) -> tuple:
+    """Assets whose takes must differ (near-duplicate gate): the variants and sweep values of one manifest row."""
+    return (spec.source.file, str(spec.source.row)) if spec.source is not None else (spec.ident,)
+
+
+@dataclass
+class Attempt:
+    """One generated take of an asset: the plan item it was generated for (its ``attempt`` and ``seed``), the
+    post-processed payload with its per-take gates, the model that made it."""
+
+    item: Any
+    payload: Any  # Encoded | ProcessedAudio
+    model_label: str
+    placeholder: bool
+
+
+@dataclass
+class Settled:
+    """An asset whose delivered take is decided: ``chosen`` (its payload carries the final gates and verdict)
+    or ``failure``; ``attempts`` every take generated for it this run, as index rows for the attempts table."""
+
+    item: Any  # the chosen attempt's plan item (or the first attempt's, for a failure)
+    payload: Any = None
+    model_label: str = ""
+    placeholder: bool = False
+    failure: Failure | None = None
+    attempts: list = field(default_factory=list)
+
+
+@dataclass
+class _Asset:
+    first: Any
+    max_attempts: int
+    attempts: list = field(default_factory=list)
+    in_flight: bool = True  # a take is being generated
+    failure: Failure | None = None
+    settled: Settled | None = None
+
+    @property
+    def exhausted(self) -> bool:
+        return len(self.attempts) >= self.max_attempts
+
+
+class TakeChooser:
+    """Decides which take of each generated asset is delivered, and which assets are generated again.
+
+    A take that fails a generation-dependent gate (``qc.REROLL_GATES``) is generated again with the next
+    attempt's seed (``seeds.attempt_seed``) while the asset has attempts left (``post.max_attempts``).
+    Near-duplicates are judged within a sibling group (:func:`sibling_group`) in ident order: an asset's take
+    is compared with the delivered takes of the siblings before it, so it is decided only once those are, and
+    the decision does not depend on which batch finished first; a re-run of the same manifest chooses the same
+    takes. An asset out of attempts delivers its best take (fewest failed re-roll gates, then fewest failed
+    gates, then the earliest) with QC failed and its reasons.
+
+    Use: :meth:`add` each generated take (or its failure), then take :meth:`rerolls` (plan items to generate,
+    to be batched together) and :meth:`settled` (assets to commit) until both are empty.
+    """
+
+    def __init__(self, items: Sequence, external: Mapping[tuple, Sequence[tuple[str, Sequence[float]]]] | None = None):
+        self._assets = {it.spec.ident: _Asset(it, it.spec.post.max_attempts or DEFAULT_MAX_ATTEMPTS) for it in items}
+        self._groups: dict[tuple, list[str]] = {}
+        for it in items:
+            self._groups.setdefault(sibling_group(it.spec), []).append(it.spec.ident)
+        for members in self._groups.values():
+            members.sort()
+        self._external = {g: list(v) for g, v in (external or {}).items()}
+        self._rerolls: list = []
+        self._settled: list[Settled] = []
+
+    def add(self, item, result, model_label: str = "", placeholder: bool = False) -> None:
+        """Record a generated take of ``item`` (post-processed payload with gates, or its :class:`Failure`)."""
+        a = self._assets[item.spec.ident]
+        a.in_flight = False
+        if isinstance(result, Failure):
+            a.failure = result
+        else:
+            a.attempts.append(Attempt(item, result, model_label, placeholder))
+            if any(g.rerolls for g in _info(result).gates) and not a.exhausted:
+                self._reroll(a)
+        self._decide(sibling_group(item.spec))
+
+    def rerolls(self) -> list:
+        """Plan items to generate again (each the next attempt of its asset), in ident order; clears them."""
+        out, self._rerolls = sorted(self._rerolls, key=lambda it: it.spec.ident), []
+        return out
+
+    def settled(self) -> list[Settled]:
+        """Assets decided since the last call; clears them."""
+        out, self._settled = self._settled, []
+        return out
+
+    @property
+    def pending(self) -> list[str]:
+        """Idents of assets not decided yet."""
+        return sorted(i for i, a in self._assets.items() if a.settled is None)
+
+    def _reroll(self, a: _Asset) -> None:
+        a.in_flight = True
+        self._rerolls.append(dataclasses.replace(a.attempts[-1].item, attempt=a.attempts[-1].item.attempt + 1))
+
+    def _decide(self, group: tuple) -> None:
+        accepted = list(self._external.get(group, []))
+        for ident in self._groups[group]:
+            a = self._assets[ident]
+            if a.settled is None:
+                if a.in_flight:
+                    return  # later siblings are compared with this one's delivered take: wait for it
+                if not a.attempts:
+                    a.settled = Settled(a.first, failure=a.failure)
+                    self._settled.append(a.settled)
+                    continue
+                last = a.attempts[-1]
+                dup = self._near_duplicate(last, accepted)
+                if dup is not None and not dup.passed and not a.exhausted and a.failure is None:
+                    self._reroll(a)
+                    return
+                self._settle(a, accepted)
+            chosen = a.settled.payload
+            if chosen is not None and _info(chosen).embedding is not None:
+                accepted.append((ident, _info(chosen).embedding))
+
+    @staticmethod
+    def _near_duplicate(att: Attempt, accepted: list) -> Any:
+        """The near-duplicate gate of one take against the accepted siblings (None when the gate is off)."""
+        from assetgen import qc
+
+        info = _info(att.payload)
+        if info.embedding is None:
+            return None
+        gates = qc.gates_for(att.item.spec, qc.asset_kind(att.item.spec))
+        threshold = gates.get("near_duplicate", qc.DEFAULTS["near_duplicate"])
+        return qc.near_duplicate_gate(info.embedding, dict(accepted), threshold)
+
+    def _settle(self, a: _Asset, accepted: list) -> None:
+        from assetgen import qc
+
+        finals = []
+        for att in a.attempts:
+            info = _info(att.payload)
+            dup = self._near_duplicate(att, accepted)
+            gates = tuple(info.gates) + ((dup,) if dup is not None else ())
+            finals.append(gates)
+        # the last take when it passed the re-roll gates (a.attempts only grows past a passing take by a
+        # near-duplicate, which finals now judge), else the best of all
+        best = min(range(len(a.attempts)), key=lambda i: (qc.badness(finals[i]), i))
+        last = len(a.attempts) - 1
+        if not any(g.rerolls for g in finals[last]):
+            best = last
+        att = a.attempts[best]
+        info = _info(att.payload)
+        ran = bool(finals[best]) or info.qc != "waived"
+        state, reasons = _verdict(finals[best], ran)
+        payload = _with_info(att.payload, dataclasses.replace(info, gates=finals[best], qc=state, qc_reasons=reasons))
+        records = [{"attempt": t.item.attempt, "seed": t.item.seed, "passed": all(g.passed for g in gates),
+                    "gates": [g.as_dict() for g in gates], "chosen": i == best}
+                   for i, (t, gates) in enumerate(zip(a.attempts, finals))]
+        a.settled = Settled(att.item, payload, att.model_label, att.placeholder, None, records)
+        self._settled.append(a.settled)
+
+
+def record_settled(store: AssetStore, settled: Settled, run_id: str) -> Outcome:
+    """Index every attempt of a decided asset and commit its chosen take (or record its failure)."""
+    item = settled.item
+    if settled.attempts:
+        store.index.record_attempts(run_id, item.spec.scene, item.spec.asset, item.key, settled.attempts)
+    if settled.failure is not None or settled.payload is None:
+        return record_failure(store, item, settled.failure or Failure("generate", "", "no take"), run_id)
+    outcome = record_outcome(store, item, settled.payload, model_label=settled.model_label,
+                             placeholder=settled.placeholder, run_id=run_id)
+    return dataclasses.replace(outcome, attempts=max(1, len(settled.attempts)))
+
+
+def reroll_batches(items: Sequence, batch_size: int) -> list:
+    """Generation batches of re-roll items (``plan.make_batches``: by model and params, ``batch_size`` each)."""
+    from assetgen.plan import make_batches
+
+    return make_batches(items, batch_size)

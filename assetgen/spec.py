@@ -172,3 +172,7 @@ class ProcessedAudio:
     loudness_shortfall_lu: float | None = None  # target minus reached loudness when the target was out of reach
     tempo_bpm: float | None = None  # tempo the loop grid used
     tempo_source: str | None = None  # "given", or how it was estimated
+    gates: tuple = ()  # assetgen.qc.GateResult of each gate run on this take
+    embedding: tuple[float, ...] | None = None  # assetgen.qc.embedding of the raw take (near-duplicate gate)
+    qc: str | None = None  # verdict over ``gates``: pass | fail | waived (None: no gates were run)
+    qc_reasons: tuple[str, ...] = ()  # why it failed, one text per failed gate

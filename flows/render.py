@@ -76,13 +76,15 @@ def _artifacts(summary: dict) -> None:
     failed = summary["failed"]
     lines = [f"# assetgen render {summary['run_id']}", "",
              "| plan | count |", "|---|---|", *[f"| {k} | {v} |" for k, v in summary["plan"].items()], "",
-             f"Rendered **{summary['rendered']}** new versions, **{len(failed)}** failed."]
+             f"Rendered **{summary['rendered']}** new versions, **{len(failed)}** failed, "
+             f"**{len(summary.get('qc_failed', []))}** failed QC, **{summary.get('rerolled', 0)}** re-rolled."]
     if summary["placeholder"]:
         lines.append("\n**PLACEHOLDER AUDIO**: tiny random-weight models were used.")
     lines += [f"- `{f['asset']}` ({f['stage']}): {f['error']}" for f in failed]
+    lines += [f"- `{f['asset']}` (QC): {'; '.join(f['reasons'])}" for f in summary.get("qc_failed", [])]
     create_markdown_artifact("\n".join(lines), key="assetgen-render-summary", description="render summary")
     if summary["versions"]:
-        create_table_artifact(summary["versions"], key="assetgen-new-versions", description="new versions")
+        create_table_artifact(render.artifact_rows(summary), key="assetgen-new-versions", description="new versions")
 
 
 def _batch_error(future, generation) -> tuple[str, BaseException]:
@@ -100,13 +102,14 @@ def _batch_error(future, generation) -> tuple[str, BaseException]:
 @flow(name="assetgen-render", log_prints=True)
 def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | None = None, device: str | None = None,
                 batch_size: int = render.DEFAULT_BATCH_SIZE, max_assets: int = 10_000, wait: bool = True,
-                runner: str = "local", progress_bars: bool = False):
+                runner: str = "local", progress_bars: bool = False, max_attempts: int = render.DEFAULT_MAX_ATTEMPTS):
     """Render only new and changed assets of ``manifests`` into ``out``; returns the run summary."""
     from assetgen.store import AssetStore
 
     log = get_run_logger()
     root = Path(out)
-    prepared = render.prepare(manifests, root, model_dir=model_dir, batch_size=batch_size, max_assets=max_assets)
+    prepared = render.prepare(manifests, root, model_dir=model_dir, batch_size=batch_size, max_assets=max_assets,
+                              max_attempts=max_attempts)
     if any(m.placeholder for m in prepared.models.values()):
         log.warning("PLACEHOLDER AUDIO: models %s are tiny random-weight checkpoints, not real MusicGen/AudioGen",
                     sorted(r for r, m in prepared.models.items() if m.placeholder))
@@ -127,37 +130,20 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
             from assetgen.dsp_pool import default_pool
 
             default_pool().warm()
-        pending, parts_of, previous = [], [], None
-        for i, batch in enumerate(prepared.batches):
-            # one device locally: chain generations (a failed batch must not block the next one); on Dask the
-            # GPU=1 resource already limits each worker to one generation at a time
-            chain = [allow_failure(previous)] if previous is not None and runner != "dask" else None
-            with _gpu_annotation(runner):
-                gen = generate_task.submit(batch, model_dir, device, wait_for=chain)
-            previous = gen
-            parts = render.postprocess_parts(i, len(prepared.batches), len(batch.items), isolated)
-            for part in range(parts):
-                pending.append(postprocess_task.submit(gen, isolated and part == 0, part, parts))
-                parts_of.append((batch, part, parts, gen))
-        for fut in as_completed(pending):
-            try:
-                gen, processed = fut.result()
-            except Exception:  # noqa: BLE001 - a whole batch failed after retries
-                batch, part, parts, gen_future = parts_of[pending.index(fut)]
-                items = batch.items[render.part_slice(len(batch.items), part, parts)]
-                stage, exc = _batch_error(fut, gen_future)
-                outcomes += render.record_batch_failure(store, items, stage, exc, run_id)
-                bars.advance("generate", len(items))
-                bars.advance("write", len(items))
-                continue
-            crashpoint("batch-generated")
-            for line in gen.split_log:
-                log.warning("batch of %d on %s: %s", len(gen.items), gen.model_label, line)
-            bars.advance("generate", len(gen.items), sum(it.spec.gen.duration_s for it in gen.items))
-            for item, result in processed:
-                outcomes.append(render.record_outcome(store, item, result, model_label=gen.model_label,
-                                                      placeholder=gen.placeholder, run_id=run_id))
+        chooser = render.TakeChooser([it for b in prepared.batches for it in b.items])
+        batches, previous, n_round = prepared.batches, None, 0
+        while batches:  # round 1: the plan's batches; then each round's re-rolls, batched together
+            previous = _generate_round(store, batches, model_dir, device, runner, isolated, previous, chooser,
+                                       outcomes, run_id, bars, log)
+            for settled in chooser.settled():
+                outcomes.append(render.record_settled(store, settled, run_id))
                 bars.advance("write", 1)
+            rerolls = chooser.rerolls()
+            n_round += 1
+            if rerolls:
+                log.warning("QC round %d: generating %d take(s) again: %s", n_round, len(rerolls),
+                            ", ".join(f"{it.spec.ident} (attempt {it.attempt})" for it in rerolls[:10]))
+            batches = render.reroll_batches(rerolls, batch_size)
         outcomes += _render_mixes(store, root, prepared, outcomes, run_id, bars)
         summary = render.summary(prepared, outcomes, run_id)
         for version in summary["versions"]:
@@ -172,6 +158,46 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
         message = f"{len(summary['failed'])} asset(s) failed: {names}"
         return Failed(message=message, data=render.AssetsFailed(message, summary))
     return Completed(message=f"{summary['rendered']} new version(s)", data=summary)
+
+
+def _generate_round(store, batches, model_dir, device, runner, isolated, previous, chooser, outcomes, run_id, bars,
+                    log):
+    """Generate and post-process ``batches`` (chained after ``previous`` locally) and hand every take to
+    ``chooser``; a batch that failed as a whole is recorded at once. Returns the last generation future."""
+    pending, parts_of = [], []
+    for i, batch in enumerate(batches):
+        # one device locally: chain generations (a failed batch must not block the next one); on Dask the
+        # GPU=1 resource already limits each worker to one generation at a time
+        chain = [allow_failure(previous)] if previous is not None and runner != "dask" else None
+        with _gpu_annotation(runner):
+            gen = generate_task.submit(batch, model_dir, device, wait_for=chain)
+        previous = gen
+        parts = render.postprocess_parts(i, len(batches), len(batch.items), isolated)
+        for part in range(parts):
+            pending.append(postprocess_task.submit(gen, isolated and part == 0, part, parts))
+            parts_of.append((batch, part, parts, gen))
+    for fut in as_completed(pending):
+        try:
+            gen, processed = fut.result()
+        except Exception:  # noqa: BLE001 - a whole batch failed after retries
+            batch, part, parts, gen_future = parts_of[pending.index(fut)]
+            items = batch.items[render.part_slice(len(batch.items), part, parts)]
+            stage, exc = _batch_error(fut, gen_future)
+            failure = render.Failure.from_exception(stage, exc)
+            for item in items:
+                chooser.add(item, failure)
+            bars.advance("generate", len(items))
+            continue
+        crashpoint("batch-generated")
+        for line in gen.split_log:
+            log.warning("batch of %d on %s: %s", len(gen.items), gen.model_label, line)
+        bars.advance("generate", len(gen.items), sum(it.spec.gen.duration_s for it in gen.items))
+        for item, result in processed:
+            chooser.add(item, result, gen.model_label, gen.placeholder)
+        for settled in chooser.settled():  # commit as soon as decided: a crash keeps what landed
+            outcomes.append(render.record_settled(store, settled, run_id))
+            bars.advance("write", 1)
+    return previous
 
 
 def _render_mixes(store, root, prepared, outcomes, run_id, bars) -> list[render.Outcome]:

@@ -50,3 +50,28 @@ class RunLog(Database):
                         "ON CONFLICT (run_id) DO UPDATE SET finished_at = excluded.finished_at, "
                         "counts = excluded.counts",
                         (run_id, now, now, json.dumps(dict(counts or {}), sort_keys=True)))
+
+    def record_attempts(self, run_id: str | None, scene: str, asset: str, content_key: str,
+                        attempts: list[Mapping[str, Any]]) -> None:
+        """Store every generation attempt of one asset in a run: ``attempt`` (1-based), ``seed``, ``passed``,
+        ``gates`` (list of gate results, stored as JSON) and ``chosen`` (the delivered take)."""
+        now = utc_now()
+        with self._write() as con:
+            con.executemany(
+                "INSERT INTO attempts (run_id, scene, asset, content_key, attempt, seed, passed, gates, chosen, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, scene, asset, content_key, int(a["attempt"]), int(a["seed"]), int(bool(a["passed"])),
+                  json.dumps(list(a["gates"]), sort_keys=True), int(bool(a["chosen"])), now) for a in attempts])
+
+    def attempts(self, scene: str | None = None, asset: str | None = None, run_id: str | None = None) -> list[dict]:
+        """Recorded attempts (``gates`` decoded), filtered by asset and/or run, in the order they were stored."""
+        where, args = [], []
+        for column, value in (("scene", scene), ("asset", asset), ("run_id", run_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = "SELECT * FROM attempts" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id"
+        rows = self._select(sql, tuple(args))
+        for row in rows:
+            row["gates"] = json.loads(row["gates"])
+        return rows

@@ -63,6 +63,14 @@ _VERSION_RE = re.compile(r"^(?P<asset>.+)_v(?P<version>\d{3,})\.wav$")
 _ROW_FROM_PROVENANCE = tuple(c for c in COLUMNS if c not in ("id", "sha256", "status", "file_state"))
 
 
+def audio_status(processed: ProcessedAudio) -> str:
+    """The index's ``audio_status``: the measurement status, except that a take failing a QC gate is never
+    ``ok`` (``qc-failed``; its reasons are in ``qc_reasons``)."""
+    if processed.qc == "fail" and processed.status == "ok":
+        return "qc-failed"
+    return processed.status
+
+
 class StoreError(RuntimeError):
     """The store cannot write this asset (e.g. an unreconciled file already sits at the version's path)."""
 
@@ -189,7 +197,7 @@ class AssetStore:
             "lufs": _num(processed.lufs), "true_peak_dbtp": _num(processed.true_peak_dbtp),
             "loudness_target": float(spec.post.loudness_lufs), "true_peak_target": float(spec.post.true_peak_db),
             "loop_start": loop[0] if loop else None, "loop_end": loop[1] if loop else None,
-            "seam_score": _num(processed.seam_score), "audio_status": processed.status,
+            "seam_score": _num(processed.seam_score), "audio_status": audio_status(processed),
             "category": spec.category, "tags": json.dumps(list(spec.tags)), "layer": spec.layer,
             "run_id": run_id, "created_at": utc_now(),
             "lra_lu": _num(processed.lra_lu), "max_momentary_lufs": _num(processed.max_momentary_lufs),
@@ -198,6 +206,7 @@ class AssetStore:
             "loudness_shortfall_lu": _num(processed.loudness_shortfall_lu), "tempo_bpm": _num(processed.tempo_bpm),
             "tempo_source": processed.tempo_source,
             "meta": json.dumps(dict(spec.meta), sort_keys=True) if spec.meta else None,
+            "qc": processed.qc, "qc_reasons": json.dumps(list(processed.qc_reasons)) if processed.qc else None,
         }
         final = self.root / rel
         if final.exists():
