@@ -3,8 +3,11 @@ partial-batch retries, exception classification, post-processing splits, mixes w
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +19,8 @@ from assetgen.models.registry import ModelUnavailable
 from assetgen.plan import Batch, PlanItem
 from assetgen.progress import RenderProgress
 from assetgen.render import Failure, GenResult, ModelLoadError
-from assetgen.spec import AssetSpec, GenParams, PostParams, ProcessedAudio
+from assetgen.seeds import attempt_seed
+from assetgen.spec import AssetSpec, GenParams, PostParams, ProcessedAudio, Source
 from assetgen.store import AssetStore, Index
 from assetgen.store.store import Encoded, encode_for_delivery
 
@@ -303,3 +307,152 @@ def test_version_lines_list_what_needs_a_look_or_everything():
         "m/whale v1: -15.7 LUFS, -1.0 dBTP, loudness-unreachable (limited: up to 12.0 dB of gain reduction)"]
     assert render.version_lines(summary, everything=True)[0] == \
         "m/theme v2: -14.0 LUFS, -1.0 dBTP, 121.40 BPM (tempo 121.40 BPM (beat-tracked))"
+
+
+# -- QC: re-rolls and the delivered take -------------------------------------------------------------------------
+
+def recording(name: str, seconds: float = 0.5) -> np.ndarray:
+    """A freedesktop recording (tests/data) at SR, looped or cut to ``seconds``: a real take."""
+    import librosa
+
+    x, sr = sf.read(f"{Path(__file__).parent}/data/{name}.oga", dtype="float32", always_2d=True)
+    y = librosa.resample(np.ascontiguousarray(x.T), orig_sr=sr, target_sr=SR)
+    n = round(seconds * SR)
+    return np.ascontiguousarray(np.tile(y, (1, -(-n // y.shape[1])))[:, :n])
+
+
+def sibling(asset: str, row: int = 2, **post) -> PlanItem:
+    it = item(asset, **post)
+    return dataclasses.replace(it, spec=it.spec.replace(source=Source("m.csv", row)))
+
+
+def takes(items, audio) -> list:
+    """Post-process generated ``audio`` for ``items`` (the real DSP chain and gates)."""
+    return render.postprocess_batch(gen_result(items, audio))
+
+
+def test_a_silent_take_is_generated_again_with_the_next_attempt_seed_and_the_passing_take_delivered(tmp_path):
+    it = item("boom")
+    chooser = render.TakeChooser([it])
+    [(_, first)] = takes([it], [1e-6 * recording("complete")])  # -120 dBFS: near silence
+    assert [g.name for g in first.info.gates if g.rerolls] == ["silence"]
+    chooser.add(it, first, "sfx", True)
+    [again] = chooser.rerolls()
+    assert (again.attempt, again.seed) == (2, attempt_seed(it.spec.seed, 2)) and again.seed != it.spec.seed
+    assert chooser.settled() == [] and chooser.pending == ["s/boom"]
+    [(_, second)] = takes([again], [recording("complete")])
+    chooser.add(again, second, "sfx", True)
+    [settled] = chooser.settled()
+    assert settled.item.attempt == 2 and chooser.rerolls() == [] and chooser.pending == []
+    assert [(a["attempt"], a["passed"], a["chosen"]) for a in settled.attempts] == [(1, False, False), (2, True, True)]
+    store = AssetStore(tmp_path)
+    with store.lock():
+        outcome = render.record_settled(store, settled, "r1")
+    row = Index(tmp_path).get("s", "boom")
+    assert outcome.attempts == 2 and row["qc"] == "pass" and json.loads(row["qc_reasons"]) == []
+    assert row["seed"] == again.seed and row["audio_status"] == "ok"
+    assert json.loads(row["params"])["attempt"] == 2 and json.loads(row["params"])["asset_seed"] == it.spec.seed
+    stored = Index(tmp_path).attempts("s", "boom")
+    assert [(a["attempt"], a["seed"], a["passed"], a["chosen"], a["run_id"]) for a in stored] == [
+        (1, it.spec.seed, 0, 0, "r1"), (2, again.seed, 1, 1, "r1")]
+    assert {g["name"] for g in stored[0]["gates"] if not g["passed"]} == {"silence", "loudness"}  # too quiet to meter
+
+
+def test_out_of_attempts_delivers_the_best_take_with_qc_failed_and_its_reasons(tmp_path):
+    it = item("hiss", max_attempts=2)
+    chooser = render.TakeChooser([it])
+    [(_, first)] = takes([it], [np.zeros((1, 8000), np.float32)])  # digital silence
+    chooser.add(it, first)
+    [again] = chooser.rerolls()
+    # clipped: fails a re-roll gate too, but only that one (silence could not be metered either)
+    [(_, second)] = takes([again], [np.clip(8.0 * recording("complete"), -1.0, 1.0)])
+    chooser.add(again, second)
+    assert chooser.rerolls() == []
+    [settled] = chooser.settled()
+    info = settled.payload.info
+    assert settled.item.attempt == 2 and info.qc == "fail"
+    assert [r.split(":")[0] for r in info.qc_reasons] == ["clipped model output"]
+    store = AssetStore(tmp_path)
+    with store.lock():
+        render.record_settled(store, settled, "r2")
+    row = Index(tmp_path).get("s", "hiss")
+    assert row["qc"] == "fail" and row["audio_status"] != "ok"
+    assert json.loads(row["qc_reasons"]) == list(info.qc_reasons)
+    assert [a["chosen"] for a in Index(tmp_path).attempts("s", "hiss")] == [0, 1]
+
+
+def test_failing_only_a_delivery_gate_is_not_generated_again():
+    it = item("loud", loudness_lufs=-3.0, max_limit_db=0.0)  # unreachable: a delivery matter, not the seed's
+    chooser = render.TakeChooser([it])
+    [(_, take)] = takes([it], [recording("complete")])
+    chooser.add(it, take)
+    assert chooser.rerolls() == []
+    [settled] = chooser.settled()
+    info = settled.payload.info
+    assert info.qc == "fail" and any("loudness-unreachable" in r for r in info.qc_reasons)
+    assert [a["attempt"] for a in settled.attempts] == [1]
+
+
+def test_near_duplicate_siblings_are_judged_in_ident_order_whatever_finishes_first():
+    a, b, other = sibling("a"), sibling("b"), sibling("c", row=3)
+    bell, copy = recording("bell"), 0.5 * recording("bell")
+    for order in ("ab", "ba"):
+        chooser = render.TakeChooser([a, b, other])
+        results = dict(zip("abc", (r for _, r in takes([a, b, other], [bell, copy, copy]))))
+        for name in order:
+            chooser.add({"a": a, "b": b}[name], results[name])
+        chooser.add(other, results["c"])  # another row: never compared with a or b
+        settled = {s.item.spec.asset: s for s in chooser.settled()}
+        assert set(settled) == {"a", "c"}  # b is a copy of a: generated again, a and c delivered
+        [again] = chooser.rerolls()
+        assert again.spec.asset == "b" and again.attempt == 2
+        [(_, fresh)] = takes([again], [recording("complete")])
+        chooser.add(again, fresh)
+        [b_settled] = chooser.settled()
+        dup = [g for g in b_settled.payload.info.gates if g.name == "near_duplicate"]
+        assert b_settled.payload.info.qc == "pass" and dup[0].passed and dup[0].value > 0.09
+        first_dup = [g for g in b_settled.attempts[0]["gates"] if g["name"] == "near_duplicate"]
+        assert not first_dup[0]["passed"] and "near-duplicate of s/a" in first_dup[0]["reason"]
+
+
+def test_a_waived_row_runs_no_gates_and_is_never_generated_again():
+    it = item("free", qc="none")
+    chooser = render.TakeChooser([it])
+    [(_, take)] = takes([it], [np.zeros((1, 8000), np.float32)])
+    assert take.info.gates == () and take.info.qc == "waived"
+    chooser.add(it, take)
+    [settled] = chooser.settled()
+    assert settled.payload.info.qc == "waived" and chooser.rerolls() == []
+
+
+def test_a_generation_failure_settles_as_a_failure_and_keeps_earlier_takes():
+    it = item("flaky")
+    chooser = render.TakeChooser([it])
+    chooser.add(it, Failure("generate", "GenerationError", "oom"))
+    [settled] = chooser.settled()
+    assert settled.failure.message == "oom" and settled.payload is None
+    chooser = render.TakeChooser([it])
+    [(_, silent)] = takes([it], [np.zeros((1, 8000), np.float32)])
+    chooser.add(it, silent)
+    [again] = chooser.rerolls()
+    chooser.add(again, Failure("generate", "GenerationError", "oom"))
+    [settled] = chooser.settled()
+    assert settled.failure is None and settled.payload.info.qc == "fail" and settled.item.attempt == 1
+
+
+def test_max_attempts_default_fills_rows_without_one_and_reroll_batches_group_them():
+    specs = [item("a").spec, item("b", max_attempts=5).spec]
+    filled = render.with_max_attempts(specs, 4)
+    assert [s.post.max_attempts for s in filled] == [4, 5]
+    with pytest.raises(render.InvalidInput):
+        render.with_max_attempts(specs, 0)
+    rerolls = [dataclasses.replace(item(n), attempt=2) for n in "abc"]
+    [batch] = render.reroll_batches(rerolls, 8)
+    assert [r.seed for r in batch.requests()] == [attempt_seed(i.spec.seed, 2) for i in rerolls]
+
+
+def test_artifact_rows_carry_qc_verdict_reasons_and_attempts():
+    summary = {"versions": [{"scene": "s", "asset": "a", "qc": "fail", "qc_reasons": ["silent: x", "dc: y"],
+                             "attempts": 3, "notes": []}]}
+    assert render.artifact_rows(summary) == [{"scene": "s", "asset": "a", "qc": "fail",
+                                              "qc_reasons": "silent: x; dc: y", "attempts": 3, "notes": ""}]
