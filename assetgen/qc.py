@@ -122,7 +122,7 @@ def silence_gate(raw: np.ndarray, sr: int, threshold_dbfs: float = DEFAULTS["sil
     level = loudest_frame_dbfs(raw, sr)
     value = max(level, -200.0)  # -inf does not survive JSON
     return _result("silence", level >= threshold_dbfs, value, threshold_dbfs,
-                   f"silent: loudest 50 ms at {level:.1f} dBFS < {threshold_dbfs:g} dBFS")
+                   f"loudest 50 ms at {level:.1f} dBFS < {threshold_dbfs:g} dBFS (silent or near-silent take)")
 
 
 def longest_full_scale_run(audio: np.ndarray, full_scale: float = FULL_SCALE) -> int:
@@ -142,7 +142,7 @@ def clipping_gate(raw: np.ndarray, max_run: float = DEFAULTS["clipping"]) -> Gat
     """Fails a raw model take with a run of more than ``max_run`` consecutive full-scale samples (a clamp)."""
     run = longest_full_scale_run(raw)
     return _result("clipping", run <= max_run, run, max_run,
-                   f"clipped model output: {run} consecutive full-scale samples (> {max_run:g})")
+                   f"{run} consecutive full-scale samples in the model output (> {max_run:g}: clipped)")
 
 
 def dc_gate(audio: np.ndarray, threshold: float = DEFAULTS["dc"], measured: float | None = None) -> GateResult:
@@ -409,13 +409,19 @@ def _length(spec: "AssetSpec", processed: "ProcessedAudio", extra: float) -> Gat
     return length_gate(_2d(processed.audio).shape[1], expected, tolerance, extra, "duration")
 
 
-def verdict(results: Iterable[GateResult], gates_run: bool = True) -> tuple[str, str]:
-    """(qc, qc_reasons) for the index: ``pass``, ``fail`` with the failed gates' reasons joined by ``; ``, or
+def verdict(results: Iterable[GateResult], gates_run: bool = True) -> tuple[str, list[str]]:
+    """(qc, qc_reasons) for the index: ``pass``, ``fail`` with one ``"gate: reason"`` text per failed gate, or
     ``waived`` when the row runs no gates."""
     if not gates_run:
-        return "waived", ""
-    failed = [r.reason for r in results if not r.passed]
-    return ("fail", "; ".join(failed)) if failed else ("pass", "")
+        return "waived", []
+    failed = [f"{r.name}: {r.reason}" for r in results if not r.passed]
+    return ("fail", failed) if failed else ("pass", [])
+
+
+def reason_gate(reason: str) -> str:
+    """The gate a ``qc_reasons`` text is about (its ``gate:`` prefix), or ``other``."""
+    head = str(reason).split(":", 1)[0].strip()
+    return head if head in GATES else "other"
 
 
 def badness(results: Iterable[GateResult]) -> tuple[int, int]:

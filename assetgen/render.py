@@ -319,8 +319,8 @@ def check_take(spec: AssetSpec, processed: ProcessedAudio, raw: np.ndarray | Non
 def _verdict(results, gates_run: bool) -> tuple[str, tuple[str, ...]]:
     from assetgen import qc
 
-    state, _ = qc.verdict(results, gates_run)
-    return state, tuple(r.reason for r in results if not r.passed)
+    state, reasons = qc.verdict(results, gates_run)
+    return state, tuple(reasons)
 
 
 def postprocess_batch(gen: GenResult) -> list[tuple[Any, Encoded | Failure]]:

@@ -37,7 +37,7 @@ def test_silence_gate_passes_a_recording_and_fails_it_80_db_down_and_digital_sil
     assert ok.passed and -30 < ok.value < 0 and ok.unit == "dBFS" and ok.reason == ""
     quiet = qc.silence_gate(x * 10 ** (-80 / 20), sr)
     assert not quiet.passed and quiet.value == pytest.approx(ok.value - 80, abs=0.01)
-    assert "silent" in quiet.reason and quiet.rerolls
+    assert "near-silent" in quiet.reason and quiet.rerolls
     zero = qc.silence_gate(np.zeros_like(x), sr)
     assert not zero.passed and zero.value == -200.0
     assert qc.silence_gate(x * 10 ** (-80 / 20), sr, threshold_dbfs=-120).passed  # a row may lower the floor
@@ -201,8 +201,9 @@ def test_verdict_and_badness():
     x, sr = sound("bell")
     passed = [qc.silence_gate(x, sr), qc.clipping_gate(x)]
     failed = [qc.silence_gate(x * 1e-5, sr), qc.clipping_gate(x)]
-    assert qc.verdict(passed) == ("pass", "")
+    assert qc.verdict(passed) == ("pass", [])
     state, reasons = qc.verdict(failed)
-    assert state == "fail" and reasons.startswith("silent")
-    assert qc.verdict([], gates_run=False) == ("waived", "")
+    assert state == "fail" and len(reasons) == 1 and reasons[0].startswith("silence: loudest 50 ms at")
+    assert qc.reason_gate(reasons[0]) == "silence" and qc.reason_gate("odd text") == "other"
+    assert qc.verdict([], gates_run=False) == ("waived", [])
     assert qc.badness(passed) < qc.badness(failed)

@@ -86,7 +86,7 @@ def test_a_take_that_never_passes_is_delivered_with_qc_failed(tmp_path, tiny_mod
     assert result.exit_code == 0, result.output
     row = Index(out).get("fx", "hum")
     reasons = json.loads(row["qc_reasons"])
-    assert row["qc"] == "fail" and row["audio_status"] == "qc-failed" and reasons[0].startswith("silent")
+    assert row["qc"] == "fail" and row["audio_status"] == "qc-failed" and reasons[0].startswith("silence: ")
     attempts = Index(out).attempts("fx", "hum")
     assert [a["attempt"] for a in attempts] == [1, 2] and sum(a["chosen"] for a in attempts) == 1
-    assert "QC failed: silent" in result.output
+    assert "QC failed: silence: loudest 50 ms" in result.output

@@ -371,7 +371,7 @@ def test_out_of_attempts_delivers_the_best_take_with_qc_failed_and_its_reasons(t
     [settled] = chooser.settled()
     info = settled.payload.info
     assert settled.item.attempt == 2 and info.qc == "fail"
-    assert [r.split(":")[0] for r in info.qc_reasons] == ["clipped model output"]
+    assert [r.split(":")[0] for r in info.qc_reasons] == ["clipping"] and "clipped" in info.qc_reasons[0]
     store = AssetStore(tmp_path)
     with store.lock():
         render.record_settled(store, settled, "r2")

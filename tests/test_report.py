@@ -54,12 +54,27 @@ def root(tmp_path: Path) -> Path:
 
 
 # -- checks ------------------------------------------------------------------------------------------
-def test_loudness_window_is_plus_minus_one_lu() -> None:
-    assert loudness_check(-22.0, -23.0).state == "pass"
-    assert loudness_check(-24.0, -23.0).state == "pass"
-    assert loudness_check(-24.05, -23.0).state == "fail"
+def test_loudness_window_is_the_qc_gates_tolerance() -> None:
+    """The page judges loudness as the QC gate does: +-0.5 LU unless the row's loudness_tolerance_lu says."""
+    assert loudness_check(-22.5, -23.0).state == "pass"
+    assert loudness_check(-23.5, -23.0).state == "pass"
+    assert loudness_check(-23.55, -23.0).state == "fail"
+    assert loudness_check(-22.0, -23.0, tolerance=1.0).state == "pass"
     assert loudness_check(None, -23.0).state == "fail"  # target but nothing measurable (silence)
     assert loudness_check(-20.0, None).state == "n/a"
+
+
+def test_row_checks_read_the_rows_tolerance_and_loudness_mode() -> None:
+    import json
+
+    from assetgen.report.checks import row_checks
+
+    params = json.dumps({"post": {"loudness_tolerance_lu": 2.0, "loudness_mode": "short-term"}})
+    row = {"lufs": -30.0, "max_short_term_lufs": -17.0, "loudness_target": -16.0, "params": params}
+    [loud, _] = row_checks(row, 1.0)
+    assert loud.state == "pass" and loud.target == "-16.0 ± 2 LU" and "max short-term" in loud.value
+    [strict, _] = row_checks({**row, "params": "{}"}, 1.0)  # integrated, +-0.5 LU
+    assert strict.state == "fail" and strict.value == "-30.0 LUFS"
 
 
 def test_true_peak_ceiling_with_margin() -> None:
@@ -262,3 +277,30 @@ def test_card_shows_delivery_statistics_tempo_and_meta(tmp_path: Path) -> None:
     assert "123.46 BPM (beat-tracked)" in theme and "meta_owner=jo" in theme
     click = html[html.index('id="a-ui-click"'):]
     assert '<dd class="stats">' not in click and "BPM" not in click
+
+
+def test_cards_show_qc_reasons_and_the_page_filters_by_verdict_and_gate(tmp_path: Path) -> None:
+    import json
+
+    from assetgen import qc
+
+    quiet = tone(seconds=1) * 1e-5
+    silent = qc.silence_gate(quiet, 16_000)
+    clipped = qc.clipping_gate(np.clip(tone(seconds=1) * 20, -1, 1))
+    _, reasons = qc.verdict([silent, clipped])
+    root = tmp_path / "out"
+    add_asset(root, "ui", "beep", quiet, qc="fail", qc_reasons=json.dumps(reasons), audio_status="qc-failed")
+    add_asset(root, "ui", "click", qc="pass", qc_reasons="[]")
+    add_asset(root, "ui", "old")  # indexed before gates: no verdict
+    html = build_report(root, workers=1).read_text()
+    cards = {a["data-asset"]: a for a in Tags(html).find("article")}
+    assert (cards["beep"]["data-qc"], cards["click"]["data-qc"], cards["old"]["data-qc"]) == (
+        "fail", "pass", "unchecked")
+    assert cards["beep"]["data-gates"].split() == ["clipping", "silence"] and cards["click"]["data-gates"].strip() == ""
+    assert cards["beep"]["data-failing"] == "1" and cards["click"]["data-failing"] == "0"
+    from html import escape
+
+    assert all(escape(r, quote=False) in html for r in reasons) and 'class="qc-reasons error"' in html
+    options = [o for o in Tags(html).find("option")]
+    assert 'id="f-qc"' in html and 'id="f-gate"' in html and len(options) >= 5
+    assert ">1</b> failed QC" in html

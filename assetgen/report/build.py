@@ -65,6 +65,19 @@ class AssetCard:
     failure: dict | None = None
     notes: list[str] = field(default_factory=list)
     blockers: list[str] = field(default_factory=list)  # why approving needs a confirmation (approval_blockers)
+    qc_reasons: list[str] = field(default_factory=list)  # the QC gates' reasons ("gate: text") of the current take
+
+    @property
+    def qc(self) -> str:
+        """The current take's QC verdict: pass | fail | waived, or ``unchecked`` (indexed before gates)."""
+        return self.row.get("qc") or "unchecked"
+
+    @property
+    def qc_gates(self) -> list[str]:
+        """The gates the current take failed (from its reasons), for the page's filter."""
+        from assetgen.qc import reason_gate
+
+        return sorted({reason_gate(r) for r in self.qc_reasons})
 
     @property
     def ident(self) -> str:
@@ -73,7 +86,7 @@ class AssetCard:
     @property
     def failing(self) -> bool:
         """Any failed check, a non-ok measurement status, a missing or damaged file or a newer render failure."""
-        return (any(c.state == "fail" for c in self.checks) or self.failure is not None
+        return (any(c.state == "fail" for c in self.checks) or self.failure is not None or self.qc == "fail"
                 or (self.row.get("audio_status") or "ok") != "ok" or self.current.src is None
                 or self.current.damaged is not None)
 
@@ -128,6 +141,18 @@ def _json_object(text) -> dict:
     return value if isinstance(value, dict) else {"value": value}
 
 
+def qc_reasons(row: dict) -> list[str]:
+    """An index row's ``qc_reasons`` (a JSON list of text) as a list; plain text as one reason."""
+    text = row.get("qc_reasons")
+    if not text:
+        return []
+    try:
+        value = json.loads(text) if isinstance(text, str) else text
+    except ValueError:
+        return [str(text)]
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
 def _tags(text) -> list[str]:
     try:
         tags = json.loads(text) if isinstance(text, str) else (text or [])
@@ -178,7 +203,7 @@ def make_cards(root: Path, groups: dict[tuple[str, str], list[dict]], failures: 
             image=f"{MEDIA_DIR}/{key}.png" if viewable else None,
             seam_audio=f"{MEDIA_DIR}/{key}_seam.wav" if viewable and is_loop(row) else None,
             params=_pretty_params(row.get("params")), tags=_tags(row.get("tags")),
-            failure=failures.get((scene, asset)), blockers=approval_blockers(row)))
+            failure=failures.get((scene, asset)), blockers=approval_blockers(row), qc_reasons=qc_reasons(row)))
     return cards
 
 
@@ -260,6 +285,8 @@ def render_page(root: Path, cards: list[AssetCard], orphan_failures: list[dict],
         damaged=sum(c.current.damaged is not None for c in cards),
         scenes=sorted({c.scene for c in cards}), categories=sorted({c.row.get("category") or "" for c in cards} - {""}),
         statuses=statuses, failing=sum(c.failing for c in cards) + len(orphan_failures),
+        qc_states=sorted({c.qc for c in cards}), qc_gates=sorted({g for c in cards for g in c.qc_gates}),
+        qc_failed=sum(c.qc == "fail" for c in cards),
         placeholders=sum(c.current.placeholder for c in cards), threshold=seam_threshold())
 
 

@@ -1,18 +1,19 @@
-"""Pass/fail checks shown per asset version: loudness, true peak, loop seam (pure functions over index rows)."""
+"""Pass/fail checks shown per asset version: loudness, true peak, loop seam (pure functions over index rows).
+
+The thresholds are the QC gates' defaults (``assetgen.qc``): one rule for the render's verdict and the page.
+The row's own loudness tolerance and mode come from its ``params`` (the ``post`` settings it was rendered with).
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
-LOUDNESS_TOLERANCE_LU = 1.0  # integrated loudness within +-1 LU of the row's target
-TRUE_PEAK_MARGIN_DB = 0.05  # measurement slack above the true-peak ceiling
+from assetgen.qc import DEFAULT_LOUDNESS_TOLERANCE_LU, DEFAULTS, seam_threshold  # noqa: F401 (seam: re-exported)
 
-
-def seam_threshold() -> float:
-    """The seam score above which a loop fails: the DSP's own ``assetgen.dsp.loop.SEAM_THRESHOLD``."""
-    from assetgen.dsp.loop import SEAM_THRESHOLD  # imported here: the loop module pulls in scipy
-
-    return float(SEAM_THRESHOLD)
+LOUDNESS_TOLERANCE_LU = DEFAULT_LOUDNESS_TOLERANCE_LU  # when the row's params do not say
+TRUE_PEAK_MARGIN_DB = DEFAULTS["true_peak"]  # measurement slack above the true-peak ceiling
+_MODE_COLUMN = {"integrated": "lufs", "short-term": "max_short_term_lufs", "momentary": "max_momentary_lufs"}
 
 
 @dataclass(frozen=True)
@@ -32,16 +33,17 @@ def _num(value) -> float | None:
         return None
 
 
-def loudness_check(lufs, target) -> Check:
-    """Integrated loudness (LUFS) within ±1 LU of ``target`` (LUFS)."""
+def loudness_check(lufs, target, tolerance: float = LOUDNESS_TOLERANCE_LU, mode: str = "integrated") -> Check:
+    """Loudness (LUFS; integrated, or the max short-term / momentary one for those ``mode``s) within
+    ±``tolerance`` LU of ``target`` (LUFS)."""
     lufs, target = _num(lufs), _num(target)
-    value = "—" if lufs is None else f"{lufs:.1f} LUFS"
+    value = "—" if lufs is None else f"{lufs:.1f} LUFS" + ("" if mode == "integrated" else f" (max {mode})")
     if target is None:
         return Check("Loudness", value, "no target", "n/a")
-    text = f"{target:.1f} ± {LOUDNESS_TOLERANCE_LU:g} LU"
+    text = f"{target:.1f} ± {tolerance:g} LU"
     if lufs is None:
         return Check("Loudness", value, text, "fail")  # a target exists but nothing measurable (e.g. silence)
-    ok = abs(lufs - target) <= LOUDNESS_TOLERANCE_LU + 1e-9
+    ok = abs(lufs - target) <= tolerance + 1e-9
     return Check("Loudness", value, text, "pass" if ok else "fail")
 
 
@@ -71,9 +73,23 @@ def is_loop(row: dict) -> bool:
     return start is not None and end is not None and end > start
 
 
+def row_post(row: dict) -> dict:
+    """The ``post`` settings in a row's ``params`` JSON (empty when absent or unreadable)."""
+    try:
+        params = json.loads(row.get("params") or "{}")
+    except (TypeError, ValueError):
+        return {}
+    post = params.get("post") if isinstance(params, dict) else None
+    return post if isinstance(post, dict) else {}
+
+
 def row_checks(row: dict, threshold: float) -> list[Check]:
     """All checks of one index row, in display order."""
-    checks = [loudness_check(row.get("lufs"), row.get("loudness_target")),
+    post = row_post(row)
+    mode = post.get("loudness_mode") if post.get("loudness_mode") in _MODE_COLUMN else "integrated"
+    tolerance = _num(post.get("loudness_tolerance_lu"))
+    checks = [loudness_check(row.get(_MODE_COLUMN[mode]), row.get("loudness_target"),
+                             LOUDNESS_TOLERANCE_LU if tolerance is None else tolerance, mode),
               true_peak_check(row.get("true_peak_dbtp"), row.get("true_peak_target"))]
     seam = seam_check(row.get("seam_score"), threshold, is_loop(row))
     return checks + ([seam] if seam else [])
