@@ -65,6 +65,8 @@ class AssetCard:
     failure: dict | None = None
     notes: list[str] = field(default_factory=list)
     blockers: list[str] = field(default_factory=list)  # why approving needs a confirmation (approval_blockers)
+    lifecycle: str = ""  # "orphaned" (no manifest of the last render names it), "retired" or empty
+    lifecycle_note: str = ""
 
     @property
     def ident(self) -> str:
@@ -224,6 +226,21 @@ def ensure_media(root: Path, cards: list[AssetCard], workers: int | None = None)
     return sum(error is None for error in errors)
 
 
+def lifecycle(orphan: dict | None, retired: dict | None) -> tuple[str, str]:
+    """(state, note) of an asset from its ``orphans`` and ``retired`` index rows (``store.lifecycle``)."""
+    since = (orphan or {}).get("since_run")
+    absent = f"not in the manifest since run {since}" if since else ("not in the manifests" if orphan else "")
+    if retired is not None:
+        who = f" by {retired['user']}" if retired.get("user") else ""
+        why = f": {retired['reason']}" if retired.get("reason") else ""
+        when = (retired.get("retired_at") or "")[:10]
+        note = f"retired{who}{' on ' + when if when else ''}{why}; export leaves it out"
+        return "retired", note + (f" ({absent})" if absent else "")
+    if orphan is not None:
+        return "orphaned", f"{absent}; kept and still exported until retired"
+    return "", ""
+
+
 def collect(root: Path) -> tuple[list[AssetCard], list[dict]]:
     """Cards for every asset in ROOT's index and the open failures of assets that never landed."""
     from assetgen.store.index import Index
@@ -234,6 +251,9 @@ def collect(root: Path) -> tuple[list[AssetCard], list[dict]]:
     failures = open_failures(groups, index.failures())
     damaged = file_problems(root, rows, record=True)
     cards = make_cards(root, groups, failures, seam_threshold(), damaged)
+    orphaned, retired = index.orphans(), index.retired()
+    for card in cards:
+        card.lifecycle, card.lifecycle_note = lifecycle(orphaned.get(card.ident), retired.get(card.ident))
     orphans = [f for key, f in failures.items() if key not in groups]
     return cards, orphans
 
@@ -250,7 +270,8 @@ def render_page(root: Path, cards: list[AssetCard], orphan_failures: list[dict],
         damaged=sum(c.current.damaged is not None for c in cards),
         scenes=sorted({c.scene for c in cards}), categories=sorted({c.row.get("category") or "" for c in cards} - {""}),
         statuses=statuses, failing=sum(c.failing for c in cards) + len(orphan_failures),
-        placeholders=sum(c.current.placeholder for c in cards), threshold=seam_threshold())
+        placeholders=sum(c.current.placeholder for c in cards), threshold=seam_threshold(),
+        orphaned=sum(c.lifecycle == "orphaned" for c in cards), retired=sum(c.lifecycle == "retired" for c in cards))
 
 
 def build_report(root: Path, workers: int | None = None) -> Path:
