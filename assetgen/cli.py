@@ -30,6 +30,9 @@ MODEL_DIR = typer.Option(None, "--model-dir", envvar="ASSETGEN_MODEL_DIR",
                               "DIR/facebook/musicgen-small, ...).")
 
 
+SHOWN = 10  # names listed in one line of a render's output before "and N more"
+
+
 def _err(message: str, code: int = 2) -> None:
     from rich.console import Console
 
@@ -88,7 +91,7 @@ def _lifecycle(root: Path, idents: List[str]) -> tuple[list[str], list[str]]:
         if ident in retired:
             continue
         since = (orphans.get(ident) or {}).get("since_run")
-        named.append(f"{ident} (not in the manifest since run {since})" if since else ident)
+        named.append(f"{ident}  not in the manifest since run {since}" if since else ident)
     return named, [i for i in idents if i in retired]
 
 
@@ -100,11 +103,13 @@ def _print_plan(summary: dict, prepared, out: Path) -> None:
     console.print("  ".join(f"{k}: [bold]{v}[/]" for k, v in summary["counts"].items()))
     orphaned, retired = _lifecycle(out, summary["orphaned"])
     if orphaned:
-        console.print(f"orphaned (in the index, in none of these manifests; kept and still exported): "
-                      f"{', '.join(orphaned)}", highlight=False)
-        console.print("  `assetgen retire --orphans --out ROOT MANIFEST...` takes them out of export", highlight=False)
+        console.print(f"orphaned: {len(orphaned)} asset(s) in the index that none of these manifests names (kept and "
+                      "still exported; `assetgen retire --orphans --out ROOT MANIFEST...` takes them out):",
+                      highlight=False, markup=False, soft_wrap=True)
+        for line in orphaned:
+            console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
     if retired:
-        console.print(f"retired (not exported): {', '.join(retired)}", highlight=False)
+        console.print(f"retired (not exported): {', '.join(retired)}", highlight=False, markup=False, soft_wrap=True)
     table = Table("batch", "model", "assets", "dur s", "temp", "top_k", "top_p", "cfg", "audio-s")
     for i, b in enumerate(summary["batches"], 1):
         table.add_row(str(i), b["model"], str(b["size"]), f"{b['duration_s']:g}", f"{b['temperature']:g}",
@@ -197,8 +202,10 @@ def _print_run_report(report: dict, out: Path) -> None:
         for q in report["qc_failed"]:
             typer.echo(f"  {q['asset']}: {'; '.join(q['reasons']) or 'no reason recorded'}", err=True)
     if report.get("orphaned"):
-        typer.echo(f"{len(report['orphaned'])} asset(s) in the index are in none of the manifests (kept, still "
-                   f"exported; `assetgen retire --orphans` takes them out): {', '.join(report['orphaned'])}", err=True)
+        names = report["orphaned"]
+        more = f" and {len(names) - SHOWN} more (the run report lists them)" if len(names) > SHOWN else ""
+        typer.echo(f"{len(names)} asset(s) in the index are in none of the manifests (kept, still exported; "
+                   f"`assetgen retire --orphans` takes them out): {', '.join(names[:SHOWN])}{more}", err=True)
     if report.get("unretired"):
         typer.echo(f"named by the manifests again, no longer retired: {', '.join(report['unretired'])}", err=True)
     if report.get("json"):
