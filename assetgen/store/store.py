@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from assetgen.names import component_problem
-from assetgen.spec import RESERVED_SCENES, AssetSpec, ProcessedAudio  # ROOT/report/ is the review page
+from assetgen.spec import RESERVED_SCENES, AssetSpec, ProcessedAudio  # ROOT/report/, ROOT/runs/: assetgen's own
 from assetgen.store import atomic as _atomic
 from assetgen.store import wav
 from assetgen.store.atomic import fsync_dir as _fsync_dir
@@ -134,7 +134,7 @@ class AssetStore:
     def asset_dir(self, scene: str, asset: str) -> Path:
         """``ROOT/<scene>/<asset>`` after checking both names stay inside ROOT (not created here)."""
         if scene in RESERVED_SCENES:
-            raise UnsafeNameError(f"scene name {scene!r} is reserved (ROOT/{scene} holds the review report)")
+            raise UnsafeNameError(f"scene name {scene!r} is reserved (ROOT/{scene} holds assetgen's own files)")
         path = self.root / check_name("scene", scene) / check_name("asset", asset)
         root = self.root.resolve()
         resolved = path.resolve()
