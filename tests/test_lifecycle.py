@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from assetgen.store import AssetStore, IndexLookupError
-from assetgen.store import schema
+from assetgen.store import lifecycle, schema
 from tests.test_store import _as_old_index, commit, spec
 
 
@@ -97,3 +97,20 @@ def test_an_asset_whose_latest_file_is_missing_is_still_indexed(tmp_path):
     assert sorted(render.read_latest_keys(tmp_path)) == ["forest/birds"]
     assert render.read_indexed(tmp_path) == ["forest/birds", "town/bell"]
     assert render.read_indexed(tmp_path / "nothing") == [] and not (tmp_path / "nothing").exists()
+
+
+def test_retirements_survive_a_rebuilt_index(tmp_path):
+    store = _store(tmp_path, "forest/birds", "forest/wind", "town/bell")
+    store.index.retire(["town/bell", "forest/wind"], user="jo", reason="cut")
+    store.index.record_presence(["forest/birds", "forest/wind"], "run2")  # forest/wind named again: un-retired
+    with open(tmp_path / ".assetgen" / "retirements.jsonl", "ab") as fh:
+        fh.write(b'{"scene": "forest", "asset": "bir')  # a line torn by a crash
+    (tmp_path / "index.sqlite").unlink()
+    rebuilt = AssetStore(tmp_path)
+    report = rebuilt.reconcile()
+    assert len(report.adopted) == 3 and "town/bell: retired" in report.decisions_restored
+    retired = rebuilt.index.retired()
+    assert list(retired) == ["town/bell"] and (retired["town/bell"]["user"], retired["town/bell"]["reason"]) == \
+        ("jo", "cut")
+    rebuilt.index.retire(["forest/birds"])  # appends after the torn line, on a line of its own
+    assert sorted(lifecycle.read_retirements(tmp_path)) == ["forest/birds", "forest/wind", "town/bell"]

@@ -6,17 +6,47 @@
   assets and deletes the rows of assets named again, so ``since_run`` is the start of the current absence.
 - ``retired``: assets taken out of delivery by ``assetgen retire`` (export leaves them out, the report shows
   them as retired); their files and versions stay. A render whose manifests name a retired asset again
-  un-retires it: the manifests say what ships.
+  un-retires it: the manifests say what ships. Every retirement and un-retirement is also appended to
+  ``ROOT/.assetgen/retirements.jsonl`` before the index changes (like the review decisions, see
+  ``store.decisions``), so an index rebuilt from the files (``AssetStore.reconcile`` adopting them) gets its
+  retirements back (:meth:`Lifecycle.restore_retirements`).
 
 Also what the run report reads of the ``attempts`` table (:meth:`Lifecycle.report_attempts`).
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable
+from pathlib import Path
 
 from assetgen.store.db import Database, ident, utc_now
+from assetgen.store.decisions import JOURNAL_DIR, append_record
 from assetgen.store.schema import IndexLookupError
+
+RETIREMENTS_NAME = "retirements.jsonl"
+
+
+def retirements_path(root: str | os.PathLike) -> Path:
+    return Path(root) / JOURNAL_DIR / RETIREMENTS_NAME
+
+
+def read_retirements(root: str | os.PathLike) -> dict[str, dict]:
+    """``"scene/asset"`` -> its last journaled retirement record (``retired`` true or false, ``time``, ``user``,
+    ``reason``); lines torn by a crash are skipped."""
+    try:
+        data = retirements_path(root).read_bytes()
+    except FileNotFoundError:
+        return {}
+    last = {}
+    for raw in data.splitlines():
+        try:
+            record = json.loads(raw)
+            last[ident(record["scene"], record["asset"])] = record
+        except (ValueError, TypeError, KeyError):
+            continue
+    return last
 
 
 class Lifecycle(Database):
@@ -54,6 +84,8 @@ class Lifecycle(Database):
             con.executemany("INSERT INTO orphans (scene, asset, since_run, since_at) VALUES (?, ?, ?, ?)",
                             [(*indexed[i], run_id, now) for i in new])
             con.executemany("DELETE FROM orphans WHERE scene = ? AND asset = ?", [known[i] for i in back])
+            for i in unretired:
+                self._journal(*retired[i], False, now, None, f"named by the manifests of run {run_id}")
             con.executemany("DELETE FROM retired WHERE scene = ? AND asset = ?", [retired[i] for i in unretired])
         return {"orphaned": new, "unorphaned": back, "unretired": unretired}
 
@@ -72,12 +104,34 @@ class Lifecycle(Database):
                 raise IndexLookupError(f"{', '.join(unknown)}: no such asset in the index")
             done = {ident(s, a) for s, a in con.execute("SELECT scene, asset FROM retired")}
             new = [i for i in wanted if i not in done]
+            for i in new:
+                self._journal(*i.split("/", 1), True, now, user, reason)
             con.executemany("INSERT INTO retired (scene, asset, retired_at, user, reason) VALUES (?, ?, ?, ?, ?)",
                             [(*i.split("/", 1), now, user, reason) for i in new])
             if orphaned:
                 con.executemany("INSERT OR IGNORE INTO orphans (scene, asset, since_run, since_at) "
                                 "VALUES (?, ?, NULL, ?)", [(*i.split("/", 1), now) for i in wanted])
         return new
+
+    def restore_retirements(self, idents: Iterable[str]) -> list[str]:
+        """Retire those of ``idents`` (assets just rebuilt from their files) whose last journaled record
+        retired them; returns them."""
+        journal = read_retirements(self.root)
+        wanted = sorted(i for i in set(idents) if (journal.get(i) or {}).get("retired") is True)
+        if not wanted:
+            return []
+        with self._write() as con:
+            done = {ident(s, a) for s, a in con.execute("SELECT scene, asset FROM retired")}
+            todo = [journal[i] for i in wanted if i not in done]
+            con.executemany("INSERT INTO retired (scene, asset, retired_at, user, reason) VALUES (?, ?, ?, ?, ?)",
+                            [(r["scene"], r["asset"], r.get("time") or utc_now(), r.get("user"), r.get("reason"))
+                             for r in todo])
+        return [ident(r["scene"], r["asset"]) for r in todo]
+
+    def _journal(self, scene: str, asset: str, retired: bool, time: str, user: str | None,
+                 reason: str | None) -> None:
+        append_record(retirements_path(self.root), {"scene": scene, "asset": asset, "retired": retired,
+                                                    "time": time, "user": user, "reason": reason})
 
     def report_attempts(self, run_id: str) -> list[dict]:
         """Generation attempts a run report shows: those of run ``run_id`` and those of every asset's latest

@@ -16,8 +16,8 @@ user left behind:
 - a finished WAV without an index row is adopted when its iXML provenance names exactly this path, the
   next contiguous version and a content key new for the asset, and its ``data`` matches the recorded
   ``audio_sha256``; otherwise it is moved to ``ROOT/.quarantine/``. An adopted version gets back the last
-  review decision journaled for its content key and sha256 (``store.decisions``), so deleting the index
-  loses no approval;
+  review decision journaled for its content key and sha256 (``store.decisions``), and its asset its last
+  journaled retirement (``store.lifecycle``), so deleting the index loses no approval and no retirement;
 - an index row whose file is missing is marked ``file_state='missing'``; a row whose file no longer
   matches its sha256 gets the file moved to quarantine and is marked the same way. A missing *latest*
   version drops out of ``Index.latest_keys()``, so the plan renders it again, and :meth:`commit` restores
@@ -291,6 +291,8 @@ class AssetStore:
                 report.quarantined.append(self._quarantine(path, reason))
         report.decisions_restored += [f"{r['path']}: {r['status']}"
                                       for r in self.index.restore_decisions(adopted_rows)]
+        report.decisions_restored += [f"{i}: retired" for i in self.index.restore_retirements(
+            f"{r['scene']}/{r['asset']}" for r in adopted_rows)]
         verified = self.index.verified_files() if verify_hashes else {}
         fresh: list[tuple] = []
         for rel, row in rows.items():
