@@ -1,8 +1,9 @@
 """assetgen command line: parses arguments and calls flows / modules; nothing else.
 
 Exit codes: 0 success; 1 some assets failed (the others landed) or, with ``render --fail-on qc`` (the default),
-failed QC; 2 invalid input (manifest, arguments, missing model), nothing written. Heavy modules (torch, audiocraft, Prefect, pandas) are imported inside the commands that
-need them, so ``--help``, ``validate``, ``plan``, ``report`` and ``index`` start fast.
+failed QC; 2 invalid input (manifest, arguments, missing model), nothing written. Heavy modules (torch,
+audiocraft, Prefect, pandas) are imported inside the commands that need them, so ``--help``, ``validate``,
+``plan``, ``report`` and ``index`` start fast.
 """
 
 from __future__ import annotations
@@ -304,10 +305,14 @@ def retire(targets: List[str] = typer.Argument(..., help="SCENE/ASSET ... or, wi
     store = AssetStore(out)
     if orphans:
         named = {s.ident for s in _load([Path(t) for t in targets], max_assets)}
-        idents = [i for i in store.index.indexed_assets() if i not in named]
+        indexed = store.index.indexed_assets()
+        idents = [i for i in indexed if i not in named]
         if not idents:
             typer.echo("no orphaned assets: every asset in the index is named by these manifests")
             return
+        if len(idents) == len(indexed):
+            _err(f"these manifests name none of the {len(indexed)} asset(s) in {out}; refusing to retire them all "
+                 "(another output root or other manifests?); retire them by name instead")
     else:
         idents = []
         for target in targets:

@@ -33,7 +33,8 @@ def root(tmp_path: Path) -> Path:
 
 def manifest(tmp_path: Path, *rows: str) -> Path:
     path = tmp_path / "m.csv"
-    path.write_text("scene,asset,model,prompt,duration_s\n" + "".join(f"{r},sfx,a {r.replace(',', ' ')} sound,1\n" for r in rows))
+    lines = [f"{r},sfx,a {r.replace(',', ' ')} sound,1\n" for r in rows]
+    path.write_text("scene,asset,model,prompt,duration_s\n" + "".join(lines))
     return path
 
 
@@ -75,6 +76,9 @@ def test_retire_by_name_and_its_one_line_errors(root):
         bad = run("retire", *args, "--out", root)
         assert bad.exit_code == 2 and message in bad.output and "Traceback" not in bad.output, bad.output
         assert len(bad.output.strip().splitlines()) == 1, bad.output
+    unrelated = run("retire", "--orphans", "--out", root, manifest(root.parent, "t,other"))
+    assert unrelated.exit_code == 2 and "these manifests name none of the 3 asset(s)" in unrelated.output
+    assert len(unrelated.output.strip().splitlines()) == 1, unrelated.output
     missing = run("retire", "--orphans", "--out", root, root / "nope.csv")
     assert missing.exit_code == 2 and "manifest not found" in missing.output
     assert sorted(Index(root).retired()) == ["forest/wind", "town/bell"]

@@ -79,7 +79,8 @@ def two_runs(tmp_path):
     store = AssetStore(root)
     up, loop, gone, cut = (PlanItem(spec("forest", "birds"), "k-birds", "new"),
                            PlanItem(spec("forest", "wind", loop=True), "k-wind1", "new"),
-                           PlanItem(spec("town", "bell"), "k-bell", "new"), PlanItem(spec("town", "cart"), "k-cart", "new"))
+                           PlanItem(spec("town", "bell"), "k-bell", "new"),
+                           PlanItem(spec("town", "cart"), "k-cart", "new"))
     store.index.start_run("run1")
     for i, it in enumerate((up, loop, gone, cut)):
         land(store, it, "run1", i)
@@ -156,7 +157,8 @@ def test_junit_xml_parses_with_one_case_per_asset(two_runs):
     (error,) = cases["forest", "owl"].result
     assert isinstance(error, junitparser.Error) and error.type == "generate"
     assert error.message == "EOFError: loading model 'sfx'"
-    assert cases["forest", "wind"].is_passed and "attempt 2: seed 101, passed, chosen" in cases["forest", "wind"].system_out
+    wind = cases["forest", "wind"]
+    assert wind.is_passed and "attempt 2: seed 101, passed, chosen" in wind.system_out
     (skip,) = cases["town", "bell"].result
     assert isinstance(skip, junitparser.Skipped) and skip.message == "not in the manifest since run run2"
     assert cases["town", "cart"].result[0].message == "retired; not in the manifest since run run2"
