@@ -77,7 +77,7 @@ def _attempt(row: Mapping) -> dict:
     except ValueError:
         gates = row.get("gates")
     return {"attempt": int(row["attempt"]), "seed": int(row["seed"]), "passed": bool(row["passed"]),
-            "chosen": bool(row["chosen"]), "run_id": row.get("run_id"), "gates": gates}
+            "chosen": bool(row["chosen"]), "run_id": row.get("run_id"), "gates": _finite(gates)}
 
 
 def group_attempts(rows: Sequence[Mapping]) -> dict[tuple[str, str, str], list[dict]]:
@@ -103,7 +103,7 @@ def _entry(scene: str, asset: str, status: str, row: Mapping | None, attempts: l
         "audio_status": row.get("audio_status"),
         "placeholder": bool(row["placeholder"]) if row.get("placeholder") is not None else None,
         "qc": row.get("qc"), "qc_reasons": qc_reasons(row.get("qc_reasons")),
-        **{k: row.get(k) for k in FIGURES},
+        **{k: _finite(row.get(k)) for k in FIGURES},
         "attempts": attempts, "error": error, "stage": stage,
         "orphaned_since": None, "retired": None,
     }
@@ -157,11 +157,11 @@ def build(run_id: str, items: Sequence, outcomes: Sequence, latest: Mapping[str,
     counts["qc_failed"] = sum(_qc_failed(e) for e in entries)
     counts["assets"] = len(entries)
     run = run or {}
-    return _finite({
+    return {
         "report_version": REPORT_VERSION, "run_id": run_id, "started_at": run.get("started_at"),
         "finished_at": run.get("finished_at"), "manifests": [str(m) for m in manifests],
         "placeholder": bool(placeholder), "counts": counts, "assets": entries,
-    })
+    }
 
 
 def _qc_failed(entry: Mapping) -> bool:
@@ -245,13 +245,22 @@ def report_paths(root: str | Path, run_id: str) -> tuple[Path, Path]:
     return folder / f"{run_id}.json", folder / f"{run_id}.junit.xml"
 
 
+def to_json(report: Mapping) -> str:
+    """The report as JSON text: the run's fields indented, then one asset per line (readable, diffable, and
+    encoded by the json module's C encoder, which indentation would turn off)."""
+    head = json.dumps({k: v for k, v in report.items() if k != "assets"}, indent=2, ensure_ascii=False,
+                      allow_nan=False)
+    assets = [json.dumps(e, ensure_ascii=False, allow_nan=False) for e in report["assets"]]
+    body = "[]" if not assets else "[\n    " + ",\n    ".join(assets) + "\n  ]"
+    return f'{head[:-2]},\n  "assets": {body}\n}}\n'
+
+
 def write(root: str | Path, report: Mapping) -> tuple[Path, Path]:
     """Write the report's JSON and JUnit XML under ``ROOT/runs/`` atomically; returns both paths."""
     from assetgen.store.atomic import atomic_write
 
     json_path, xml_path = report_paths(root, report["run_id"])
-    text = json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    atomic_write(json_path, text.encode("utf-8"))
+    atomic_write(json_path, to_json(report).encode("utf-8"))
     atomic_write(xml_path, junit_xml(report))
     return json_path, xml_path
 
