@@ -80,20 +80,21 @@ def plan(manifests: List[Path] = MANIFESTS, out: Path = OUT, model_dir: Optional
     _print_plan(plan_summary(prepared.plan, prepared.batches), prepared, out)
 
 
-def _lifecycle(root: Path, idents: List[str]) -> tuple[list[str], list[str]]:
+def _lifecycle(root: Path, idents: List[str], specs) -> tuple[list[str], list[str], list[str]]:
     """``idents`` (not named by the manifests) split into orphaned and retired, each orphan with the render
-    since which no manifest names it when the index knows it."""
+    since which no manifest names it when the index knows it; and the retired assets ``specs`` name again."""
     from assetgen.store.index import Index
 
     index = Index(root)
     orphans, retired = index.orphans(), index.retired()
-    named = []
+    lines = []
     for ident in idents:
         if ident in retired:
             continue
         since = (orphans.get(ident) or {}).get("since_run")
-        named.append(f"{ident}  not in the manifest since run {since}" if since else ident)
-    return named, [i for i in idents if i in retired]
+        lines.append(f"{ident}  not in the manifest since run {since}" if since else ident)
+    back = sorted({s.ident for s in specs} & set(retired))
+    return lines, [i for i in idents if i in retired], back
 
 
 def _print_plan(summary: dict, prepared, out: Path) -> None:
@@ -102,7 +103,7 @@ def _print_plan(summary: dict, prepared, out: Path) -> None:
 
     console = Console()
     console.print("  ".join(f"{k}: [bold]{v}[/]" for k, v in summary["counts"].items()))
-    orphaned, retired = _lifecycle(out, summary["orphaned"])
+    orphaned, retired, back = _lifecycle(out, summary["orphaned"], prepared.specs)
     if orphaned:
         console.print(f"orphaned: {len(orphaned)} asset(s) in the index that none of these manifests names (kept and "
                       "still exported; `assetgen retire --orphans --out ROOT MANIFEST...` takes them out):",
@@ -111,6 +112,9 @@ def _print_plan(summary: dict, prepared, out: Path) -> None:
             console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
     if retired:
         console.print(f"retired (not exported): {', '.join(retired)}", highlight=False, markup=False, soft_wrap=True)
+    if back:
+        console.print(f"retired but named by these manifests (a render un-retires them): {', '.join(back)}",
+                      highlight=False, markup=False, soft_wrap=True)
     table = Table("batch", "model", "assets", "dur s", "temp", "top_k", "top_p", "cfg", "audio-s")
     for i, b in enumerate(summary["batches"], 1):
         table.add_row(str(i), b["model"], str(b["size"]), f"{b['duration_s']:g}", f"{b['temperature']:g}",

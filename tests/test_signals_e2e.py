@@ -123,6 +123,8 @@ def test_run_reports_exit_codes_and_orphans_on_real_renders(tmp_path, tiny_model
     assert by_ident(later)["t/c"]["orphaned_since"]["run_id"] == report["run_id"]  # since the first absence
 
     # named again: no longer orphaned nor retired
+    assert "retired but named by these manifests (a render un-retires them): t/c" in \
+        run("plan", full, "--out", root, "--model-dir", tiny_models).output
     back = render(full, root, tiny_models, "--fail-on", "error")
     assert back.exit_code == 0 and "no longer retired: t/c" in back.output, back.output
     report, _ = run_report(root, back.output)
