@@ -139,6 +139,8 @@ def render_cmd(
     max_assets: int = MAX_ASSETS,
     no_wait: bool = typer.Option(False, "--no-wait", help="Fail at once if another render holds the output root."),
     progress_bars: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    verbose: bool = typer.Option(False, "--verbose", "-v",
+                                 help="List every new version with its loudness, true peak, tempo and notes."),
     fail_on: str = typer.Option("qc", "--fail-on",
                                 help="When the render exits 1: qc (an asset failed, or a manifest asset's take fails "
                                      "QC), error (only generation / post-processing errors), never (0 unless the "
@@ -189,6 +191,8 @@ def render_cmd(
             _err(str(summary))
         _err(f"render failed: {summary}", code=1)
     typer.echo(f"rendered {summary['rendered']} new version(s) into {out}")
+    for line in render.version_lines(summary, everything=verbose):
+        typer.echo(f"  {line}")
     report = summary.get("report") or {}
     if summary["failed"]:
         typer.secho(f"{len(summary['failed'])} asset(s) failed:", fg="red", err=True)
