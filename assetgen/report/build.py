@@ -63,10 +63,10 @@ class AssetCard:
     params: str
     tags: list[str]
     failure: dict | None = None
-    notes: list[str] = field(default_factory=list)
-    blockers: list[str] = field(default_factory=list)  # why approving needs a confirmation (approval_blockers)
     lifecycle: str = ""  # "orphaned" (no manifest of the last render names it), "retired" or empty
     lifecycle_note: str = ""
+    notes: list[str] = field(default_factory=list)
+    blockers: list[str] = field(default_factory=list)  # why approving needs a confirmation (approval_blockers)
 
     @property
     def ident(self) -> str:
@@ -277,11 +277,11 @@ def render_page(root: Path, cards: list[AssetCard], orphan_failures: list[dict],
     statuses = {s: sum(c.current.status == s for c in cards) for s in ("rendered", "approved", "rejected")}
     return env.get_template("index.html.j2").render(
         root=str(root), cards=cards, orphan_failures=orphan_failures, live=live, api_status=API_STATUS,
+        orphaned=sum(c.lifecycle == "orphaned" for c in cards), retired=sum(c.lifecycle == "retired" for c in cards),
         damaged=sum(c.current.damaged is not None for c in cards),
         scenes=sorted({c.scene for c in cards}), categories=sorted({c.row.get("category") or "" for c in cards} - {""}),
         statuses=statuses, failing=sum(c.failing for c in cards) + len(orphan_failures),
-        placeholders=sum(c.current.placeholder for c in cards), threshold=seam_threshold(),
-        orphaned=sum(c.lifecycle == "orphaned" for c in cards), retired=sum(c.lifecycle == "retired" for c in cards))
+        placeholders=sum(c.current.placeholder for c in cards), threshold=seam_threshold())
 
 
 def build_report(root: Path, workers: int | None = None) -> Path:
