@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from assetgen.dsp import POSTPROCESS_VERSION
 from assetgen.gcpause import gc_paused
@@ -88,21 +88,18 @@ class Plan:
 
 
 def make_plan(
-    specs: Sequence[AssetSpec], index_latest: Mapping[str, str], fingerprints: Mapping[str, str],
-    indexed: Iterable[str] | None = None,
+    specs: Sequence[AssetSpec], index_latest: Mapping[str, str], fingerprints: Mapping[str, str]
 ) -> Plan:
     """Key every spec and compare with the index's latest key per ident ("scene/asset").
 
     ``fingerprints`` maps each generating spec's ``model`` to its fingerprint; a missing one is a
-    ValueError naming the models (the caller resolves models before planning). ``indexed``: every ident with
-    a version in the index (default: those of ``index_latest``, which leaves out assets whose latest file is
-    missing); the ones no spec names are the plan's ``orphaned``.
+    ValueError naming the models (the caller resolves models before planning).
     """
     with gc_paused():
-        return _make_plan(specs, index_latest, fingerprints, indexed)
+        return _make_plan(specs, index_latest, fingerprints)
 
 
-def _make_plan(specs, index_latest, fingerprints, indexed=None) -> Plan:
+def _make_plan(specs, index_latest, fingerprints) -> Plan:
     missing = sorted({s.model for s in specs if not s.is_mix and s.model not in fingerprints})
     if missing:
         raise ValueError(f"no model fingerprint for: {', '.join(missing)}")
@@ -127,7 +124,7 @@ def _make_plan(specs, index_latest, fingerprints, indexed=None) -> Plan:
         key = keys[ident]
         old = get(ident)
         items.append(PlanItem(spec, key, "new" if old is None else ("up-to-date" if old == key else "changed")))
-    orphaned = sorted(set(index_latest if indexed is None else indexed).difference(by_ident))
+    orphaned = sorted(set(index_latest).difference(by_ident))
     return Plan(items, orphaned)
 
 

@@ -172,15 +172,6 @@ def read_latest_keys(root: Path) -> dict[str, str]:
     return Index(Path(root)).latest_keys()
 
 
-def read_indexed(root: Path) -> list[str]:
-    """Every ident with a version in the index (empty if no index yet), read without writing anything."""
-    if not (Path(root) / "index.sqlite").exists():
-        return []
-    from assetgen.store.index import Index
-
-    return Index(Path(root)).indexed_assets()
-
-
 def resolve_models(specs: Sequence[AssetSpec], model_dir: str | Path | None) -> tuple[dict, dict]:
     """Resolve every generating model once; all unavailable models reported together (``InvalidInput``)."""
     from assetgen.models.registry import ModelUnavailable, fingerprint, resolve
@@ -209,7 +200,7 @@ def prepare(manifests: Sequence[str | Path], root: str | Path, *, model_dir=None
     except ManifestError as exc:
         raise InvalidInput(str(exc)) from None
     models, prints = resolve_models(specs, model_dir)
-    plan = make_plan(specs, read_latest_keys(Path(root)), prints, indexed=read_indexed(Path(root)))
+    plan = make_plan(specs, read_latest_keys(Path(root)), prints)
     todo = [it for it in plan.items if it.state in ("new", "changed")]
     batches = make_batches([it for it in todo if not it.spec.is_mix], batch_size)
     mixes = [it for it in todo if it.spec.is_mix]

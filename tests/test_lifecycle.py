@@ -88,17 +88,6 @@ def test_report_attempts_are_this_runs_and_the_latest_versions(tmp_path):
     assert [a["attempt"] for a in store.index.report_attempts("run9")] == [1, 2]
 
 
-def test_an_asset_whose_latest_file_is_missing_is_still_indexed(tmp_path):
-    from assetgen import render
-
-    store = _store(tmp_path, "forest/birds", "town/bell")
-    (tmp_path / store.index.get("town", "bell")["path"]).unlink()
-    assert store.reconcile().missing == ["town/bell/bell_v001.wav"]
-    assert sorted(render.read_latest_keys(tmp_path)) == ["forest/birds"]
-    assert render.read_indexed(tmp_path) == ["forest/birds", "town/bell"]
-    assert render.read_indexed(tmp_path / "nothing") == [] and not (tmp_path / "nothing").exists()
-
-
 def test_retirements_survive_a_rebuilt_index(tmp_path):
     store = _store(tmp_path, "forest/birds", "forest/wind", "town/bell")
     store.index.retire(["town/bell", "forest/wind"], user="jo", reason="cut")

@@ -182,11 +182,3 @@ def test_delivery_spec_columns_enter_the_key(tmp_path, field, value):
     spec = spec.replace(post=spec.post.__class__(**{**spec.post.__dict__, "loop": True}))
     changed = spec.replace(post=spec.post.__class__(**{**spec.post.__dict__, field: value}))
     assert content_key(changed, "fp") != content_key(spec, "fp")
-
-
-def test_orphans_include_assets_whose_latest_file_is_missing(tmp_path):
-    specs = load(tmp_path, ROWS)
-    index = {i.spec.ident: i.key for i in make_plan(specs, {}, FP).items}
-    # old/lost has versions but its latest file is missing, so the index's latest keys leave it out
-    plan = make_plan(specs, index, FP, indexed=[*index, "old/lost"])
-    assert plan.orphaned == ["old/lost"] and plan.counts()["orphaned"] == 1
