@@ -2,7 +2,8 @@
 
 Every render writes ``ROOT/runs/<run_id>.json`` (schema: ``docs/run-report.schema.json``) and
 ``ROOT/runs/<run_id>.junit.xml`` (one test suite per scene, one test case per asset: classname = scene,
-name = asset), atomically, when its flow finishes. Both list the whole set: every asset the run's manifests
+name = asset), atomically, when its flow finishes, and copies them to ``ROOT/runs/latest.json`` and
+``latest.junit.xml``. Both list the whole set: every asset the run's manifests
 name (``rendered`` this run, ``up-to-date``, or ``failed`` with its error) and every indexed asset they do
 not name (``orphaned`` since a given run, or ``retired``). In the JUnit file a QC failure (``qc == "fail"``)
 is a ``failure`` with the gates' reasons, a generation / post-processing / store / mix error an ``error``,
@@ -25,6 +26,7 @@ from typing import Any
 FAIL_ON = ("error", "qc", "never")
 DEFAULT_FAIL_ON = "qc"
 RUNS_DIR = "runs"
+LATEST = "latest"  # ROOT/runs/latest.json and latest.junit.xml: copies of the last run's report
 REPORT_VERSION = 1  # the JSON's "report_version"; bump when a field changes meaning or goes away
 STATUSES = ("rendered", "up-to-date", "failed", "orphaned", "retired")
 FIGURES = ("lufs", "loudness_target", "true_peak_dbtp", "true_peak_target", "seam_score", "duration_s")
@@ -238,9 +240,9 @@ def junit_xml(report: Mapping) -> bytes:
 
 def report_paths(root: str | Path, run_id: str) -> tuple[Path, Path]:
     """``(ROOT/runs/<run_id>.json, ROOT/runs/<run_id>.junit.xml)``; a run id that is not one safe file name
-    component is a ValueError."""
-    if not _RUN_ID_RE.match(run_id or ""):
-        raise ValueError(f"run id {run_id!r}: expected letters, digits, '-' or '_'")
+    component (or is ``latest``) is a ValueError."""
+    if not _RUN_ID_RE.match(run_id or "") or run_id == LATEST:
+        raise ValueError(f"run id {run_id!r}: expected letters, digits, '-' or '_' (and not {LATEST!r})")
     folder = Path(root) / RUNS_DIR
     return folder / f"{run_id}.json", folder / f"{run_id}.junit.xml"
 
@@ -256,12 +258,17 @@ def to_json(report: Mapping) -> str:
 
 
 def write(root: str | Path, report: Mapping) -> tuple[Path, Path]:
-    """Write the report's JSON and JUnit XML under ``ROOT/runs/`` atomically; returns both paths."""
+    """Write the report's JSON and JUnit XML under ``ROOT/runs/`` atomically, then the same bytes as
+    ``ROOT/runs/latest.json`` and ``latest.junit.xml`` (what a CI job on a persistent root reads: the other
+    runs' files would repeat every asset); returns the run's two paths."""
     from assetgen.store.atomic import atomic_write
 
     json_path, xml_path = report_paths(root, report["run_id"])
-    atomic_write(json_path, to_json(report).encode("utf-8"))
-    atomic_write(xml_path, junit_xml(report))
+    text, xml = to_json(report).encode("utf-8"), junit_xml(report)
+    atomic_write(json_path, text)
+    atomic_write(xml_path, xml)
+    atomic_write(json_path.with_name(f"{LATEST}.json"), text)
+    atomic_write(xml_path.with_name(f"{LATEST}.junit.xml"), xml)
     return json_path, xml_path
 
 

@@ -137,7 +137,11 @@ def test_report_lists_the_whole_set_and_validates_against_its_schema(two_runs):
     assert result["qc_failed"] == [{"asset": "forest/birds", "reasons": birds["qc_reasons"]}]
     assert result["orphaned"] == ["town/bell"] and result["retired"] == ["town/cart"]
     assert runreport.exit_code(report["counts"]["failed"], report["counts"]["qc_failed"], "error") == 1
-    assert sorted(p.name for p in (store.root / "runs").iterdir()) == ["run2.json", "run2.junit.xml"]
+    runs = store.root / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == ["latest.json", "latest.junit.xml", "run2.json",
+                                                      "run2.junit.xml"]
+    assert (runs / "latest.json").read_bytes() == (runs / "run2.json").read_bytes()
+    assert (runs / "latest.junit.xml").read_bytes() == (runs / "run2.junit.xml").read_bytes()
 
 
 def test_junit_xml_parses_with_one_case_per_asset(two_runs):
@@ -178,7 +182,7 @@ def test_qc_not_evaluated_passes_and_non_finite_figures_become_null(tmp_path):
 
 
 def test_run_ids_must_be_one_file_name(tmp_path):
-    for bad in ("../x", "a/b", "", ".hidden"):
+    for bad in ("../x", "a/b", "", ".hidden", "latest"):
         with pytest.raises(ValueError, match="run id"):
             runreport.report_paths(tmp_path, bad)
     assert runreport.report_paths(tmp_path, "abc123")[0] == tmp_path / "runs" / "abc123.json"

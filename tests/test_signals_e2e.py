@@ -45,6 +45,7 @@ def run_report(root: Path, output: str) -> tuple[dict, junitparser.JUnitXml]:
     assert found, output
     json_path, xml_path = Path(found[1]), Path(found[2])
     assert json_path.parent == xml_path.parent == root / "runs"
+    assert (root / "runs" / "latest.junit.xml").read_bytes() == xml_path.read_bytes()
     report = json.loads(json_path.read_text())
     jsonschema.validate(report, SCHEMA)
     assert json_path.name == f"{report['run_id']}.json"
@@ -149,4 +150,4 @@ def test_a_generation_error_is_a_junit_error_and_fail_on_decides_the_exit_code(t
     assert render(m, root, tiny_models, "--fail-on", "error").exit_code == 1
     bad_flag = render(m, root, tiny_models, "--fail-on", "sometimes")
     assert bad_flag.exit_code == 2 and "--fail-on 'sometimes': expected one of error, qc, never" in bad_flag.output
-    assert len(list((root / "runs").glob("*.json"))) == 2  # the refused run wrote nothing
+    assert len(list((root / "runs").glob("*.json"))) == 3  # two runs and latest: the refused run wrote nothing
