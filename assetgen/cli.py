@@ -1,8 +1,9 @@
 """assetgen command line: parses arguments and calls flows / modules; nothing else.
 
-Exit codes: 0 success; 1 some assets failed (the others landed); 2 invalid input (manifest, arguments, missing
-model), nothing written. Heavy modules (torch, audiocraft, Prefect, pandas) are imported inside the commands that
-need them, so ``--help``, ``validate``, ``plan``, ``report`` and ``index`` start fast.
+Exit codes: 0 success; 1 some assets failed (the others landed) or, with ``render --fail-on qc`` (the default),
+failed QC; 2 invalid input (manifest, arguments, missing model), nothing written. Heavy modules (torch,
+audiocraft, Prefect, pandas) are imported inside the commands that need them, so ``--help``, ``validate``,
+``plan``, ``report`` and ``index`` start fast.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ MAX_ATTEMPTS = typer.Option(3, "--max-attempts", min=1,
 MODEL_DIR = typer.Option(None, "--model-dir", envvar="ASSETGEN_MODEL_DIR",
                          help="Folder with one checkpoint folder per alias or hub id (DIR/music, DIR/sfx, "
                               "DIR/facebook/musicgen-small, ...).")
+
+
+SHOWN = 10  # names listed in one line of a render's output before "and N more"
 
 
 def _err(message: str, code: int = 2) -> None:
@@ -77,17 +81,44 @@ def plan(manifests: List[Path] = MANIFESTS, out: Path = OUT, model_dir: Optional
                                   max_attempts=max_attempts)
     except render.InvalidInput as exc:
         _err(str(exc))
-    _print_plan(plan_summary(prepared.plan, prepared.batches), prepared)
+    _print_plan(plan_summary(prepared.plan, prepared.batches), prepared, out)
 
 
-def _print_plan(summary: dict, prepared) -> None:
+def _lifecycle(root: Path, idents: List[str], specs) -> tuple[list[str], list[str], list[str]]:
+    """``idents`` (not named by the manifests) split into orphaned and retired, each orphan with the render
+    since which no manifest names it when the index knows it; and the retired assets ``specs`` name again."""
+    from assetgen.store.index import Index
+
+    index = Index(root)
+    orphans, retired = index.orphans(), index.retired()
+    lines = []
+    for ident in idents:
+        if ident in retired:
+            continue
+        since = (orphans.get(ident) or {}).get("since_run")
+        lines.append(f"{ident}  not in the manifest since run {since}" if since else ident)
+    back = sorted({s.ident for s in specs} & set(retired))
+    return lines, [i for i in idents if i in retired], back
+
+
+def _print_plan(summary: dict, prepared, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
     console.print("  ".join(f"{k}: [bold]{v}[/]" for k, v in summary["counts"].items()))
-    if summary["orphaned"]:
-        console.print(f"orphaned (in the index, no longer in the manifests; kept): {', '.join(summary['orphaned'])}")
+    orphaned, retired, back = _lifecycle(out, summary["orphaned"], prepared.specs)
+    if orphaned:
+        console.print(f"orphaned: {len(orphaned)} asset(s) in the index that none of these manifests names (kept and "
+                      "still exported; `assetgen retire --orphans --out ROOT MANIFEST...` takes them out):",
+                      highlight=False, markup=False, soft_wrap=True)
+        for line in orphaned:
+            console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+    if retired:
+        console.print(f"retired (not exported): {', '.join(retired)}", highlight=False, markup=False, soft_wrap=True)
+    if back:
+        console.print(f"retired but named by these manifests (a render un-retires them): {', '.join(back)}",
+                      highlight=False, markup=False, soft_wrap=True)
     table = Table("batch", "model", "assets", "dur s", "temp", "top_k", "top_p", "cfg", "audio-s")
     for i, b in enumerate(summary["batches"], 1):
         table.add_row(str(i), b["model"], str(b["size"]), f"{b['duration_s']:g}", f"{b['temperature']:g}",
@@ -115,14 +146,22 @@ def render_cmd(
     progress_bars: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     verbose: bool = typer.Option(False, "--verbose", "-v",
                                  help="List every new version with its loudness, true peak, tempo and notes."),
+    fail_on: str = typer.Option("qc", "--fail-on",
+                                help="When the render exits 1: qc (an asset failed, or a manifest asset's take fails "
+                                     "QC), error (only generation / post-processing errors), never (0 unless the "
+                                     "input or environment is bad)."),
 ) -> None:
-    """Render new and changed assets into versioned WAVs, update the index (only what changed)."""
+    """Render new and changed assets into versioned WAVs, update the index (only what changed); writes the run
+    report OUT/runs/<run_id>.json and .junit.xml."""
     from assetgen import render
 
     from assetgen import runtime
+    from assetgen.runreport import FAIL_ON, exit_code
 
     if runner not in runtime.RUNNERS:
         _err(f"--runner {runner!r}: expected local or dask")
+    if fail_on not in FAIL_ON:
+        _err(f"--fail-on {fail_on!r}: expected one of {', '.join(FAIL_ON)}")
     try:
         prepared = render.prepare(manifests, out, model_dir=model_dir, batch_size=batch_size, max_assets=max_assets,
                                   max_attempts=max_attempts)
@@ -161,11 +200,32 @@ def render_cmd(
     typer.echo(f"rendered {summary['rendered']} new version(s) into {out}")
     for line in render.version_lines(summary, everything=verbose):
         typer.echo(f"  {line}")
+    report = summary.get("report") or {}
     if summary["failed"]:
         typer.secho(f"{len(summary['failed'])} asset(s) failed:", fg="red", err=True)
         for f in summary["failed"]:
             typer.echo(f"  {f['asset']} [{f['stage']}] {f['error']}", err=True)
-        raise typer.Exit(1)
+    _print_run_report(report, out)
+    code = exit_code(len(summary["failed"]), len(report.get("qc_failed", [])), fail_on)
+    if code:
+        raise typer.Exit(code)
+
+
+def _print_run_report(report: dict, out: Path) -> None:
+    """QC failures, orphaned and un-retired assets of a render, and where its run report is (stderr)."""
+    if report.get("qc_failed"):
+        typer.secho(f"{len(report['qc_failed'])} asset(s) fail QC:", fg="red", err=True)
+        for q in report["qc_failed"]:
+            typer.echo(f"  {q['asset']}: {'; '.join(q['reasons']) or 'no reason recorded'}", err=True)
+    if report.get("orphaned"):
+        names = report["orphaned"]
+        more = f" and {len(names) - SHOWN} more (the run report lists them)" if len(names) > SHOWN else ""
+        typer.echo(f"{len(names)} asset(s) in the index are in none of the manifests (kept, still exported; "
+                   f"`assetgen retire --orphans` takes them out): {', '.join(names[:SHOWN])}{more}", err=True)
+    if report.get("unretired"):
+        typer.echo(f"named by the manifests again, no longer retired: {', '.join(report['unretired'])}", err=True)
+    if report.get("json"):
+        typer.echo(f"run report: {Path(out) / report['json']} (JUnit: {Path(out) / report['junit']})", err=True)
 
 
 @app.command()
@@ -239,6 +299,56 @@ def reject(target: str = typer.Argument(..., help="SCENE/ASSET or SCENE/ASSET@vN
            out: Path = OUT) -> None:
     """Mark a version rejected."""
     _set_status(target, out, "rejected")
+
+
+@app.command()
+def retire(targets: List[str] = typer.Argument(..., help="SCENE/ASSET ... or, with --orphans, the manifests whose "
+                                                          "assets stay (every indexed asset none of them names is "
+                                                          "retired)."),
+           out: Path = OUT,
+           orphans: bool = typer.Option(False, "--orphans", help="Retire every asset in the index that none of the "
+                                                                  "given manifests names."),
+           reason: Optional[str] = typer.Option(None, "--reason", help="Why (kept in the index with the user's "
+                                                                        "name)."),
+           max_assets: int = MAX_ASSETS) -> None:
+    """Take assets out of delivery: export leaves them out, the report shows them retired; files and versions
+    stay. A render whose manifests name a retired asset again un-retires it."""
+    from assetgen.report.approval import reviewer
+    from assetgen.store import AssetStore
+
+    _need_index(out)
+    store = AssetStore(out)
+    if orphans:
+        named = {s.ident for s in _load([Path(t) for t in targets], max_assets)}
+        indexed = store.index.indexed_assets()
+        idents = [i for i in indexed if i not in named]
+        if not idents:
+            typer.echo("no orphaned assets: every asset in the index is named by these manifests")
+            return
+        if len(idents) == len(indexed):
+            _err(f"these manifests name none of the {len(indexed)} asset(s) in {out}; refusing to retire them all "
+                 "(another output root or other manifests?); retire them by name instead")
+    else:
+        idents = []
+        for target in targets:
+            scene, _, asset = target.partition("/")
+            if not scene or not asset or "/" in asset or "@" in target:
+                _err(f"{target!r}: expected SCENE/ASSET (retiring applies to every version)")
+            idents.append(target)
+    try:
+        with store.lock(wait=True):
+            known = store.index.orphans()
+            new = store.index.retire(idents, user=reviewer(), reason=(reason or "").strip() or None,
+                                     orphaned=orphans)
+    except Exception as exc:  # noqa: BLE001 - unknown asset: user error
+        _err(str(exc))
+    kept = sorted(set(idents) - set(new))
+    typer.echo(f"retired {len(new)} asset(s){': ' + ', '.join(new) if new else ''}"
+               + (f"; already retired: {', '.join(kept)}" if kept else ""))
+    named = [i for i in new if i not in known and not orphans]
+    if named:
+        typer.echo(f"note: no render has found {', '.join(named)} orphaned; a render whose manifests name them "
+                   "un-retires them", err=True)
 
 
 @app.command()

@@ -14,7 +14,8 @@ import unicodedata
 from functools import lru_cache
 
 MAX_NAME_LEN = 120
-RESERVED_SCENES = ("report",)  # ROOT/report/ holds the review page
+RESERVED_USE = {"report": "the review report", "runs": "the run reports"}  # ROOT/<name>/ holds assetgen's own files
+RESERVED_SCENES = tuple(RESERVED_USE)
 
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"{p}{i}" for p in ("COM", "LPT") for i in range(1, 10)}
 _FORBIDDEN_CHARS = set('<>:"|?*')
@@ -91,7 +92,7 @@ def name_problem(name: str) -> str | None:
 def scene_problem(name: str) -> str | None:
     """``name_problem`` plus the output root's own folders (``RESERVED_SCENES``)."""
     if name.lower() in RESERVED_SCENES:
-        return f"is reserved (ROOT/{name}/ holds the review report); choose another"
+        return f"is reserved (ROOT/{name}/ holds {RESERVED_USE[name.lower()]}); choose another"
     return name_problem(name)
 
 

@@ -19,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.states import Completed, Failed
 
-from assetgen import render
+from assetgen import render, runreport
 from assetgen.progress import RenderProgress
 from assetgen.store.crash import crashpoint
 
@@ -151,6 +151,7 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
                 log.info("%s/%s v%s: %s", version["scene"], version["asset"], version["version"], note)
         store.index.finish_run(run_id, {**summary["plan"], "rendered": summary["rendered"],
                                         "failed": len(summary["failed"])})
+        summary["report"] = runreport.finish(store, prepared, outcomes, run_id, manifests)
     bars.stop()
     _artifacts(summary)
     if summary["failed"]:

@@ -12,10 +12,11 @@ import sys
 from typer.testing import CliRunner
 from assetgen.cli import app
 from assetgen.models.tiny import KINDS  # noqa: F401  (module import must stay light too)
-import assetgen.render, assetgen.runtime, assetgen.progress  # noqa: E401,F401  (as light)
+import assetgen.render, assetgen.runtime, assetgen.progress, assetgen.runreport  # noqa: E401,F401  (as light)
 r = CliRunner()
 for args in (["--help"], ["validate", "manifests/demo.csv", "manifests/scenes.json"], ["render", "--help"],
-             ["plan", "manifests/demo.csv", "--out", sys.argv[1], "--model-dir", sys.argv[2]]):
+             ["plan", "manifests/demo.csv", "--out", sys.argv[1], "--model-dir", sys.argv[2]],
+             ["retire", "--orphans", "manifests/demo.csv", "--out", sys.argv[1]]):
     res = r.invoke(app, args, catch_exceptions=False)
     assert res.exit_code in (0, 2), (args, res.output)
 heavy = sorted(m for m in ("torch", "audiocraft", "prefect", "pandas") if m in sys.modules)

@@ -179,6 +179,12 @@ def test_unsafe_names(tmp_path, name):
         assert issue.column == column and issue.value == name and issue.message.startswith("name ")
 
 
+@pytest.mark.parametrize("scene, holds", [("report", "the review report"), ("Runs", "the run reports")])
+def test_the_output_roots_own_folders_are_not_scenes(tmp_path, scene, holds):
+    issue = only(problems(tmp_path, f"{HEADER}\n{scene},a,sfx,x,2\n"))
+    assert issue.column == "scene" and f"is reserved (ROOT/{scene}/ holds {holds})" in issue.message
+
+
 def test_unsafe_layer_name(tmp_path):
     issue = only(problems(tmp_path, f"{HEADER},layer\ns,a,sfx,x,2,../up\n"))
     assert issue.column == "layer"

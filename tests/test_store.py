@@ -325,6 +325,8 @@ def _as_old_index(path, version):
 def test_index_of_schema_v2_gains_measurements_qc_and_attempts(tmp_path):
     import sqlite3
 
+    from assetgen.store import schema
+
     store = AssetStore(tmp_path)
     row = commit(store, spec(), "k1")
     _as_old_index(tmp_path / "index.sqlite", 2)
@@ -334,7 +336,7 @@ def test_index_of_schema_v2_gains_measurements_qc_and_attempts(tmp_path):
     old = store.index.get("forest", "birds")  # opening migrates
     assert old["sha256"] == row["sha256"] and old["lra_lu"] is None and old["qc"] is None
     con = sqlite3.connect(tmp_path / "index.sqlite")
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert con.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
     assert con.execute("SELECT COUNT(*) FROM attempts").fetchone()[0] == 0
     con.close()
     measured = dataclasses.replace(processed(), lra_lu=4.25, max_momentary_lufs=-18.5, max_short_term_lufs=-20.0,

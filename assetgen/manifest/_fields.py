@@ -17,7 +17,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from assetgen.hints import closest, did_you_mean
 from assetgen.models.registry import CHECKPOINT_FILES, HUB_IDS
-from assetgen.names import RESERVED_SCENES, name_problem, nfc, text_problem
+from assetgen.names import RESERVED_SCENES, RESERVED_USE, name_problem, nfc, text_problem
 from assetgen.seeds import SEED_MAX
 from assetgen.spec import LOUDNESS_PROFILES, MIX_MODEL, MODEL_ALIASES
 
@@ -162,10 +162,11 @@ def parse_name(raw: str) -> str:
 
 
 def parse_scene(raw: str) -> str:
-    """A safe scene name (NFC) that is not one of the output root's own folders (ROOT/report/)."""
+    """A safe scene name (NFC) that is not one of the output root's own folders (ROOT/report/, ROOT/runs/)."""
     name = nfc(raw)
     if name.lower() in RESERVED_SCENES:
-        raise BadValue(f"scene name {raw!r} is reserved (ROOT/{raw}/ holds the review report); choose another")
+        raise BadValue(f"scene name {raw!r} is reserved (ROOT/{raw}/ holds {RESERVED_USE[name.lower()]}); "
+                       "choose another")
     return parse_name(name)
 
 

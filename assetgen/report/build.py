@@ -63,6 +63,8 @@ class AssetCard:
     params: str
     tags: list[str]
     failure: dict | None = None
+    lifecycle: str = ""  # "orphaned" (no manifest of the last render names it), "retired" or empty
+    lifecycle_note: str = ""
     notes: list[str] = field(default_factory=list)
     blockers: list[str] = field(default_factory=list)  # why approving needs a confirmation (approval_blockers)
     qc_reasons: list[str] = field(default_factory=list)  # the QC gates' reasons ("gate: text") of the current take
@@ -258,6 +260,21 @@ def ensure_media(root: Path, cards: list[AssetCard], workers: int | None = None)
     return sum(error is None for error in errors)
 
 
+def lifecycle(orphan: dict | None, retired: dict | None) -> tuple[str, str]:
+    """(state, note) of an asset from its ``orphans`` and ``retired`` index rows (``store.lifecycle``)."""
+    since = (orphan or {}).get("since_run")
+    absent = f"not in the manifest since run {since}" if since else ("not in the manifests" if orphan else "")
+    if retired is not None:
+        who = f" by {retired['user']}" if retired.get("user") else ""
+        why = f": {retired['reason']}" if retired.get("reason") else ""
+        when = (retired.get("retired_at") or "")[:10]
+        note = f"retired{who}{' on ' + when if when else ''}{why}; export leaves it out"
+        return "retired", note + (f" ({absent})" if absent else "")
+    if orphan is not None:
+        return "orphaned", f"{absent}; kept and still exported until retired"
+    return "", ""
+
+
 def collect(root: Path) -> tuple[list[AssetCard], list[dict]]:
     """Cards for every asset in ROOT's index and the open failures of assets that never landed."""
     from assetgen.store.index import Index
@@ -268,6 +285,9 @@ def collect(root: Path) -> tuple[list[AssetCard], list[dict]]:
     failures = open_failures(groups, index.failures())
     damaged = file_problems(root, rows, record=True)
     cards = make_cards(root, groups, failures, seam_threshold(), damaged)
+    orphaned, retired = index.orphans(), index.retired()
+    for card in cards:
+        card.lifecycle, card.lifecycle_note = lifecycle(orphaned.get(card.ident), retired.get(card.ident))
     orphans = [f for key, f in failures.items() if key not in groups]
     return cards, orphans
 
@@ -282,6 +302,7 @@ def render_page(root: Path, cards: list[AssetCard], orphan_failures: list[dict],
     statuses = {s: sum(c.current.status == s for c in cards) for s in ("rendered", "approved", "rejected")}
     return env.get_template("index.html.j2").render(
         root=str(root), cards=cards, orphan_failures=orphan_failures, live=live, api_status=API_STATUS,
+        orphaned=sum(c.lifecycle == "orphaned" for c in cards), retired=sum(c.lifecycle == "retired" for c in cards),
         damaged=sum(c.current.damaged is not None for c in cards),
         scenes=sorted({c.scene for c in cards}), categories=sorted({c.row.get("category") or "" for c in cards} - {""}),
         statuses=statuses, failing=sum(c.failing for c in cards) + len(orphan_failures),

@@ -9,6 +9,8 @@ fails:
   missing sources are refused, listed (``skip_damaged=True`` exports the rest and lists them);
 - a file in DIR that the previous manifest does not list is the user's: it is not overwritten unless
   ``overwrite=True`` (a file that already holds exactly the bytes to deliver is taken over, nothing is lost);
+- retired assets (``assetgen retire``) are left out, whatever the mode and ``include_failing``, and listed; a
+  file an earlier export delivered for one stays in DIR, unlisted (like any file export no longer delivers);
 - takes with ``approval_blockers`` (placeholder, bad audio status, failed QC) are skipped and listed unless
   ``include_failing=True``; a skipped asset's file from an earlier export stays listed in the manifest (it is
   still there, and still export's). Files an export no longer delivers for other reasons (a new pattern, an
@@ -61,6 +63,7 @@ class ExportResult:
     skipped: list[str] = field(default_factory=list)  # "scene/asset@vN: reasons" left out (approval blockers)
     damaged: list[str] = field(default_factory=list)  # "scene/asset@vN: problem" left out (skip_damaged=True)
     kept: list[str] = field(default_factory=list)  # a skipped asset's file as an earlier export delivered it
+    retired: list[str] = field(default_factory=list)  # "scene/asset" of retired assets, never exported
 
     @property
     def delivered(self) -> int:
@@ -74,6 +77,7 @@ class ExportResult:
             (self.overwritten, "overwritten (export had not delivered them): ", ", "),
             (self.skipped, "skipped {n} take(s) that need review (--include-failing to export them):\n  ", "\n  "),
             (self.damaged, "skipped {n} damaged source file(s) (run a render to repair them):\n  ", "\n  "),
+            (self.retired, "left out {n} retired asset(s): ", ", "),
             (self.kept, "{n} file(s) of skipped assets stay as an earlier export delivered them: ", ", "),
             (self.stale, "{n} file(s) from an earlier export are no longer delivered (left in place): ", ", "),
         )
@@ -112,16 +116,20 @@ def select_rows(root: Path, mode: str = "approved", include_failing: bool = Fals
     """The takes to export, and the (take, why) left out for their approval blockers.
 
     ``approved``: each asset's latest approved version. ``all-latest``: each asset's latest version that is not
-    rejected and has no approval blockers (``include_failing``: the latest not rejected).
+    rejected and has no approval blockers (``include_failing``: the latest not rejected). Retired assets are
+    never chosen (:func:`retired_assets`).
     """
     from assetgen.store.index import Index
 
     if mode not in MODES:
         raise ValueError(f"export mode {mode!r}: expected one of {', '.join(MODES)}")
     index = Index(root)
+    retired = set(index.retired())
     chosen, skipped = [], []
     if mode == "approved":
         for latest in index.rows(latest_only=True):
+            if f"{latest['scene']}/{latest['asset']}" in retired:
+                continue
             row = index.latest_approved(latest["scene"], latest["asset"])
             if row is None:
                 continue
@@ -133,7 +141,8 @@ def select_rows(root: Path, mode: str = "approved", include_failing: bool = Fals
         return chosen, skipped
     versions: dict[tuple[str, str], list[dict]] = {}
     for row in index.rows():
-        versions.setdefault((row["scene"], row["asset"]), []).append(row)
+        if f"{row['scene']}/{row['asset']}" not in retired:
+            versions.setdefault((row["scene"], row["asset"]), []).append(row)
     for takes in versions.values():
         candidates = [r for r in reversed(takes) if r.get("status") != "rejected"]
         passing = candidates if include_failing else [r for r in candidates if not approval_blockers(r)]
@@ -143,6 +152,13 @@ def select_rows(root: Path, mode: str = "approved", include_failing: bool = Fals
             why = "; ".join(approval_blockers(candidates[0]))
             skipped.append((candidates[0], f"no passing take; the latest has {why}"))
     return chosen, skipped
+
+
+def retired_assets(root: Path) -> list[str]:
+    """``"scene/asset"`` of every retired asset (export leaves them out)."""
+    from assetgen.store.index import Index
+
+    return sorted(Index(root).retired())
 
 
 def read_manifest(path: Path) -> dict[str, dict]:
@@ -298,7 +314,7 @@ def export_assets(root: Path, to: Path, pattern: str = DEFAULT_PATTERN, *, mode:
         raise ExportError(f"{to}: {len(refused)} file(s) in the way; nothing was exported:\n  "
                           + "\n  ".join(refused))
     result = ExportResult(to=to, manifest=manifest, mode=mode, skipped=[f"{_ident(r)}: {why}" for r, why in skipped],
-                          damaged=[f"{k}: {v}" for k, v in problems.items()])
+                          damaged=[f"{k}: {v}" for k, v in problems.items()], retired=retired_assets(root))
     entries: dict[str, dict] = {}
     removed: set[str] = set()
     try:

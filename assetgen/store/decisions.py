@@ -35,12 +35,17 @@ def match_key(row: dict) -> tuple:
 
 def append(root: str | os.PathLike, row: dict, status: str, time: str) -> None:
     """Append one decision on index ``row`` and fsync it (and, when they are new, the folders holding it)."""
-    path = journal_path(root)
+    record = {k: row[k] for k in FIELDS[:5]} | {"version": int(row["version"]), "status": status, "time": time}
+    append_record(journal_path(root), record)
+
+
+def append_record(path: Path, record: dict) -> None:
+    """Append ``record`` as one JSON line to the journal at ``path`` and fsync it (and, when they are new, the
+    folders holding it); a torn last line left by a crash is ended first."""
     new_dir = not path.parent.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
     if new_dir:
         fsync_dir(path.parent.parent)
-    record = {k: row[k] for k in FIELDS[:5]} | {"version": int(row["version"]), "status": status, "time": time}
     line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
     try:

@@ -6,7 +6,8 @@
 - ``store.runs``: the render log (runs and failures);
 - ``store.verified``: reconcile's cache of verified file hashes;
 - ``store.tabular``: CSV / Parquet export of the rows;
-- ``store.decisions``: the journal of review decisions, which outlives the index file.
+- ``store.decisions``: the journal of review decisions, which outlives the index file;
+- ``store.lifecycle``: orphaned and retired assets.
 
 ``Index`` is all of them on one root, so callers keep one object per root.
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from assetgen.store import decisions
 from assetgen.store.db import BUSY_TIMEOUT_MS, Database, ident, utc_now
+from assetgen.store.lifecycle import Lifecycle
 from assetgen.store.runs import RunLog
 from assetgen.store.schema import (COLUMNS, DB_NAME, FILE_STATES, REQUIRED, SCHEMA_VERSION, STATUSES,
                                    IndexConflictError, IndexLookupError, IndexSchemaError)
@@ -30,8 +32,9 @@ __all__ = ["BUSY_TIMEOUT_MS", "COLUMNS", "DB_NAME", "FILE_STATES", "REQUIRED", "
            "Database", "Index", "IndexConflictError", "IndexLookupError", "IndexSchemaError", "ident", "utc_now"]
 
 
-class Index(Versions, RunLog, VerifiedFiles):
-    """``ROOT/index.sqlite``: versions, the render log and the verification cache. Reads never create it."""
+class Index(Versions, RunLog, VerifiedFiles, Lifecycle):
+    """``ROOT/index.sqlite``: versions, the render log, the verification cache and the assets' lifecycle. Reads
+    never create it."""
 
     def set_status(self, scene: str, asset: str, version: int | None, status: str) -> dict:
         """Set the review status of one version (None = latest), journaled first (``store.decisions``)."""

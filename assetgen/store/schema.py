@@ -1,7 +1,8 @@
 """The index's tables and their migrations (``PRAGMA user_version`` = schema version).
 
-``assets`` holds the contract's columns (one row per asset version), ``failures`` and ``runs`` the render
-log, ``verified_files`` reconcile's cache of file hashes it checked (see ``store.verified``). An index file
+``assets`` holds the contract's columns (one row per asset version), ``failures``, ``runs`` and ``attempts``
+the render log, ``verified_files`` reconcile's cache of file hashes it checked (see ``store.verified``),
+``orphans`` and ``retired`` the assets' lifecycle (see ``store.lifecycle``). An index file
 written by any earlier assetgen is brought up to date by running the missing steps of ``_MIGRATIONS`` in
 order; one written by a newer assetgen is refused (:func:`check_version`).
 """
@@ -12,7 +13,7 @@ import os
 import sqlite3
 
 DB_NAME = "index.sqlite"
-SCHEMA_VERSION = 3  # PRAGMA user_version; bump and add a step to _MIGRATIONS when the schema changes
+SCHEMA_VERSION = 4  # PRAGMA user_version; bump and add a step to _MIGRATIONS when the schema changes
 STATUSES = ("rendered", "approved", "rejected")
 FILE_STATES = ("ok", "missing")
 
@@ -126,7 +127,28 @@ CREATE TABLE IF NOT EXISTS attempts (
 );
 CREATE INDEX IF NOT EXISTS attempts_asset ON attempts (scene, asset, content_key);
 """
-_MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}  # user_version n-1 -> n
+# v4: the asset lifecycle across renders (``store.lifecycle``). ``orphans``: assets that the manifests of the
+# latest render did not name, with the first such render (``since_run`` NULL when ``retire --orphans`` found it
+# without a render); a render that names the asset again deletes its row. ``retired``: assets taken out of
+# delivery (export skips them, files and versions stay); a render that names the asset again deletes it too.
+_SCHEMA_V4 = """
+CREATE TABLE IF NOT EXISTS orphans (
+    scene TEXT NOT NULL,
+    asset TEXT NOT NULL,
+    since_run TEXT,
+    since_at TEXT NOT NULL,
+    PRIMARY KEY (scene, asset)
+);
+CREATE TABLE IF NOT EXISTS retired (
+    scene TEXT NOT NULL,
+    asset TEXT NOT NULL,
+    retired_at TEXT NOT NULL,
+    user TEXT,
+    reason TEXT,
+    PRIMARY KEY (scene, asset)
+);
+"""
+_MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}  # user_version n-1 -> n
 
 
 class IndexLookupError(ValueError):

@@ -16,8 +16,8 @@ user left behind:
 - a finished WAV without an index row is adopted when its iXML provenance names exactly this path, the
   next contiguous version and a content key new for the asset, and its ``data`` matches the recorded
   ``audio_sha256``; otherwise it is moved to ``ROOT/.quarantine/``. An adopted version gets back the last
-  review decision journaled for its content key and sha256 (``store.decisions``), so deleting the index
-  loses no approval;
+  review decision journaled for its content key and sha256 (``store.decisions``), and its asset its last
+  journaled retirement (``store.lifecycle``), so deleting the index loses no approval and no retirement;
 - an index row whose file is missing is marked ``file_state='missing'``; a row whose file no longer
   matches its sha256 gets the file moved to quarantine and is marked the same way. A missing *latest*
   version drops out of ``Index.latest_keys()``, so the plan renders it again, and :meth:`commit` restores
@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from assetgen.names import component_problem
-from assetgen.spec import RESERVED_SCENES, AssetSpec, ProcessedAudio  # ROOT/report/ is the review page
+from assetgen.spec import RESERVED_SCENES, AssetSpec, ProcessedAudio  # ROOT/report/, ROOT/runs/: assetgen's own
 from assetgen.store import atomic as _atomic
 from assetgen.store import wav
 from assetgen.store.atomic import fsync_dir as _fsync_dir
@@ -142,7 +142,7 @@ class AssetStore:
     def asset_dir(self, scene: str, asset: str) -> Path:
         """``ROOT/<scene>/<asset>`` after checking both names stay inside ROOT (not created here)."""
         if scene in RESERVED_SCENES:
-            raise UnsafeNameError(f"scene name {scene!r} is reserved (ROOT/{scene} holds the review report)")
+            raise UnsafeNameError(f"scene name {scene!r} is reserved (ROOT/{scene} holds assetgen's own files)")
         path = self.root / check_name("scene", scene) / check_name("asset", asset)
         root = self.root.resolve()
         resolved = path.resolve()
@@ -300,6 +300,8 @@ class AssetStore:
                 report.quarantined.append(self._quarantine(path, reason))
         report.decisions_restored += [f"{r['path']}: {r['status']}"
                                       for r in self.index.restore_decisions(adopted_rows)]
+        report.decisions_restored += [f"{i}: retired" for i in self.index.restore_retirements(
+            f"{r['scene']}/{r['asset']}" for r in adopted_rows)]
         verified = self.index.verified_files() if verify_hashes else {}
         fresh: list[tuple] = []
         for rel, row in rows.items():
