@@ -94,7 +94,7 @@ def _print_plan(summary: dict, prepared) -> None:
                   f"scene mixes to render: {summary['mixes_to_render']}")
     for ref, model in prepared.models.items():
         if model.placeholder:
-            console.print(f"[yellow]PLACEHOLDER AUDIO[/]: {ref} -> {model.source} (tiny random-weight model)")
+            console.print(f"[yellow]PLACEHOLDER AUDIO[/]: {ref} -> {model.source} ({model.placeholder_note})")
 
 
 @app.command("render")
@@ -129,7 +129,7 @@ def render_cmd(
         _err(str(exc))
     for ref, model in prepared.models.items():
         if model.placeholder:
-            typer.secho(f"PLACEHOLDER AUDIO: model {ref!r} is the tiny random-weight checkpoint at {model.source}; "
+            typer.secho(f"PLACEHOLDER AUDIO: model {ref!r} ({model.source}) is a {model.placeholder_note}; "
                         "outputs are labelled placeholder in the index and report.", fg="yellow", err=True)
     counts = prepared.plan.counts()
     typer.echo("plan: " + ", ".join(f"{k} {v}" for k, v in counts.items()), err=True)
