@@ -2,7 +2,7 @@
 
 A content key hashes everything that changes an asset's delivered audio and nothing else: model
 fingerprint, prompt (whitespace-normalised), generation params (with ``voice`` and ``rate`` for tts),
-seed, delivery settings and ``POSTPROCESS_VERSION``. Names, row order, category, tags and template
+seed (not for tts: espeak-ng has none), delivery settings and ``POSTPROCESS_VERSION``. Names, row order, category, tags and template
 columns do not enter it.
 A mix's key hashes its own delivery settings and, per layer, the layer's key plus its placement
 (gain, start, fades, ducking), so a changed layer or placement changes the mix and nothing else.
@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 
 from assetgen.dsp import POSTPROCESS_VERSION
 from assetgen.gcpause import gc_paused
-from assetgen.spec import AssetSpec, GenParams, GenRequest, PostParams
+from assetgen.spec import TTS_MODEL, AssetSpec, GenParams, GenRequest, PostParams
 
 KEY_SCHEMA = 1  # bump if the key's recipe below changes
 STATES = ("new", "changed", "up-to-date")
@@ -58,7 +58,8 @@ def content_key(spec: AssetSpec, model_fingerprint: str, layer_keys: Sequence[st
     if spec.is_mix:
         return _sha(version, "mix", spec.gen.duration_s, _post_text(spec.post), *layer_keys)
     prompt = " ".join(spec.prompt.split())
-    return _sha(version, model_fingerprint, prompt, spec.seed, _gen_text(spec.gen), _post_text(spec.post))
+    seed = "" if spec.model == TTS_MODEL else spec.seed  # espeak-ng has no randomness: a seed changes nothing
+    return _sha(version, model_fingerprint, prompt, seed, _gen_text(spec.gen), _post_text(spec.post))
 
 
 def placed_layer_key(layer: AssetSpec, key: str) -> str:
