@@ -49,6 +49,8 @@ class Take:
     progress: float = 0.0  # 0..1 while generating
     error: str | None = None
     created: float = field(default_factory=time.time)
+    started: float | None = None  # time.time() when its device's queue reached it
+    finished: float | None = None
     timings: dict[str, float] = field(default_factory=dict)  # s: queue, load, generate, postprocess, mix, total
     measured: dict[str, Any] = field(default_factory=dict)
     qc: dict | None = None
@@ -61,7 +63,8 @@ class Take:
         done = self.state == "done"
         return {"id": self.id, "kind": self.kind, "state": self.state, "progress": round(self.progress, 3),
                 "error": self.error, "prompt": self.prompt, "model": self.model, "placeholder": self.placeholder,
-                "device": self.device, "content_key": self.key, "created": self.created,
+                "device": self.device, "content_key": self.key, "created": self.created, "started": self.started,
+                "finished": self.finished,
                 "audio_url": f"/api/takes/{self.id}/audio" if done else None,
                 "image_url": f"/api/takes/{self.id}/image.png" if done else None,
                 **{k: self.measured.get(k) for k in ("lufs", "true_peak_dbtp", "seam_score", "audio_status",
@@ -169,7 +172,8 @@ class Lab:
     # -- one take, on its device's queue -----------------------------------------------------------------
     def _run(self, take: Take, items: list, models: dict) -> None:
         start = time.perf_counter()
-        take.timings["queue"] = round(time.time() - take.created, 4)
+        take.started = time.time()
+        take.timings["queue"] = round(take.started - take.created, 4)
         try:
             self._make(take, items, models)
             take.state = "done"
@@ -179,6 +183,7 @@ class Lab:
             take.error = exc.text if isinstance(exc, _TakeFailed) else Failure.from_exception("generate", exc).text
             take.state = "failed"
         take.timings["total"] = round(time.perf_counter() - start, 4)
+        take.finished = time.time()
 
     def _make(self, take: Take, items: list, models: dict) -> None:
         from assetgen import render
