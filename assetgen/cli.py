@@ -108,6 +108,8 @@ def render_cmd(
     max_assets: int = MAX_ASSETS,
     no_wait: bool = typer.Option(False, "--no-wait", help="Fail at once if another render holds the output root."),
     progress_bars: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    verbose: bool = typer.Option(False, "--verbose", "-v",
+                                 help="List every new version with its loudness, true peak, tempo and notes."),
 ) -> None:
     """Render new and changed assets into versioned WAVs, update the index (only what changed)."""
     from assetgen import render
@@ -150,6 +152,8 @@ def render_cmd(
             _err(str(summary))
         _err(f"render failed: {summary}", code=1)
     typer.echo(f"rendered {summary['rendered']} new version(s) into {out}")
+    for line in render.version_lines(summary, everything=verbose):
+        typer.echo(f"  {line}")
     if summary["failed"]:
         typer.secho(f"{len(summary['failed'])} asset(s) failed:", fg="red", err=True)
         for f in summary["failed"]:

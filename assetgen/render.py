@@ -131,6 +131,7 @@ class Outcome:
     key: str
     row: dict | None = None
     failure: Failure | None = None
+    notes: tuple[str, ...] = ()  # what post-processing said about the take (tempo used, limiting, shortfall)
 
     @property
     def ok(self) -> bool:
@@ -342,7 +343,8 @@ def record_outcome(store: AssetStore, item, result: Encoded | ProcessedAudio | F
         row = commit(store, item, result, model_label=model_label, placeholder=placeholder, run_id=run_id)
     except Exception as exc:  # noqa: BLE001
         return record_failure(store, item, Failure.from_exception("store", exc), run_id)
-    return Outcome(item.spec.ident, item.key, row=row)
+    info = getattr(result, "info", result)  # an Encoded clip carries its ProcessedAudio as ``info``
+    return Outcome(item.spec.ident, item.key, row=row, notes=tuple(getattr(info, "notes", ()) or ()))
 
 
 def record_batch_failure(store: AssetStore, items: Sequence, stage: str, exc: BaseException,
@@ -394,8 +396,28 @@ def summary(prepared: Prepared, outcomes: Sequence[Outcome], run_id: str) -> dic
     """Counts, failures and the new versions of a run (CLI output and Prefect artifacts)."""
     counts = prepared.plan.counts() if hasattr(prepared.plan, "counts") else {}
     rows = [o.row for o in outcomes if o.ok and o.row]
+    notes = {o.ident: list(o.notes) for o in outcomes if o.ok and o.notes}
     failed = [{"asset": o.ident, "stage": o.stage, "error": o.error} for o in outcomes if not o.ok]
     return {"run_id": run_id, "plan": counts, "rendered": len(rows), "failed": failed,
             "placeholder": any(m.placeholder for m in prepared.models.values()),
-            "versions": [{k: r.get(k) for k in ("scene", "asset", "version", "path", "lufs", "true_peak_dbtp",
-                                                "seam_score", "model")} for r in rows]}
+            "versions": [{**{k: r.get(k) for k in ("scene", "asset", "version", "path", "lufs", "true_peak_dbtp",
+                                                   "seam_score", "tempo_bpm", "tempo_source", "audio_status",
+                                                   "model")},
+                          "notes": notes.get(f"{r['scene']}/{r['asset']}", [])} for r in rows]}
+
+
+def version_lines(summary: dict, everything: bool = False) -> list[str]:
+    """One line per new version of ``summary``: path, LUFS, dBTP, tempo and post-processing notes; without
+    ``everything`` only the versions whose audio status is not ``ok`` (what needs a look)."""
+    lines = []
+    for v in summary["versions"]:
+        status = v.get("audio_status") or "ok"
+        if not everything and status == "ok":
+            continue
+        figures = [f"{v['lufs']:.1f} LUFS" if v.get("lufs") is not None else "",
+                   f"{v['true_peak_dbtp']:.1f} dBTP" if v.get("true_peak_dbtp") is not None else "",
+                   f"{v['tempo_bpm']:.2f} BPM" if v.get("tempo_bpm") else "", "" if status == "ok" else status]
+        notes = "; ".join(v.get("notes") or ())
+        lines.append(f"{v['scene']}/{v['asset']} v{v['version']}: {', '.join(f for f in figures if f)}"
+                     + (f" ({notes})" if notes else ""))
+    return lines

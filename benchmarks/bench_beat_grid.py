@@ -4,10 +4,14 @@ Synthetic songs (tests/test_dsp_beats.song: jittered kick, off-beat hats, melody
 tempi; 2-bar loops. "global": librosa's global tempo -> bars length, start where the seam search puts it
 (the previous method); "grid": the delivered loop of ``process_clip`` with ``bars`` and no ``bpm``.
 
-Run: PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_beat_grid.py
+Run: .venv/bin/python benchmarks/bench_beat_grid.py
 """
 
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the synthetic songs live in the tests package
 
 from assetgen.dsp.chain import process_clip
 from assetgen.dsp.loop import bars_length, estimate_bpm, make_loop

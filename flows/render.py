@@ -160,6 +160,9 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
                 bars.advance("write", 1)
         outcomes += _render_mixes(store, root, prepared, outcomes, run_id, bars)
         summary = render.summary(prepared, outcomes, run_id)
+        for version in summary["versions"]:
+            for note in version["notes"]:
+                log.info("%s/%s v%s: %s", version["scene"], version["asset"], version["version"], note)
         store.index.finish_run(run_id, {**summary["plan"], "rendered": summary["rendered"],
                                         "failed": len(summary["failed"])})
     bars.stop()

@@ -104,6 +104,11 @@ def test_crossfade_not_shorter_than_loop(tmp_path):
         ("seed", "-1", "greater than or equal to 0"),
         ("top_p", "1.5", "less than or equal to 1"),
         ("gain_db", "+99", "less than or equal to 24"),
+        ("highpass_hz", "-1", "greater than or equal to 0"),
+        ("highpass_hz", "hz", "valid number"),
+        ("max_limit_db", "-3", "greater than or equal to 0"),
+        ("loudness_mode", "integrate", "did you mean 'integrated'"),
+        ("loop_tolerance_s", "-0.1", "greater than or equal to 0"),
     ],
 )
 def test_wrong_types_and_ranges(tmp_path, column, cell, expect):

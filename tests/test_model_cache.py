@@ -26,6 +26,8 @@ def fake_backend(monkeypatch):
     module = types.ModuleType("assetgen.models.audiocraft_backend")
     module.AudiocraftBackend = Backend
     monkeypatch.setitem(sys.modules, "assetgen.models.audiocraft_backend", module)
+    # the process cache is swapped too: fakes loaded through it must not reach later tests' renders
+    monkeypatch.setattr(cache, "_default", cache.ModelCache())
     return loads
 
 

@@ -261,12 +261,14 @@ def test_summary_counts_versions_and_failures():
         placeholder = False
 
     prepared = render.Prepared(specs=[], plan=Plan(), batches=[], mixes=[], models={"m": Model()}, fingerprints={})
-    outcomes = [render.Outcome("s/a", "k", row={"scene": "s", "asset": "a", "version": 1, "path": "p", "extra": 1}),
+    outcomes = [render.Outcome("s/a", "k", row={"scene": "s", "asset": "a", "version": 1, "path": "p", "extra": 1},
+                               notes=("tempo 121.40 BPM (beat-tracked)",)),
                 render.Outcome("s/b", "k2", failure=Failure("dsp", "ValueError", "bad"))]
     out = render.summary(prepared, outcomes, "run")
     assert out["rendered"] == 1 and out["plan"] == {"new": 2} and out["placeholder"] is False
     assert out["failed"] == [{"asset": "s/b", "stage": "dsp", "error": "dsp: ValueError: bad"}]
     assert out["versions"][0]["path"] == "p" and "extra" not in out["versions"][0]
+    assert out["versions"][0]["notes"] == ["tempo 121.40 BPM (beat-tracked)"]  # logged by the flow
 
 
 def test_progress_bars_count_and_disabled_bars_do_nothing():
@@ -289,3 +291,15 @@ def test_progress_bars_count_and_disabled_bars_do_nothing():
     finally:
         on.stop()
     on.advance("write", 1)  # after stop: no bar, no error
+
+
+def test_version_lines_list_what_needs_a_look_or_everything():
+    summary = {"versions": [
+        {"scene": "m", "asset": "theme", "version": 2, "lufs": -14.0, "true_peak_dbtp": -1.02, "tempo_bpm": 121.4,
+         "audio_status": "ok", "notes": ["tempo 121.40 BPM (beat-tracked)"]},
+        {"scene": "m", "asset": "whale", "version": 1, "lufs": -15.71, "true_peak_dbtp": -1.0, "tempo_bpm": None,
+         "audio_status": "loudness-unreachable", "notes": ["limited: up to 12.0 dB of gain reduction"]}]}
+    assert render.version_lines(summary) == [
+        "m/whale v1: -15.7 LUFS, -1.0 dBTP, loudness-unreachable (limited: up to 12.0 dB of gain reduction)"]
+    assert render.version_lines(summary, everything=True)[0] == \
+        "m/theme v2: -14.0 LUFS, -1.0 dBTP, 121.40 BPM (tempo 121.40 BPM (beat-tracked))"

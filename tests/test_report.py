@@ -247,3 +247,18 @@ def test_report_records_verified_files(root: Path) -> None:
     cache = Index(root).verified_files()
     assert set(cache) == {r["path"] for r in Index(root).rows()}  # each intact file recorded at its stat
     assert all(cache[r["path"]][0] == r["sha256"] for r in Index(root).rows())
+
+
+def test_card_shows_delivery_statistics_tempo_and_meta(tmp_path: Path) -> None:
+    root = tmp_path / "out"
+    add_asset(root, "music", "theme", lra_lu=6.25, max_momentary_lufs=-15.04, max_short_term_lufs=-17.5,
+              sample_peak_dbfs=-2.25, dc_offset=3e-6, tempo_bpm=123.456, tempo_source="beat-tracked",
+              loudness_shortfall_lu=1.71, audio_status="loudness-unreachable", meta='{"meta_owner": "jo"}')
+    add_asset(root, "ui", "click")  # an index row without the statistics: no empty entries
+    html = build_report(root, workers=1).read_text()
+    theme = html[html.index('id="a-music-theme"'):html.index('id="a-ui-click"')]
+    assert "LRA 6.2 LU · max M -15.0 LUFS · max S -17.5 LUFS · sample peak -2.2 dBFS · DC 3.0e-06" in theme
+    assert "1.71 LU short of the target" in theme and "loudness-unreachable" in theme
+    assert "123.46 BPM (beat-tracked)" in theme and "meta_owner=jo" in theme
+    click = html[html.index('id="a-ui-click"'):]
+    assert '<dd class="stats">' not in click and "BPM" not in click

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import os
@@ -294,11 +296,55 @@ def test_index_of_schema_v1_gains_the_verification_cache(tmp_path):
 
     store = AssetStore(tmp_path)
     row = commit(store, spec(), "k1")
-    con = sqlite3.connect(tmp_path / "index.sqlite")  # back to what assetgen wrote before schema v2
-    con.execute("DROP TABLE verified_files")
-    con.execute("PRAGMA user_version=1")
-    con.commit()
-    con.close()
+    _as_old_index(tmp_path / "index.sqlite", 1)  # back to what assetgen wrote before schema v2
     assert store.index.get("forest", "birds")["sha256"] == row["sha256"]
     assert not store.reconcile()
     assert list(store.index.verified_files()) == [row["path"]]
+
+
+def _as_old_index(path, version):
+    """Rewrite the index at ``path`` as schema ``version`` wrote it (the rows' columns of that schema)."""
+    import sqlite3
+
+    from assetgen.store import schema
+
+    old = path.with_suffix(".old")
+    path.rename(old)
+    con = sqlite3.connect(path)
+    for step in range(1, version + 1):
+        con.executescript(schema._MIGRATIONS[step])
+    con.execute(f"PRAGMA user_version={version}")
+    cols = [r[1] for r in con.execute("PRAGMA table_info(assets)")]
+    con.execute("ATTACH DATABASE ? AS old", (str(old),))
+    con.execute(f"INSERT INTO assets ({', '.join(cols)}) SELECT {', '.join(cols)} FROM old.assets")
+    con.commit()
+    con.close()
+    old.unlink()
+
+
+def test_index_of_schema_v2_gains_measurements_qc_and_attempts(tmp_path):
+    import sqlite3
+
+    store = AssetStore(tmp_path)
+    row = commit(store, spec(), "k1")
+    _as_old_index(tmp_path / "index.sqlite", 2)
+    con = sqlite3.connect(tmp_path / "index.sqlite")
+    assert "lra_lu" not in [r[1] for r in con.execute("PRAGMA table_info(assets)")]
+    con.close()
+    old = store.index.get("forest", "birds")  # opening migrates
+    assert old["sha256"] == row["sha256"] and old["lra_lu"] is None and old["qc"] is None
+    con = sqlite3.connect(tmp_path / "index.sqlite")
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert con.execute("SELECT COUNT(*) FROM attempts").fetchone()[0] == 0
+    con.close()
+    measured = dataclasses.replace(processed(), lra_lu=4.25, max_momentary_lufs=-18.5, max_short_term_lufs=-20.0,
+                                   sample_peak_dbfs=-3.0, dc_offset=1e-5, tempo_bpm=120.0, tempo_source="given")
+    new = commit(store, spec(meta=(("meta_owner", "jo"),)), "k2", measured)
+    wanted = {"version": 2, "lra_lu": 4.25, "max_momentary_lufs": -18.5, "max_short_term_lufs": -20.0,
+              "sample_peak_dbfs": -3.0, "dc_offset": 1e-5, "tempo_bpm": 120.0, "tempo_source": "given",
+              "meta": '{"meta_owner": "jo"}', "loudness_shortfall_lu": None}
+    assert {k: new[k] for k in wanted} == wanted
+    (tmp_path / "index.sqlite").unlink()  # the file's provenance carries them: adoption restores them
+    adopted = AssetStore(tmp_path)
+    adopted.reconcile()
+    assert {k: adopted.index.get("forest", "birds")[k] for k in wanted} == wanted

@@ -79,7 +79,7 @@ _TP_BAND_T = np.ascontiguousarray(_TP_BAND.T)  # outputs x samples: results come
 
 
 def _abs_max_columns(v: np.ndarray) -> np.ndarray:
-    """max |v| of each column (reducing over the long axis 0 is several times faster than over short rows)."""
+    """max |v| of each column (numpy reduces along the long axis 0 much faster than over many short rows)."""
     return np.maximum(v.max(axis=0), -v.min(axis=0))
 
 

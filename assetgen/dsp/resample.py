@@ -23,7 +23,7 @@ def resample(audio: np.ndarray, sr_in: int, sr_out: int, quality: str = "HQ") ->
         return x
     if sr_in <= 0 or sr_out <= 0:
         raise ValueError(f"sample rates must be positive, got {sr_in} -> {sr_out}")
-    # channel by channel: soxr on contiguous mono runs ~25 % faster than on interleaved frames, and the
+    # channel by channel: soxr works faster on contiguous mono runs than on interleaved frames, and the
     # result is already channels-first
     return np.stack([soxr.resample(np.ascontiguousarray(c), sr_in, sr_out, quality=quality) for c in x])
 

@@ -130,6 +130,15 @@ def _pretty_params(text) -> str:
         return str(text)
 
 
+def _json_object(text) -> dict:
+    """A JSON object column (``meta``) as a dict; anything else as ``{"value": text}``."""
+    try:
+        value = json.loads(text) if isinstance(text, str) else text
+    except ValueError:
+        value = text
+    return value if isinstance(value, dict) else {"value": value}
+
+
 def _tags(text) -> list[str]:
     try:
         tags = json.loads(text) if isinstance(text, str) else (text or [])
@@ -255,6 +264,7 @@ def render_page(root: Path, cards: list[AssetCard], orphan_failures: list[dict],
 
     env = Environment(loader=FileSystemLoader(Path(__file__).with_name("templates")),
                       autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
+    env.filters["fromjson"] = _json_object
     statuses = {s: sum(c.current.status == s for c in cards) for s in ("rendered", "approved", "rejected")}
     return env.get_template("index.html.j2").render(
         root=str(root), cards=cards, orphan_failures=orphan_failures, live=live, api_status=API_STATUS,

@@ -12,7 +12,7 @@ import os
 import sqlite3
 
 DB_NAME = "index.sqlite"
-SCHEMA_VERSION = 2  # PRAGMA user_version; bump and add a step to _MIGRATIONS when the schema changes
+SCHEMA_VERSION = 3  # PRAGMA user_version; bump and add a step to _MIGRATIONS when the schema changes
 STATUSES = ("rendered", "approved", "rejected")
 FILE_STATES = ("ok", "missing")
 
@@ -22,7 +22,11 @@ COLUMNS = (
     "model", "placeholder", "prompt", "seed", "params", "sample_rate", "channels", "bit_depth", "duration_s",
     "lufs", "true_peak_dbtp", "loudness_target", "true_peak_target", "loop_start", "loop_end", "seam_score",
     "audio_status", "category", "tags", "layer", "run_id", "created_at",
+    # v3: the delivery statistics, the loop grid's tempo, free metadata and the quality gates' verdict
+    "lra_lu", "max_momentary_lufs", "max_short_term_lufs", "sample_peak_dbfs", "dc_offset",
+    "loudness_shortfall_lu", "tempo_bpm", "tempo_source", "meta", "qc", "qc_reasons",
 )
+QC_STATES = ("pass", "fail", "waived")
 REQUIRED = ("scene", "asset", "path", "content_key", "sha256")
 
 _SCHEMA_V1 = """
@@ -92,7 +96,37 @@ CREATE TABLE IF NOT EXISTS verified_files (
     verified_ns INTEGER NOT NULL
 );
 """
-_MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2}  # user_version n-1 -> n
+# v3: measurement columns, ``meta`` (JSON object of the row's ``meta_*`` columns), the QC verdict (``qc`` one of
+# QC_STATES or NULL for takes indexed before gates existed, ``qc_reasons`` JSON list of text), and ``attempts``:
+# every generation attempt of a render with its seed and gate results (JSON), ``chosen`` = the delivered one
+_SCHEMA_V3 = """
+ALTER TABLE assets ADD COLUMN lra_lu REAL;
+ALTER TABLE assets ADD COLUMN max_momentary_lufs REAL;
+ALTER TABLE assets ADD COLUMN max_short_term_lufs REAL;
+ALTER TABLE assets ADD COLUMN sample_peak_dbfs REAL;
+ALTER TABLE assets ADD COLUMN dc_offset REAL;
+ALTER TABLE assets ADD COLUMN loudness_shortfall_lu REAL;
+ALTER TABLE assets ADD COLUMN tempo_bpm REAL;
+ALTER TABLE assets ADD COLUMN tempo_source TEXT;
+ALTER TABLE assets ADD COLUMN meta TEXT;
+ALTER TABLE assets ADD COLUMN qc TEXT CHECK (qc IS NULL OR qc IN ('pass', 'fail', 'waived'));
+ALTER TABLE assets ADD COLUMN qc_reasons TEXT;
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT,
+    scene TEXT NOT NULL,
+    asset TEXT NOT NULL,
+    content_key TEXT NOT NULL,
+    attempt INTEGER NOT NULL CHECK (attempt >= 1),
+    seed INTEGER NOT NULL,
+    passed INTEGER NOT NULL CHECK (passed IN (0, 1)),
+    gates TEXT NOT NULL,
+    chosen INTEGER NOT NULL DEFAULT 0 CHECK (chosen IN (0, 1)),
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_asset ON attempts (scene, asset, content_key);
+"""
+_MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}  # user_version n-1 -> n
 
 
 class IndexLookupError(ValueError):

@@ -192,6 +192,12 @@ class AssetStore:
             "seam_score": _num(processed.seam_score), "audio_status": processed.status,
             "category": spec.category, "tags": json.dumps(list(spec.tags)), "layer": spec.layer,
             "run_id": run_id, "created_at": utc_now(),
+            "lra_lu": _num(processed.lra_lu), "max_momentary_lufs": _num(processed.max_momentary_lufs),
+            "max_short_term_lufs": _num(processed.max_short_term_lufs),
+            "sample_peak_dbfs": _num(processed.sample_peak_dbfs), "dc_offset": _num(processed.dc_offset),
+            "loudness_shortfall_lu": _num(processed.loudness_shortfall_lu), "tempo_bpm": _num(processed.tempo_bpm),
+            "tempo_source": processed.tempo_source,
+            "meta": json.dumps(dict(spec.meta), sort_keys=True) if spec.meta else None,
         }
         final = self.root / rel
         if final.exists():

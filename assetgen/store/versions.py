@@ -173,4 +173,8 @@ def _encode(row: dict) -> dict:
         row["tags"] = json.dumps(list(row["tags"]))
     if "placeholder" in row:
         row["placeholder"] = int(bool(row["placeholder"]))
+    if "meta" in row and not isinstance(row["meta"], (str, type(None))):
+        row["meta"] = json.dumps(dict(row["meta"]), sort_keys=True) if row["meta"] else None
+    if "qc_reasons" in row and not isinstance(row["qc_reasons"], (str, type(None))):
+        row["qc_reasons"] = json.dumps(list(row["qc_reasons"]))
     return row
