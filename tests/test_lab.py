@@ -8,6 +8,7 @@ import hashlib
 import io
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -180,6 +181,20 @@ def test_concurrent_takes_queue_on_their_device(client, lab):
     assert max(t["timings"]["queue"] for t in results) > 0.5 * min(t["timings"]["generate"] for t in results)
 
 
+def test_generation_reports_progress(lab):
+    from assetgen.lab.rows import clip_row
+
+    take, future = lab.submit([clip_row({"model": "music", "prompt": "long", "duration_s": 8.0, "seed": 1}, "lab",
+                                        "take")])
+    seen: list[tuple[str, float]] = []
+    while not future.done():
+        seen.append((take.state, take.progress))
+        time.sleep(0.005)
+    future.result()
+    assert any(state == "generating" and 0 < p < 1 for state, p in seen), sorted(set(seen))
+    assert [p for _, p in seen] == sorted(p for _, p in seen) and take.progress == 1.0 and take.state == "done"
+
+
 @needs_espeak
 def test_scene_with_narration_ducking_keeps_all_rows(client, lab):
     r = client.post("/api/takes", json={"duration_s": 4, "layers": [
@@ -220,3 +235,59 @@ def test_kept_take_renders_to_the_same_samples(client, lab, tiny_models, tmp_pat
     mine, _ = sf.read(io.BytesIO(client.get(take["audio_url"]).content), dtype="float32")
     theirs, _ = sf.read(rendered, dtype="float32")
     assert np.array_equal(mine, theirs)
+
+
+@pytest.mark.slow
+def test_cli_serves_the_lab_on_loopback(tmp_path, tiny_models):
+    """`assetgen lab` as a user starts it: the page, a take through the API, the Host check, Ctrl-C."""
+    import json
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    from tests.conftest import REPO
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code = "from assetgen.cli import main; main()"
+    proc = subprocess.Popen([sys.executable, "-c", code, "lab", "--out", str(tmp_path / "out"), "--model-dir",
+                             str(tiny_models), "--device", "cpu", "--port", str(port), "--manifests", str(tmp_path)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                health = json.loads(urllib.request.urlopen(base + "/api/health", timeout=5).read())
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.poll() else ""
+                time.sleep(0.2)
+        assert health["manifest_root"] == str(tmp_path.resolve()) and health["device"] == "cpu"
+        assert b"assetgen lab" in urllib.request.urlopen(base + "/", timeout=5).read()
+        request = urllib.request.Request(base + "/api/takes", method="POST", headers={"Content-Type": "application/json"},
+                                         data=json.dumps({"model": "sfx", "prompt": "thud", "duration_s": 1}).encode())
+        take = json.loads(urllib.request.urlopen(request, timeout=300).read())
+        assert take["state"] == "done" and take["lufs"] == pytest.approx(-23.0, abs=0.01)
+        rebound = urllib.request.Request(base + "/api/takes", headers={"Host": f"evil.example:{port}"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(rebound, timeout=5)
+        assert err.value.code == 421
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_refuses_a_missing_manifest_folder(tmp_path):
+    from assetgen.cli import app
+
+    result = CliRunner().invoke(app, ["lab", "--out", str(tmp_path), "--manifests", str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "not a folder" in result.output
