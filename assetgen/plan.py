@@ -2,8 +2,8 @@
 
 A content key hashes everything that changes an asset's delivered audio and nothing else: model
 fingerprint, prompt (whitespace-normalised), generation params (with ``voice`` and ``rate`` for tts),
-seed (not for tts: espeak-ng has none), delivery settings and ``POSTPROCESS_VERSION``. Names, row order, category, tags and template
-columns do not enter it.
+seed (not for tts: espeak-ng has none), delivery settings and ``POSTPROCESS_VERSION``. Names, row
+order, category, tags and template columns do not enter it.
 A mix's key hashes its own delivery settings and, per layer, the layer's key plus its placement
 (gain, start, fades, ducking), so a changed layer or placement changes the mix and nothing else.
 """

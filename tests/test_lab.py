@@ -119,9 +119,9 @@ def test_keep_writes_a_validated_row_that_keys_to_the_take(client, lab, music_ta
     kept = r.json()
     path = lab.manifest_root / "kept.csv"
     assert kept["manifest"] == str(path) and kept["lines"] == [2] and kept["content_key"] == music_take["content_key"]
-    assert kept["row"] == {"scene": "forest", "asset": "calm_theme", "model": "music", "prompt": "calm {{piano}} theme",
-                           "duration_s": "2.5", "temperature": "0.9", "top_k": "100", "cfg_coef": "2.5",
-                           "seed": "1234"}
+    assert kept["row"] == {"scene": "forest", "asset": "calm_theme", "model": "music",
+                           "prompt": "calm {{piano}} theme", "duration_s": "2.5", "temperature": "0.9",
+                           "top_k": "100", "cfg_coef": "2.5", "seed": "1234"}
     [spec] = load_manifests([path])
     assert spec.prompt == "calm {piano} theme" and spec.seed == 1234  # braces are text, not a template
     # the same name again: the manifest would have a duplicate, nothing is written
@@ -269,7 +269,8 @@ def test_cli_serves_the_lab_on_loopback(tmp_path, tiny_models):
                 time.sleep(0.2)
         assert health["manifest_root"] == str(tmp_path.resolve()) and health["device"] == "cpu"
         assert b"assetgen lab" in urllib.request.urlopen(base + "/", timeout=5).read()
-        request = urllib.request.Request(base + "/api/takes", method="POST", headers={"Content-Type": "application/json"},
+        request = urllib.request.Request(base + "/api/takes", method="POST",
+                                         headers={"Content-Type": "application/json"},
                                          data=json.dumps({"model": "sfx", "prompt": "thud", "duration_s": 1}).encode())
         take = json.loads(urllib.request.urlopen(request, timeout=300).read())
         assert take["state"] == "done" and take["lufs"] == pytest.approx(-23.0, abs=0.01)
