@@ -83,8 +83,9 @@ def mix_layers(layers: Sequence[tuple[np.ndarray, int, PostParams]], sr: int, ch
     ducks = [(p.duck_db, p.duck_attack_s, p.duck_release_s) for _, p in prepared]
 
     def buffers(n: int) -> list[np.ndarray]:
-        shared = np.zeros((channels, n), np.float32)
-        return [np.zeros((channels, n), np.float32) for _ in prepared] if ducking else [shared] * len(prepared)
+        if ducking:
+            return [np.zeros((channels, n), np.float32) for _ in prepared]
+        return [np.zeros((channels, n), np.float32)] * len(prepared)  # one buffer: every layer sums into it
 
     if not loop:
         bufs = buffers(target)
