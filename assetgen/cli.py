@@ -129,7 +129,7 @@ def _print_plan(summary: dict, prepared, out: Path) -> None:
                   f"scene mixes to render: {summary['mixes_to_render']}")
     for ref, model in prepared.models.items():
         if model.placeholder:
-            console.print(f"[yellow]PLACEHOLDER AUDIO[/]: {ref} -> {model.source} (tiny random-weight model)")
+            console.print(f"[yellow]PLACEHOLDER AUDIO[/]: {ref} -> {model.source} ({model.placeholder_note})")
 
 
 @app.command("render")
@@ -176,7 +176,7 @@ def render_cmd(
         _err(str(exc))
     for ref, model in prepared.models.items():
         if model.placeholder:
-            typer.secho(f"PLACEHOLDER AUDIO: model {ref!r} is the tiny random-weight checkpoint at {model.source}; "
+            typer.secho(f"PLACEHOLDER AUDIO: model {ref!r} ({model.source}) is a {model.placeholder_note}; "
                         "outputs are labelled placeholder in the index and report.", fg="yellow", err=True)
     counts = prepared.plan.counts()
     typer.echo("plan: " + ", ".join(f"{k} {v}" for k, v in counts.items()), err=True)
@@ -250,6 +250,37 @@ def review(out: Path = OUT, host: str = typer.Option("127.0.0.1", "--host", help
     _need_index(out)
     typer.echo(f"review page: http://{host}:{port}/  (Ctrl-C to stop)")
     serve_review(out, host=host, port=port, allowed_hosts=allowed_host)
+
+
+@app.command()
+def lab(out: Path = OUT, model_dir: Optional[Path] = MODEL_DIR,
+        device: str = typer.Option("auto", "--device", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N."),
+        host: str = typer.Option("127.0.0.1", "--host", help="Address to bind."),
+        port: int = typer.Option(8766, "--port"),
+        allowed_host: List[str] = typer.Option([], "--allowed-host",
+                                               help="Another Host name requests may use (repeatable); requests "
+                                                    "naming any other host are refused (DNS-rebinding protection)."),
+        manifests: Path = typer.Option(Path("."), "--manifests",
+                                       help="Folder that Keep may write manifest CSVs into (paths are relative "
+                                            "to it)."),
+        warm: List[str] = typer.Option([], "--warm", help="Model to load before serving (repeatable): the first "
+                                                          "take of it then starts at once.")) -> None:
+    """Prompt lab: audition takes on warm models (single clips, mixed scenes) and keep them as manifest rows."""
+    from assetgen.lab.engine import Lab
+    from assetgen.lab.server import serve_lab
+    from assetgen.models.device import DeviceUnavailable
+    from assetgen.models.registry import ModelUnavailable
+
+    if not Path(manifests).is_dir():
+        _err(f"--manifests {manifests}: not a folder")
+    try:
+        session = Lab(out, model_dir=model_dir, device=device, manifest_root=manifests)
+        session.warm(warm)
+    except (DeviceUnavailable, ModelUnavailable) as exc:
+        _err(str(exc))
+    typer.echo(f"lab: http://{host}:{port}/  (takes in {session.folder}; Keep writes under "
+               f"{session.manifest_root}; Ctrl-C to stop)")
+    serve_lab(session, host=host, port=port, allowed_hosts=allowed_host)
 
 
 def _need_index(out: Path) -> None:

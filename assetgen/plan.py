@@ -1,10 +1,12 @@
 """Content keys, the diff against the index, and generation batches.
 
 A content key hashes everything that changes an asset's delivered audio or its QC status and nothing else:
-model fingerprint, prompt (whitespace-normalised), generation params, seed, delivery settings, the quality
-gates and attempts (which take is delivered, and whether it passes) and ``POSTPROCESS_VERSION``. Names, row order, category, tags and template columns do not enter it.
+model fingerprint, prompt (whitespace-normalised), generation params (with ``voice`` and ``rate`` for tts),
+seed (not for tts: espeak-ng has none), delivery settings, the quality gates and attempts (which take is
+delivered, and whether it passes) and ``POSTPROCESS_VERSION``. Names, row order, category, tags and template
+columns do not enter it.
 A mix's key hashes its own delivery settings and, per layer, the layer's key plus its placement
-(gain, start, fades), so a changed layer or placement changes the mix and nothing else.
+(gain, start, fades, ducking), so a changed layer or placement changes the mix and nothing else.
 """
 
 from __future__ import annotations
@@ -17,17 +19,20 @@ from typing import Mapping, Sequence
 from assetgen.dsp import POSTPROCESS_VERSION
 from assetgen.gcpause import gc_paused
 from assetgen.seeds import attempt_seed
-from assetgen.spec import AssetSpec, GenParams, GenRequest, PostParams
+from assetgen.spec import TTS_MODEL, AssetSpec, GenParams, GenRequest, PostParams
 
 KEY_SCHEMA = 1  # bump if the key's recipe below changes
 STATES = ("new", "changed", "up-to-date")
 _SEP = "\x1f"
 _PLACEMENT = ("gain_db", "start_s", "fade_in_s", "fade_out_s")
+_DUCKING = ("duck_db", "duck_attack_s", "duck_release_s")
 
 
 @lru_cache(maxsize=1 << 14)
 def _gen_text(gen: GenParams) -> str:
-    return f"{gen.duration_s!r},{gen.temperature!r},{gen.top_k!r},{gen.top_p!r},{gen.cfg_coef!r}"
+    text = f"{gen.duration_s!r},{gen.temperature!r},{gen.top_k!r},{gen.top_p!r},{gen.cfg_coef!r}"
+    # voice and rate are set on tts rows only: other models' keys stay what they were before tts existed
+    return f"{text},{gen.voice},{gen.rate!r}" if gen.voice or gen.rate else text
 
 
 @lru_cache(maxsize=1 << 14)
@@ -56,12 +61,16 @@ def content_key(spec: AssetSpec, model_fingerprint: str, layer_keys: Sequence[st
     if spec.is_mix:
         return _sha(version, "mix", spec.gen.duration_s, _post_text(spec.post), *layer_keys)
     prompt = " ".join(spec.prompt.split())
-    return _sha(version, model_fingerprint, prompt, spec.seed, _gen_text(spec.gen), _post_text(spec.post))
+    seed = "" if spec.model == TTS_MODEL else spec.seed  # espeak-ng has no randomness: a seed changes nothing
+    return _sha(version, model_fingerprint, prompt, seed, _gen_text(spec.gen), _post_text(spec.post))
 
 
 def placed_layer_key(layer: AssetSpec, key: str) -> str:
-    """A layer's key combined with its placement in the mix (gain, start, fades)."""
-    return _sha(layer.asset, key, *(repr(getattr(layer.post, f)) for f in _PLACEMENT))
+    """A layer's key combined with its placement in the mix (gain, start, fades, ducking of the others)."""
+    placement = [repr(getattr(layer.post, f)) for f in _PLACEMENT]
+    if layer.post.duck_db:  # only a ducking layer carries these, so mixes without ducking keep their keys
+        placement += [f"duck,{getattr(layer.post, f)!r}" for f in _DUCKING]
+    return _sha(layer.asset, key, *placement)
 
 
 @dataclass(frozen=True)
@@ -149,7 +158,7 @@ class Batch:
 
 
 def _gen_sort_key(model: str, gen: GenParams) -> tuple:
-    return (model, gen.duration_s, gen.temperature, gen.top_k, gen.top_p, gen.cfg_coef)
+    return (model, gen.duration_s, gen.temperature, gen.top_k, gen.top_p, gen.cfg_coef, gen.voice, gen.rate)
 
 
 def make_batches(items: Sequence[PlanItem], batch_size: int) -> list[Batch]:

@@ -267,9 +267,10 @@ def retry_reason(gen: GenResult, attempt: int, attempts: int) -> str | None:
     """Why batch ``gen`` (generated at 1-based ``attempt`` of ``attempts``) should be generated again, or None.
 
     A batch some of whose requests failed alone is retried while attempts remain (a transient fault hit part
-    of it); on the last attempt its failures are kept and the rest is delivered.
+    of it); on the last attempt its failures are kept and the rest is delivered. Requests the model refused
+    (``models.base.RequestRefused``) fail the same way on every attempt and cause no retry.
     """
-    failed = gen.failures
+    failed = [f for f in gen.failures if f.error_type != "RequestRefused"]  # the same again on every attempt
     if not failed or attempt >= attempts:
         return None
     return f"{len(failed)} of {len(gen.audio)} requests failed, retrying: {failed[0].text}"

@@ -28,6 +28,10 @@ DEFAULT_SAMPLE_RATE = 48_000
 DEFAULT_BIT_DEPTH = 24  # 16 and 24 are PCM, 32 means 32-bit float
 MODEL_ALIASES = ("music", "sfx")
 MIX_MODEL = "mix"  # pseudo-model of a scene's mix asset: rendered from its layers, not generated
+TTS_MODEL = "tts"  # narration: the prompt is the spoken line, synthesised by espeak-ng (placeholder VO)
+DEFAULT_TTS_VOICE = "en-us"  # espeak-ng voice of a tts row without a ``voice`` cell
+DEFAULT_TTS_RATE = 160  # espeak-ng speaking rate of a tts row without a ``rate`` cell, words per minute
+PLACEHOLDER_VO = "PLACEHOLDER VO"  # starts the model label of tts takes (and appears in their mixes' labels)
 BEATS_PER_BAR = 4  # loops are counted in 4/4 bars
 
 
@@ -65,6 +69,9 @@ class GenParams:
     top_k: int = 250
     top_p: float = 0.0
     cfg_coef: float = 3.0
+    # text-to-speech only (model ``tts``); empty / 0 on every other model, so they stay out of its content key
+    voice: str = ""  # espeak-ng voice, e.g. ``en-us`` or ``en-gb+f3``
+    rate: int = 0  # speaking rate, words per minute
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,11 @@ class PostParams:
     start_s: float = 0.0
     fade_in_s: float = 0.0
     fade_out_s: float = 0.0
+    # side-chain ducking: while this layer sounds, the scene's other layers are turned down by ``duck_db`` dB,
+    # reaching it over ``duck_attack_s`` s before the layer starts and recovering over ``duck_release_s`` s
+    duck_db: float = 0.0
+    duck_attack_s: float = 0.1
+    duck_release_s: float = 0.5
 
 
 @dataclass(frozen=True)

@@ -111,8 +111,8 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
     prepared = render.prepare(manifests, root, model_dir=model_dir, batch_size=batch_size, max_assets=max_assets,
                               max_attempts=max_attempts)
     if any(m.placeholder for m in prepared.models.values()):
-        log.warning("PLACEHOLDER AUDIO: models %s are tiny random-weight checkpoints, not real MusicGen/AudioGen",
-                    sorted(r for r, m in prepared.models.items() if m.placeholder))
+        log.warning("PLACEHOLDER AUDIO: %s", "; ".join(f"{r}: {m.placeholder_note}"
+                                                      for r, m in sorted(prepared.models.items()) if m.placeholder))
     store = AssetStore(root)
     bars = RenderProgress(progress_bars)
     outcomes: list[render.Outcome] = []

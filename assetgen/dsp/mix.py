@@ -1,4 +1,5 @@
-"""Scene mixing: per-layer rate/channels, gain, start offset, fades, loop layers tiled to the scene length.
+"""Scene mixing: per-layer rate/channels, gain, start offset, fades, loop layers tiled to the scene length,
+side-chain ducking of the other layers under a layer with ``duck_db`` (:mod:`duck`).
 
 Loop scenes are mixed *cyclically*: every layer is placed modulo the mix length, so a layer that runs
 past the end wraps to the start. When every loop layer's length divides the mix length, the mix loops
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..spec import PostParams
+from .duck import duck_layers
 from .loop import make_loop, tile_loop
 from .resample import as_2d, resample, resample_cyclic, to_channels
 
@@ -64,7 +66,8 @@ def mix_layers(layers: Sequence[tuple[np.ndarray, int, PostParams]], sr: int, ch
 
     Non-loop scenes are ``round(duration_s*sr)`` samples (or ``length``); loop layers are tiled from their
     ``start_s`` to the end, other layers placed at ``start_s`` and cut at the end; fades apply to each
-    layer's span in the mix. Loop scenes: see the module docstring; loop layers' fades are not applied
+    layer's span in the mix; a layer with ``duck_db`` turns the others down while it sounds (cyclically in a
+    loop scene). Loop scenes: see the module docstring; loop layers' fades are not applied
     there (a fade cannot loop). A loop scene is ``length`` (else ``round(duration_s*sr)``) samples, or a
     common multiple of the loop layers within ``tolerance`` samples of it.
     """
@@ -75,31 +78,41 @@ def mix_layers(layers: Sequence[tuple[np.ndarray, int, PostParams]], sr: int, ch
     target = length or round(duration_s * sr)
     if target <= 0:
         raise ValueError(f"mix duration must be positive, got {duration_s} s")
+    # with ducking, each layer is placed on its own so that the keys' gains can be applied to the others
+    ducking = any(p.duck_db > 0 for _, p in prepared)
+    ducks = [(p.duck_db, p.duck_attack_s, p.duck_release_s) for _, p in prepared]
+
+    def buffers(n: int) -> list[np.ndarray]:
+        if ducking:
+            return [np.zeros((channels, n), np.float32) for _ in prepared]
+        return [np.zeros((channels, n), np.float32)] * len(prepared)  # one buffer: every layer sums into it
+
     if not loop:
-        mix = np.zeros((channels, target), np.float32)
-        for x, p in prepared:
+        bufs = buffers(target)
+        for buf, (x, p) in zip(bufs, prepared):
             start = round(p.start_s * sr)
             span = max(0, target - start)
             x = tile_loop(x, span) if p.loop else x[:, :span]
-            _place(mix, fades(x, sr, p.fade_in_s, p.fade_out_s), start, cyclic=False)
-        return mix, 0, ()
+            _place(buf, fades(x, sr, p.fade_in_s, p.fade_out_s), start, cyclic=False)
+        return (duck_layers(bufs, ducks, sr) if ducking else bufs[0]), 0, ()
     loop_lengths = [x.shape[1] for x, p in prepared if p.loop]
     if not loop_lengths:  # only one-shots: cyclic placement alone makes the loop
         exact: int | None = target
     else:
         exact = common_loop_length(loop_lengths, target, tolerance)
     n = exact or target + crossfade  # without a common length: render extra material for the loop cut
-    mix = np.zeros((channels, n), np.float32)
-    for x, p in prepared:
+    bufs = buffers(n)
+    for buf, (x, p) in zip(bufs, prepared):
         start = round(p.start_s * sr)
         if p.loop:
             if p.fade_in_s or p.fade_out_s:
                 notes.append("fades of loop layers are ignored in a loop scene")
-            _place(mix, tile_loop(x, n), start, cyclic=True)
+            _place(buf, tile_loop(x, n), start, cyclic=True)
         else:
             if x.shape[1] > n:
                 notes.append("a one-shot layer is longer than the loop scene: cut")
-            _place(mix, fades(x[:, :n], sr, p.fade_in_s, p.fade_out_s), start, cyclic=True)
+            _place(buf, fades(x[:, :n], sr, p.fade_in_s, p.fade_out_s), start, cyclic=True)
+    mix = duck_layers(bufs, ducks, sr, cyclic=True) if ducking else bufs[0]
     if exact:
         return mix, 0, tuple(notes)
     lp = make_loop(mix, sr, target, crossfade, tolerance)

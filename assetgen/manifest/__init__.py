@@ -35,7 +35,17 @@ from assetgen.manifest._fields import (
 from assetgen.manifest._read import ReadError, Table, read_table, too_many_rows
 from assetgen.names import shorten, slug
 from assetgen.seeds import derive_seed
-from assetgen.spec import MIX_MODEL, AssetSpec, GenParams, PostParams, Source, bars_seconds
+from assetgen.spec import (
+    DEFAULT_TTS_RATE,
+    DEFAULT_TTS_VOICE,
+    MIX_MODEL,
+    TTS_MODEL,
+    AssetSpec,
+    GenParams,
+    PostParams,
+    Source,
+    bars_seconds,
+)
 
 __all__ = [
     "ManifestError",
@@ -54,9 +64,12 @@ _GEN_FIELDS = ("temperature", "top_k", "top_p", "cfg_coef")
 _POST_FIELDS = (
     "sample_rate", "bit_depth", "channels", "true_peak_db", "loop", "bpm", "bars", "crossfade_s", "fx",
     "gain_db", "start_s", "fade_in_s", "fade_out_s", "highpass_hz", "max_limit_db", "loudness_mode",
-    "loop_tolerance_s", "qc", "loudness_tolerance_lu", "max_attempts",
+    "loop_tolerance_s", "qc", "loudness_tolerance_lu", "max_attempts", "duck_db", "duck_attack_s", "duck_release_s",
 )  # fmt: skip
-_NOT_FOR_MIX = ("temperature", "top_k", "top_p", "cfg_coef", "seed", "layer", "max_attempts")
+_TTS_FIELDS = ("voice", "rate")
+_DUCK_FIELDS = ("duck_db", "duck_attack_s", "duck_release_s")
+_NOT_FOR_MIX = ("temperature", "top_k", "top_p", "cfg_coef", "seed", "layer", "max_attempts", *_TTS_FIELDS,
+                *_DUCK_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -391,6 +404,7 @@ def _parse_row(table: Table, label, cells: dict[str, str], params: list[str], ca
         if swept or variants > 1:
             issue(label, swept[0][0] if swept else "variants", None, "a mix row cannot be swept or have variants")
     else:
+        _check_tts_and_ducking(label, cells, issue)
         if not cells.get("prompt"):
             issue(label, "prompt", "", "prompt is required")
         if not cells.get("duration_s") and not has_bars:
@@ -417,6 +431,29 @@ def _parse_row(table: Table, label, cells: dict[str, str], params: list[str], ca
     return _Row(label, fixed, text, swept, template, count)
 
 
+def _check_tts_and_ducking(label, cells: dict[str, str], issue) -> None:
+    """Columns that only some rows use: generation settings on ``tts`` rows, ``voice``/``rate`` elsewhere,
+    ducking outside a scene mix. (A swept ``model`` is checked per combination in ``_audio_params``.)"""
+    model = cells.get("model", "")
+    if model == TTS_MODEL:
+        for column in (*_GEN_FIELDS, "variants"):
+            if cells.get(column):
+                issue(label, column, cells[column],
+                      "has no effect on a tts row (espeak-ng speaks a line the same way every time); "
+                      "use voice and rate")  # fmt: skip
+    elif model and "|" not in model:
+        for column in _TTS_FIELDS:
+            if cells.get(column):
+                hint = " (the delivery rate in Hz is sample_rate)" if column == "rate" else ""
+                issue(label, column, cells[column], f"applies only to model tts (narration){hint}; leave it empty")
+    ducking = [c for c in _DUCK_FIELDS if cells.get(c)]
+    if ducking and not cells.get("layer"):
+        issue(label, ducking[0], cells[ducking[0]],
+              "ducking turns down the other layers of a scene mix: only on a row with a layer value")
+    elif ducking and not cells.get("duck_db"):
+        issue(label, ducking[0], cells[ducking[0]], "has no effect without duck_db (dB of gain reduction)")
+
+
 def _may_loop(fixed: dict[str, Any], swept: list[tuple[str, list[tuple[str, Any]]]]) -> bool:
     """True when the row's ``loop`` is true (or true in one of its sweep options)."""
     if fixed.get("loop"):
@@ -424,7 +461,7 @@ def _may_loop(fixed: dict[str, Any], swept: list[tuple[str, list[tuple[str, Any]
     return any(value for column, opts in swept if column == "loop" for _, value in opts)
 
 
-_AUDIO_COLUMNS = frozenset((*_GEN_FIELDS, *_POST_FIELDS, "duration_s", "loudness", "model"))
+_AUDIO_COLUMNS = frozenset((*_GEN_FIELDS, *_POST_FIELDS, *_TTS_FIELDS, "duration_s", "loudness", "model"))
 
 
 def _expand_row(table: Table, row: _Row, params: list[str], issue) -> list[AssetSpec]:
@@ -514,7 +551,12 @@ def _audio_params(values: dict) -> tuple[str, GenParams, PostParams]:
                            "give the loudness tolerance once", "qc", post.qc)
     if post.loop and target and post.loop_tolerance_s >= target:
         raise BadValue(f"loop_tolerance_s {post.loop_tolerance_s:g} must be shorter than the loop ({target:g} s)")
-    return model, GenParams(duration_s=gen_s, **{k: values[k] for k in _GEN_FIELDS if k in values}), post
+    gen_kw = {k: values[k] for k in _GEN_FIELDS if k in values}
+    if model == TTS_MODEL:
+        gen_kw = {"voice": values.get("voice", DEFAULT_TTS_VOICE), "rate": values.get("rate", DEFAULT_TTS_RATE)}
+    elif any(k in values for k in _TTS_FIELDS):
+        raise BadValue(f"voice and rate apply only to model tts, not {model}")
+    return model, GenParams(duration_s=gen_s, **gen_kw), post
 
 
 def _fill(template: str, text: dict[str, str]) -> str:

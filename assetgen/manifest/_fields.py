@@ -19,7 +19,7 @@ from assetgen.hints import closest, did_you_mean
 from assetgen.models.registry import CHECKPOINT_FILES, HUB_IDS
 from assetgen.names import RESERVED_SCENES, RESERVED_USE, name_problem, nfc, text_problem
 from assetgen.seeds import SEED_MAX
-from assetgen.spec import LOUDNESS_PROFILES, MIX_MODEL, MODEL_ALIASES
+from assetgen.spec import LOUDNESS_PROFILES, MIX_MODEL, MODEL_ALIASES, TTS_MODEL
 
 MAX_DURATION_S = 600.0
 SAMPLE_RATES = (16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 96_000)
@@ -179,7 +179,7 @@ def parse_model(raw: str, base_dir: Path) -> str:
     Relative directories are looked up next to the manifest first, then in the working directory.
     Whether the checkpoint can be loaded is the model registry's job, not checked here.
     """
-    if raw in MODEL_ALIASES or raw == MIX_MODEL or raw in HUB_IDS:
+    if raw in MODEL_ALIASES or raw in (MIX_MODEL, TTS_MODEL) or raw in HUB_IDS:
         return raw
     path = Path(raw).expanduser()
     candidates = [path] if path.is_absolute() else [base_dir / path, Path.cwd() / path]
@@ -191,12 +191,29 @@ def parse_model(raw: str, base_dir: Path) -> str:
                     f"directory {candidate} is not a checkpoint directory: missing {', '.join(missing)}"
                 )
             return str(candidate.resolve())
-    hint = closest(raw, (*MODEL_ALIASES, MIX_MODEL, *HUB_IDS))
+    hint = closest(raw, (*MODEL_ALIASES, MIX_MODEL, TTS_MODEL, *HUB_IDS))
     raise BadValue(
         "unknown model"
         + (f" (did you mean '{hint}'?)" if hint else "")
-        + f"; expected music, sfx, mix, {', '.join(HUB_IDS)} or a directory with {' and '.join(CHECKPOINT_FILES)}"
+        + f"; expected music, sfx, tts, mix, {', '.join(HUB_IDS)} or a directory with "
+        + " and ".join(CHECKPOINT_FILES)
     )
+
+
+_VOICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_/-]{0,63}(\+[A-Za-z0-9_-]{1,32})?")
+
+
+def parse_voice(raw: str) -> str:
+    """An espeak-ng voice ``language[+variant]`` (``en-us``, ``en-gb+f3``); checked against the installed
+    voices when espeak-ng is present (without it, the ``tts`` model itself is reported missing)."""
+    if not _VOICE.fullmatch(raw):
+        raise BadValue("expected an espeak-ng voice such as en-us, en-gb or en-us+f3 (language[+variant])")
+    from assetgen.models.espeak_backend import voice_problem
+
+    problem = voice_problem(raw)
+    if problem:
+        raise BadValue(problem)
+    return raw
 
 
 # --- the schema ----------------------------------------------------------------------------------
@@ -240,10 +257,15 @@ PARSERS: dict[str, tuple[Callable[[str], Any], bool]] = {
     "qc": (parse_qc, False),
     "loudness_tolerance_lu": (_number(float, "LU between 0 and 20", ge=0, le=20), True),
     "max_attempts": (_number(int, "a whole number of takes between 1 and 20", ge=1, le=20), True),
+    "voice": (parse_voice, True),
+    "rate": (_number(int, "words per minute between 80 and 450", ge=80, le=450), True),
+    "duck_db": (_number(float, "dB of gain reduction between 0 and 60", ge=0, le=60), True),
+    "duck_attack_s": (_number(float, "seconds between 0 and 10", ge=0, le=10), True),
+    "duck_release_s": (_number(float, "seconds between 0 and 30", ge=0, le=30), True),
 }
 KNOWN = frozenset(PARSERS)
 TEXT_COLUMNS = frozenset(("scene", "asset", "model", "prompt", "layer", "fx", "category", "tags", "loudness_mode",
-                          "qc"))
+                          "qc", "voice"))
 
 # names people write for known columns (other tools' spellings, units in the name): column -> known column
 ALIASES = {
@@ -251,7 +273,7 @@ ALIASES = {
     "dbtp": "true_peak_db", "peak_db": "true_peak_db", "ceiling": "true_peak_db", "peak": "true_peak_db",
     "lufs": "loudness", "loudness_lufs": "loudness", "target_lufs": "loudness", "integrated": "loudness",
     "integrated_lufs": "loudness", "target_loudness": "loudness",
-    "sample_rate_hz": "sample_rate", "samplerate": "sample_rate", "sr": "sample_rate", "rate": "sample_rate",
+    "sample_rate_hz": "sample_rate", "samplerate": "sample_rate", "sr": "sample_rate",
     "sampling_rate": "sample_rate", "fs": "sample_rate",
     "bits": "bit_depth", "bitdepth": "bit_depth", "bits_per_sample": "bit_depth",
     "duration": "duration_s", "length": "duration_s", "length_s": "duration_s", "seconds": "duration_s",
@@ -268,6 +290,9 @@ ALIASES = {
     "attempts": "max_attempts", "rerolls": "max_attempts", "max_rerolls": "max_attempts", "retries": "max_attempts",
     "loudness_tolerance": "loudness_tolerance_lu", "lufs_tolerance": "loudness_tolerance_lu",
     "tolerance_lu": "loudness_tolerance_lu",
+    "speaker": "voice", "tts_voice": "voice", "wpm": "rate", "speech_rate": "rate", "speed": "rate",
+    "words_per_minute": "rate", "duck": "duck_db", "ducking": "duck_db", "ducking_db": "duck_db",
+    "sidechain_db": "duck_db", "duck_attack": "duck_attack_s", "duck_release": "duck_release_s",
 }  # fmt: skip
 _UNITS = ("_hz", "_db", "_dbtp", "_lufs", "_s", "_sec", "_seconds", "_ms")
 

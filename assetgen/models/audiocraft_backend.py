@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import threading
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -76,6 +76,7 @@ class AudiocraftBackend:
         self.placeholder = resolved.placeholder
         self.sample_rate = int(self.model.sample_rate)
         self.max_duration_s = float(self.model.max_duration)
+        self.on_progress: Callable[[float], None] | None = None  # fraction of tokens generated (the lab sets it)
 
     def generate(self, requests: Sequence[GenRequest]) -> list[np.ndarray]:
         """Generate one batch; all requests must share ``params`` (the planner groups them so)."""
@@ -97,8 +98,11 @@ class AudiocraftBackend:
         try:
             # inference mode, not audiocraft's no_grad: no version counters or view tracking per op (decoding is
             # thousands of small ops per second of audio); tokens are bit-identical.
+            report = self.on_progress
+            if report is not None:
+                self.model.set_custom_progress_callback(lambda done, total: report(min(1.0, done / max(total, 1))))
             with torch.inference_mode():
-                wav = self.model.generate([r.prompt for r in requests])
+                wav = self.model.generate([r.prompt for r in requests], progress=report is not None)
         finally:
             _rows.generators = None
         return [w[..., :samples].detach().to("cpu", torch.float32).numpy() for w in wav]

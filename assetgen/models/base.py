@@ -18,13 +18,18 @@ class ModelBackend(Protocol):
     max_duration_s: float  # longest single window; longer requests use continuation
     placeholder: bool
 
-    def generate(self, requests: Sequence[GenRequest]) -> list[np.ndarray]:
-        """Return float32 arrays shaped (channels, samples), one per request, in request order."""
+    def generate(self, requests: Sequence[GenRequest]) -> list[np.ndarray | BaseException]:
+        """Return float32 arrays shaped (channels, samples), one per request, in request order; a request that
+        fails on its own (not the batch) may have its exception in its place instead."""
         ...
 
 
 class GenerationError(RuntimeError):
     """Generation of one request failed (after batch splitting)."""
+
+
+class RequestRefused(GenerationError):
+    """A request that cannot succeed as asked (retrying it gives the same result): never retried."""
 
 
 class CheckpointRefused(RuntimeError):

@@ -24,16 +24,20 @@ class ModelCache:
     def get(self, ref: str, model_dir: str | Path | None = None, device: str | None = None):
         """The loaded backend for ``ref`` on ``device`` (auto-picked when None), loading it on first use."""
         from assetgen.models.device import pick_device
+        from assetgen.models.registry import TTS_KIND
 
         resolved = resolve(ref, model_dir)
-        dev = pick_device(device)
+        tts = resolved.kind == TTS_KIND
+        dev = "cpu" if tts else pick_device(device)  # espeak-ng is a CPU program; no torch import for it
         key = (resolved.source, dev)
         with self._lock:  # one load per key even when two threads ask at once
             backend = self._backends.get(key)
             if backend is None:
-                from assetgen.models.audiocraft_backend import AudiocraftBackend
-
-                backend = self._backends[key] = AudiocraftBackend(resolved, dev)
+                if tts:
+                    from assetgen.models.espeak_backend import EspeakBackend as Backend
+                else:
+                    from assetgen.models.audiocraft_backend import AudiocraftBackend as Backend
+                backend = self._backends[key] = Backend(resolved, dev)
                 self.load_count += 1
             return backend
 

@@ -1,6 +1,6 @@
 """Resolve a manifest's model reference to a loadable checkpoint, offline-first, without importing torch.
 
-A reference is an alias (``music``, ``sfx``), a hub id (``facebook/musicgen-small``...) or a checkpoint directory.
+A reference is an alias (``music``, ``sfx``; ``tts`` is espeak-ng, see ``espeak_backend``), a hub id (``facebook/musicgen-small``...) or a checkpoint directory.
 Look-up order for aliases and hub ids: ``--model-dir`` / ``ASSETGEN_MODEL_DIR`` (``DIR/<alias>``, ``DIR/<hub id>``),
 then the local Hugging Face cache. Nothing is ever downloaded: a missing checkpoint is a ``ModelUnavailable``
 error that says which model, where it looked and how to point at a directory.
@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from assetgen.spec import PLACEHOLDER_VO
+
 MARKER_FILE = "assetgen.json"  # written next to tiny checkpoints; marks placeholder audio
 CHECKPOINT_FILES = ("state_dict.bin", "compression_state_dict.bin")
 DEFAULT_HUB_IDS = {"music": "facebook/musicgen-small", "sfx": "facebook/audiogen-medium"}
 HUB_IDS = tuple(f"facebook/musicgen-{s}" for s in ("small", "medium", "large", "melody")) + (
     "facebook/audiogen-medium",)
 MODEL_DIR_ENV = "ASSETGEN_MODEL_DIR"
+TTS_KIND = "tts"  # narration via espeak-ng (assetgen.models.espeak_backend); no checkpoint files
 
 
 class ModelUnavailable(Exception):
@@ -33,15 +36,24 @@ class ResolvedModel:
     """Where a model reference points: ``source`` is what ``get_pretrained`` is given (a dir or a hub id)."""
 
     ref: str
-    kind: str  # "music" (MusicGen class) or "sfx" (AudioGen class)
+    kind: str  # "music" (MusicGen class), "sfx" (AudioGen class) or "tts" (espeak-ng)
     source: str
-    checkpoint_dir: Path  # directory holding the two checkpoint files
+    checkpoint_dir: Path  # directory holding the two checkpoint files (tts: espeak-ng's data folder)
     placeholder: bool
+
+    @property
+    def placeholder_note(self) -> str:
+        """What kind of placeholder audio this model makes (for warnings), empty for real models."""
+        if self.kind == TTS_KIND:
+            return "synthetic scratch VO (espeak-ng), to be replaced by recorded dialogue"
+        return "tiny random-weight model" if self.placeholder else ""
 
     @property
     def label(self) -> str:
         """Model label for logs, the index and the report; placeholder models say so."""
         name = self.source if not Path(self.source).is_absolute() else Path(self.source).name
+        if self.kind == TTS_KIND:
+            return f"{PLACEHOLDER_VO} {self.source} ({self.ref})"
         if self.placeholder:
             return f"PLACEHOLDER tiny-random {self.kind} ({self.ref})"
         return name
@@ -88,6 +100,10 @@ def _dir_model(ref: str, path: Path) -> ResolvedModel:
 
 def resolve(ref: str, model_dir: str | Path | None = None) -> ResolvedModel:
     """Resolve ``ref`` to local checkpoints or raise ``ModelUnavailable`` naming every place looked at."""
+    if ref == TTS_KIND:
+        from assetgen.models.espeak_backend import resolve_tts
+
+        return resolve_tts(ref)
     mdir = model_dir_from_env(model_dir)
     looked: list[str] = []
     if ref not in DEFAULT_HUB_IDS and ref not in HUB_IDS:
@@ -140,7 +156,13 @@ def fingerprint(ref: str, model_dir: str | Path | None = None) -> str:
     """sha256 over the model's checkpoint files (part of every content key). Raises ``ModelUnavailable``."""
     resolved = resolve(ref, model_dir)
     h = hashlib.sha256(resolved.kind.encode())
-    for name in CHECKPOINT_FILES:
+    names = CHECKPOINT_FILES
+    if resolved.kind == TTS_KIND:  # the synthesiser's version and its phoneme data decide the samples
+        from assetgen.models.espeak_backend import DATA_FILES
+
+        h.update(resolved.source.encode())
+        names = tuple(n for n in DATA_FILES if (resolved.checkpoint_dir / n).is_file())
+    for name in names:
         path = resolved.checkpoint_dir / name
         st = path.stat()
         h.update(_file_digest(str(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns).encode())

@@ -17,6 +17,8 @@ import json
 import os
 from pathlib import Path
 
+from assetgen.spec import PLACEHOLDER_VO
+
 JOURNAL_DIR = ".assetgen"
 OVERRIDES_NAME = "approval_overrides.jsonl"
 MAX_REASON_CHARS = 500
@@ -48,7 +50,12 @@ def approval_blockers(row: dict) -> list[str]:
     """Why the take in ``row`` (an index row) should not be approved without force; empty when nothing does."""
     out = []
     if row.get("placeholder") not in (None, 0, False, "0", ""):
-        out.append("placeholder audio (tiny random-weight model)")
+        model = str(row.get("model") or "")
+        vo = PLACEHOLDER_VO in model
+        if not vo or "tiny-random" in model:
+            out.append("placeholder audio (tiny random-weight model)")
+        if vo:
+            out.append("placeholder VO (synthetic espeak-ng narration)")
     status = row.get("audio_status")
     if status not in (None, "", "ok"):
         out.append(f"audio status {status!r}")

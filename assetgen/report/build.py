@@ -23,6 +23,7 @@ from assetgen.report import media
 from assetgen.report.approval import approval_blockers
 from assetgen.report.checks import Check, is_loop, row_checks, seam_threshold
 from assetgen.report.verify import file_problems
+from assetgen.spec import PLACEHOLDER_VO
 from assetgen.store.atomic import atomic_write
 
 REPORT_DIR = "report"
@@ -45,6 +46,16 @@ class Take:
     placeholder: bool
     content_key: str
     damaged: str | None = None  # why the file no longer matches its index sha256
+
+    @property
+    def scratch_vo(self) -> bool:
+        """Placeholder narration (espeak-ng) is in this take (a tts take, or a mix with a tts layer)."""
+        return self.placeholder and PLACEHOLDER_VO in self.model
+
+    @property
+    def random_weights(self) -> bool:
+        """Placeholder audio other than scratch VO (tiny random-weight models) is in this take."""
+        return self.placeholder and (not self.scratch_vo or "tiny-random" in self.model)
 
 
 @dataclass
