@@ -10,6 +10,8 @@ renders and the review page ignore (dot folder).
 
 from __future__ import annotations
 
+import dataclasses
+
 import io
 import threading
 import time
@@ -27,10 +29,15 @@ LAB_DIR = Path(".assetgen") / "lab"
 
 
 def take_qc(spec: AssetSpec, raw: Any, raw_sr: int | None, processed: Any) -> dict | None:
-    """QC HOOK: the render's quality gates for a take. ``assetgen.qc`` is not on this branch yet, so this
-    returns None (the API's ``qc`` is null); once it lands, call ``qc.evaluate_take`` here and return its
-    verdict and gate results."""
-    return None
+    """The render's QC verdict for a take: the gates :func:`assetgen.render.check_take` ran where the take was
+    post-processed (a lone take has no siblings, so near-duplicate cannot fail it). None when no gates ran."""
+    from assetgen import qc
+
+    gates = getattr(processed, "gates", None)
+    if gates is None:
+        return None
+    state, reasons = (processed.qc, list(processed.qc_reasons)) if processed.qc else qc.verdict(gates, bool(gates))
+    return {"qc": state, "reasons": list(reasons), "gates": [dataclasses.asdict(g) for g in gates]}
 
 
 @dataclass
