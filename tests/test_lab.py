@@ -226,7 +226,7 @@ def test_kept_take_renders_to_the_same_samples(client, lab, tiny_models, tmp_pat
     client.post(f"/api/takes/{take['id']}/keep", json={"manifest": "render_me.csv", "scene": "house",
                                                         "asset": "door"}).raise_for_status()
     out = tmp_path / "render"
-    result = CliRunner().invoke(app, ["render", str(lab.manifest_root / "render_me.csv"), "--out", str(out),
+    result = CliRunner().invoke(app, ["render", "--fail-on", "error", str(lab.manifest_root / "render_me.csv"), "--out", str(out),
                                       "--model-dir", str(tiny_models), "--no-progress"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     [row] = Index(out).rows()

@@ -64,7 +64,7 @@ def test_click_play_keep_and_render_the_same_samples(driver, tmp_path: Path, tin
     finally:
         lab.close()
     out = tmp_path / "render"
-    result = CliRunner().invoke(app, ["render", str(tmp_path / "manifests" / "browser.csv"), "--out", str(out),
+    result = CliRunner().invoke(app, ["render", "--fail-on", "error", str(tmp_path / "manifests" / "browser.csv"), "--out", str(out),
                                       "--model-dir", str(tiny_models), "--no-progress"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     [row] = Index(out).rows()

@@ -29,7 +29,7 @@ def run(*args):
 @pytest.fixture(scope="module")
 def narrated_root(tmp_path_factory, tiny_models) -> Path:
     root = tmp_path_factory.mktemp("narrated") / "out"
-    result = run("render", NARRATED, "--out", root, "--model-dir", tiny_models, "--no-progress")
+    result = run("render", NARRATED, "--out", root, "--model-dir", tiny_models, "--no-progress", "--fail-on", "error")
     assert result.exit_code == 0, result.output
     return root
 

@@ -82,7 +82,7 @@ def test_a_take_that_never_passes_is_delivered_with_qc_failed(tmp_path, tiny_mod
     manifest = tmp_path / "m.csv"
     manifest.write_text(f'{HEADER}\nfx,hum,sfx,low hum,1.0,7,"none,silence:0",2\n')  # 0 dBFS RMS: unreachable
     out = tmp_path / "out"
-    result = run("render", manifest, "--out", out, "--model-dir", tiny_models, "--no-progress")
+    result = run("render", manifest, "--out", out, "--model-dir", tiny_models, "--no-progress", "--fail-on", "error")
     assert result.exit_code == 0, result.output
     row = Index(out).get("fx", "hum")
     reasons = json.loads(row["qc_reasons"])

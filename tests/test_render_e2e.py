@@ -36,7 +36,7 @@ def wav_files(root: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def demo_root(tmp_path_factory, tiny_models):
     root = tmp_path_factory.mktemp("render") / "out"
-    result = run("render", DEMO, "--out", root, "--model-dir", tiny_models, "--no-progress")
+    result = run("render", DEMO, "--out", root, "--model-dir", tiny_models, "--no-progress", "--fail-on", "error")
     assert result.exit_code == 0, result.output
     return root
 
@@ -104,7 +104,7 @@ def test_loudness_and_loops_as_delivered(demo_root):
 def test_rerun_renders_nothing_and_a_changed_target_renders_one(demo_copy, tiny_models, tmp_path):
     demo_root = demo_copy
     before = {p: sha256(p) for p in wav_files(demo_root)}
-    result = run("render", DEMO, "--out", demo_root, "--model-dir", tiny_models, "--no-progress")
+    result = run("render", DEMO, "--out", demo_root, "--model-dir", tiny_models, "--no-progress", "--fail-on", "error")
     assert result.exit_code == 0, result.output
     assert "rendered 0 new version(s)" in result.output
     assert {p: sha256(p) for p in wav_files(demo_root)} == before
@@ -117,7 +117,7 @@ def test_rerun_renders_nothing_and_a_changed_target_renders_one(demo_copy, tiny_
     plan = run("plan", changed, "--out", demo_root, "--model-dir", tiny_models)
     assert plan.exit_code == 0, plan.output
     assert "changed: 1" in plan.output
-    result = run("render", changed, "--out", demo_root, "--model-dir", tiny_models, "--no-progress")
+    result = run("render", changed, "--out", demo_root, "--model-dir", tiny_models, "--no-progress", "--fail-on", "error")
     assert result.exit_code == 0, result.output
     assert "rendered 1 new version(s)" in result.output
     after = wav_files(demo_root)
@@ -193,7 +193,7 @@ def test_render_flow_called_from_python_raises_the_failures(tmp_path, tiny_model
 
 def test_dask_runner_matches_local_runner(demo_root, tiny_models, tmp_path):
     root = tmp_path / "dask"
-    result = run("render", DEMO, "--out", root, "--model-dir", tiny_models, "--runner", "dask", "--workers", "2",
+    result = run("render", DEMO, "--out", root, "--model-dir", tiny_models, "--fail-on", "error", "--runner", "dask", "--workers", "2",
                  "--no-progress")
     assert result.exit_code == 0, result.output
     local = {(r["scene"], r["asset"]): r for r in rows(demo_root)}
@@ -241,7 +241,7 @@ def test_theme_manifests_and_seed_scenes_render(tmp_path, tiny_models):
 
     manifests = sorted((REPO / "manifests" / "themes").glob("*.csv")) + [REPO / "manifests" / "scenes.json"]
     root = tmp_path / "themes"
-    result = run("render", *manifests, "--out", root, "--model-dir", tiny_models, "--batch-size", "16",
+    result = run("render", *manifests, "--out", root, "--model-dir", tiny_models, "--fail-on", "error", "--batch-size", "16",
                  "--no-progress")
     assert result.exit_code == 0, result.output
     expected = sorted(s.ident for s in load_manifests(manifests))
