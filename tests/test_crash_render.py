@@ -75,7 +75,7 @@ def prefect_api(tmp_path_factory):
 def render_cmd(root: Path, models: Path) -> list[str]:
     """`assetgen render` of the demo manifest into ``root``, two requests per batch."""
     return [sys.executable, "-m", "assetgen.cli", "render", str(DEMO), "--out", str(root), "--model-dir",
-            str(models), "--no-progress", "--batch-size", "2"]
+            str(models), "--no-progress", "--batch-size", "2", "--fail-on", "error"]
 
 
 def render(root: Path, models: Path, api: str, crash: str | None = None, kill_after_first_wav: bool = False):

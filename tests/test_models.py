@@ -277,7 +277,7 @@ def test_tiny_checkpoints_load_through_get_pretrained(tiny_models, music, sfx, m
         for name in registry.CHECKPOINT_FILES:
             pkg = torch.load(tiny_models / kind / name, weights_only=True, map_location="cpu")
             assert isinstance(pkg["xp.cfg"], str) and pkg["best_state"]
-            assert (tiny_models / kind / name).stat().st_size < 1_000_000
+            assert (tiny_models / kind / name).stat().st_size < 8_000_000  # dim-128 LM: still tiny
 
 
 @pytest.mark.slow
