@@ -186,7 +186,7 @@ def render_cmd(
     try:
         state = runtime.run_render(manifests, out, model_dir=model_dir, device=device, batch_size=batch_size,
                                    max_assets=max_assets, max_attempts=max_attempts, wait=not no_wait, runner=runner,
-                                   dask_address=dask_address,
+                                   dask_address=dask_address, fail_on=fail_on,
                                    workers=workers, progress_bars=progress_bars and sys.stderr.isatty())
     except RootLocked as exc:
         _err(str(exc))
