@@ -505,6 +505,32 @@ def sibling_group(spec: AssetSpec) -> tuple:
     return (spec.source.file, str(spec.source.row)) if spec.source is not None else (spec.ident,)
 
 
+def delivered_siblings(store: AssetStore, items: Sequence) -> dict[tuple, list[tuple[str, tuple[float, ...]]]]:
+    """Embeddings of the up-to-date siblings of the assets a run generates, for :class:`TakeChooser`'s
+    ``external``: a new sweep value or variant is compared with the delivered takes of the row's other assets
+    too, not only with those generated in the same run. Read from the delivered files (the raw takes are not
+    kept; the embedding leaves gain and rate out, so delivery processing moves it little). Only groups with a
+    generated asset whose near-duplicate gate is on are read; ``items`` are the plan's items."""
+    from assetgen import qc
+
+    todo = {sibling_group(it.spec) for it in items
+            if it.state in ("new", "changed") and not it.spec.is_mix
+            and "near_duplicate" in qc.gates_for(it.spec, qc.asset_kind(it.spec))}
+    out: dict[tuple, list[tuple[str, tuple[float, ...]]]] = {}
+    for it in sorted(items, key=lambda i: i.spec.ident):
+        group = sibling_group(it.spec)
+        if it.state != "up-to-date" or group not in todo or it.spec.is_mix:
+            continue
+        try:
+            latest = store.read_latest(it.spec.scene, it.spec.asset)
+        except Exception:  # noqa: BLE001 - an unreadable file is reconcile's business, not a comparison's
+            continue
+        if latest is not None:
+            audio, sr, _ = latest
+            out.setdefault(group, []).append((it.spec.ident, tuple(qc.embedding(audio, sr).tolist())))
+    return out
+
+
 @dataclass
 class Attempt:
     """One generated take of an asset: the plan item it was generated for (its ``attempt`` and ``seed``), the

@@ -133,7 +133,8 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
             from assetgen.dsp_pool import default_pool
 
             default_pool().warm()
-        chooser = render.TakeChooser([it for b in prepared.batches for it in b.items])
+        chooser = render.TakeChooser([it for b in prepared.batches for it in b.items],
+                                     external=render.delivered_siblings(store, prepared.plan.items))
         batches, previous, n_round = prepared.batches, None, 0
         while batches:  # round 1: the plan's batches; then each round's re-rolls, batched together
             previous = _generate_round(store, batches, model_dir, device, runner, isolated, previous, chooser,
