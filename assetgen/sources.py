@@ -59,9 +59,62 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+_REVERSED_BITS = bytes(int(f"{b:08b}"[::-1], 2) for b in range(256))
+
+
+def _bitrev32(x: int) -> int:
+    return int(f"{x:032b}"[::-1], 2)
+
+
+def ogg_crc(page: bytes) -> int:
+    """Ogg's page checksum (CRC-32, polynomial 0x04C11DB7, not reflected, initial value and final xor 0), through
+    zlib's reflected CRC-32 of the bit-reversed bytes (C speed)."""
+    import zlib
+
+    raw = zlib.crc32(page.translate(_REVERSED_BITS), 0xFFFFFFFF) ^ 0xFFFFFFFF
+    return _bitrev32(raw)
+
+
+def container_problem(path: str) -> str | None:
+    """Damage a decoder would read past without a word: an Ogg page with a bad checksum, bytes between pages or
+    a stream cut before its last page; a WAV whose data chunk is shorter than its header says. None when the
+    container is whole (or is another format: its decoder reports its own errors)."""
+    suffix = Path(path).suffix.lower()
+    data = Path(path).read_bytes()
+    if suffix in (".ogg", ".oga", ".opus"):
+        pos, last = 0, None
+        while pos < len(data):
+            if data[pos:pos + 4] != b"OggS" or len(data) < pos + 27:
+                return f"not an Ogg page at byte {pos} (damaged or not an Ogg file)"
+            nseg = data[pos + 26]
+            size = 27 + nseg + sum(data[pos + 27:pos + 27 + nseg])
+            page = data[pos:pos + size]
+            if len(page) < size:
+                return f"truncated: the Ogg page at byte {pos} is cut short"
+            stored = int.from_bytes(page[22:26], "little")
+            if ogg_crc(page[:22] + b"\0\0\0\0" + page[26:]) != stored:
+                return f"damaged: checksum mismatch in the Ogg page at byte {pos}"
+            last, pos = page, pos + size
+        if last is None or not last[5] & 0x04:
+            return "truncated: the Ogg stream ends before its last page"
+    elif suffix in (".wav", ".wave") and data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        pos = 12
+        while pos + 8 <= len(data):
+            chunk, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+            if chunk == b"data":
+                if size not in (0, 0xFFFFFFFF) and pos + 8 + size > len(data):
+                    return f"truncated: the data chunk holds {len(data) - pos - 8} of {size} bytes"
+                break
+            pos += 8 + size + (size & 1)
+    return None
+
+
 def _read_soundfile(path: str) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
+    problem = container_problem(path)
+    if problem:
+        raise SourceError(f"cannot decode {path}: {problem}")
     try:
         info = sf.info(path)
         audio, sr = sf.read(path, dtype="float32", always_2d=True)
