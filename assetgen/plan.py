@@ -47,7 +47,7 @@ def _post_text(post: PostParams) -> str:
         f"{post.sample_rate},{post.bit_depth},{post.channels},{post.loudness_lufs!r},"
         f"{post.true_peak_db!r},{loop},{fx},{post.highpass_hz!r},{post.max_limit_db!r},{post.loudness_mode},"
         f"qc={post.qc},{post.loudness_tolerance_lu!r},{post.max_attempts}"  # gates decide status and re-rolls
-    )
+    ) + (",stem" if post.stem_set else "")  # a stem's recording is cut where its set's grid starts (not renamed)
 
 
 def _sha(*parts: object) -> str:

@@ -115,6 +115,9 @@ class PostParams:
     duck_db: float = 0.0
     duck_attack_s: float = 0.1
     duck_release_s: float = 0.5
+    # vertical layering: the rows of one scene sharing ``stem_set`` are delivered on one grid (same length in
+    # samples, same loop points); the manifest checks the grid, ``assetgen.stems`` the delivered set
+    stem_set: str = ""
 
 
 @dataclass(frozen=True)

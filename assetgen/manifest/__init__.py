@@ -67,6 +67,7 @@ _POST_FIELDS = (
     "sample_rate", "bit_depth", "channels", "true_peak_db", "loop", "bpm", "bars", "crossfade_s", "fx",
     "gain_db", "start_s", "fade_in_s", "fade_out_s", "highpass_hz", "max_limit_db", "loudness_mode",
     "loop_tolerance_s", "qc", "loudness_tolerance_lu", "max_attempts", "duck_db", "duck_attack_s", "duck_release_s",
+    "stem_set",
 )  # fmt: skip
 _TTS_FIELDS = ("voice", "rate")
 _DUCK_FIELDS = ("duck_db", "duck_attack_s", "duck_release_s")
@@ -74,7 +75,7 @@ _SOURCE_FIELDS = ("source", "source_start_s", "source_end_s")
 # a recording is read, not generated: no randomness to set, nothing to re-roll, no takes to vary
 _NOT_FOR_FILE = ("temperature", "top_k", "top_p", "cfg_coef", "seed", "variants", "max_attempts", *_TTS_FIELDS)
 _NOT_FOR_MIX = ("temperature", "top_k", "top_p", "cfg_coef", "seed", "layer", "max_attempts", *_TTS_FIELDS,
-                *_DUCK_FIELDS, *_SOURCE_FIELDS)
+                *_DUCK_FIELDS, *_SOURCE_FIELDS, "stem_set")
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,7 @@ def _load(paths: Sequence[Path | str], max_assets: int, found: list[ManifestWarn
     # a mix row whose layers failed validation would look layer-less: only judge that on clean input
     specs, mix_issues = _add_mixes(specs, check_layerless=not issues)
     issues += mix_issues
+    issues += _stem_sets(specs)
     issues += _duplicates(specs)
     if issues:
         raise ManifestError(issues)
@@ -437,6 +439,9 @@ def _parse_row(table: Table, label, cells: dict[str, str], params: list[str], ca
             issue(label, "layer", cells["layer"],
                   "a layer row cannot be swept or have variants (its scene mix takes one take per layer); "
                   "move the sweep to its own scene")  # fmt: skip
+    if cells.get("stem_set") and (swept or variants > 1):
+        issue(label, "stem_set", cells["stem_set"],
+              "a stem row cannot be swept or have variants (a set holds one take per stem); give each stem its row")
     template = cells.get("prompt", "")
     try:
         for name in _template_fields(template):
@@ -693,6 +698,52 @@ def _add_mixes(specs: list[AssetSpec], check_layerless: bool = True) -> tuple[li
                           category=first.category, source=first.source)  # fmt: skip
             )
     return out, issues
+
+
+def _stem_sets(specs: list[AssetSpec]) -> list[ValidationIssue]:
+    """Rows sharing a ``stem_set`` in a scene must share one grid, so that every stem is delivered with the same
+    length in samples and the same loop points: the same ``loop``, ``sample_rate`` and either ``bpm`` and
+    ``bars`` or one duration (a tempo estimated per stem, or a loop tolerance, would let lengths differ)."""
+    sets: dict[tuple[str, str], list[AssetSpec]] = {}
+    for spec in specs:
+        if spec.post.stem_set and not spec.is_mix:
+            sets.setdefault((spec.scene, spec.post.stem_set), []).append(spec)
+    issues = []
+
+    def bad(spec, column, value, message):
+        where = (spec.source.file, spec.source.row) if spec.source else ("(generated)", None)
+        issues.append(ValidationIssue(*where, column, value, message))
+
+    for (scene, name), members in sets.items():
+        first = members[0]
+        if len(members) < 2:
+            bad(first, "stem_set", name, f"stem set '{name}' of scene '{scene}' has one row; a set needs two or more")
+            continue
+        for spec in members:
+            post = spec.post
+            if post.loop and post.bars and not post.bpm:
+                bad(spec, "bars", str(post.bars), "a stem of a loop set needs bpm with bars (a tempo estimated per "
+                    "stem would give each stem its own length)")
+            if post.loop and post.loop_tolerance_s:
+                bad(spec, "loop_tolerance_s", f"{post.loop_tolerance_s:g}", "a stem's loop length must be exact: "
+                    "leave loop_tolerance_s empty")
+        for spec in members[1:]:
+            a, b = first.post, spec.post
+            for column, mine, theirs in (("loop", b.loop, a.loop), ("sample_rate", b.sample_rate, a.sample_rate),
+                                         ("bpm", b.bpm, a.bpm), ("bars", b.bars, a.bars)):
+                if mine != theirs:
+                    bad(spec, column, None if mine is None else str(mine),
+                        f"stem set '{name}': {column} {mine} differs from {theirs} of {first.ident} (the stems of a "
+                        "set share one grid)")
+                    break
+            else:
+                n_first = round(first.target_duration_s * a.sample_rate)
+                n_mine = round(spec.target_duration_s * b.sample_rate)
+                if n_mine != n_first:
+                    bad(spec, "duration_s", f"{spec.target_duration_s:g}",
+                        f"stem set '{name}': {n_mine} samples long, {first.ident} is {n_first} (the stems of a set "
+                        "share one length)")
+    return issues
 
 
 def _duplicates(specs: list[AssetSpec]) -> list[ValidationIssue]:

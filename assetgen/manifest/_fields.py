@@ -275,13 +275,14 @@ PARSERS: dict[str, tuple[Callable[[str], Any], bool]] = {
     "duck_db": (_number(float, "dB of gain reduction between 0 and 60", ge=0, le=60), True),
     "duck_attack_s": (_number(float, "seconds between 0 and 10", ge=0, le=10), True),
     "duck_release_s": (_number(float, "seconds between 0 and 30", ge=0, le=30), True),
+    "stem_set": (parse_name, False),
     "source": (parse_text, False),  # parsed by parse_source, which needs the manifest's folder
     "source_start_s": (_number(float, "seconds from the recording's start, >= 0", ge=0), True),
     "source_end_s": (_number(float, "seconds from the recording's start, > 0", gt=0), True),
 }
 KNOWN = frozenset(PARSERS)
 TEXT_COLUMNS = frozenset(("scene", "asset", "model", "prompt", "layer", "fx", "category", "tags", "loudness_mode",
-                          "qc", "voice", "source"))
+                          "qc", "voice", "source", "stem_set"))
 
 # names people write for known columns (other tools' spellings, units in the name): column -> known column
 ALIASES = {
@@ -311,7 +312,7 @@ ALIASES = {
     "sidechain_db": "duck_db", "duck_attack": "duck_attack_s", "duck_release": "duck_release_s",
     "source_file": "source", "source_path": "source", "recording": "source", "audio_file": "source",
     "source_start": "source_start_s", "source_end": "source_end_s", "in_s": "source_start_s",
-    "out_s": "source_end_s",
+    "out_s": "source_end_s", "stems": "stem_set", "stem_group": "stem_set", "stem": "stem_set",
 }  # fmt: skip
 _UNITS = ("_hz", "_db", "_dbtp", "_lufs", "_s", "_sec", "_seconds", "_ms")
 
