@@ -230,7 +230,10 @@ def test_readme_examples_are_valid(tmp_path):
     import numpy as np
     import soundfile as sf
 
-    for name, seconds in (("door_slam.wav", 2.0), ("drum_take3.flac", 24.0), ("chime.ogg", 1.0)):
+    (tmp_path / "docs" / "stems").mkdir()
+    files = [("door_slam.wav", 2.0), ("drum_take3.flac", 24.0), ("chime.ogg", 1.0)]
+    files += [(f"../stems/{name}.wav", 14.0) for name in ("drums", "bass", "pads")]
+    for name, seconds in files:
         noise = np.random.default_rng(0).standard_normal((round(seconds * 44_100), 2)) * 0.1
         sf.write(recordings / name, noise.astype(np.float32), 44_100)
     for n, block in enumerate(blocks):
