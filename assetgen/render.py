@@ -444,6 +444,8 @@ def render_mix(store: AssetStore, item, layer_specs: dict[str, AssetSpec]) -> Pr
 
 def summary(prepared: Prepared, outcomes: Sequence[Outcome], run_id: str) -> dict:
     """Counts, failures and the new versions of a run (CLI output and Prefect artifacts)."""
+    from assetgen.store.versions import qc_reasons
+
     counts = prepared.plan.counts() if hasattr(prepared.plan, "counts") else {}
     rows = [o.row for o in outcomes if o.ok and o.row]
     notes = {o.ident: list(o.notes) for o in outcomes if o.ok and o.notes}
@@ -466,20 +468,6 @@ def artifact_rows(summary: dict) -> list[dict]:
     and reasons (``; ``-joined) and attempts included."""
     return [{k: ("; ".join(map(str, v)) if isinstance(v, (list, tuple)) else v) for k, v in version.items()}
             for version in summary["versions"]]
-
-
-def qc_reasons(row: dict) -> list[str]:
-    """An index row's ``qc_reasons`` (JSON list text, or None) as a list."""
-    import json
-
-    raw = row.get("qc_reasons")
-    if not raw:
-        return []
-    try:
-        value = json.loads(raw) if isinstance(raw, str) else raw
-    except ValueError:
-        return [str(raw)]
-    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
 def version_lines(summary: dict, everything: bool = False) -> list[str]:

@@ -49,19 +49,6 @@ def exit_code(errors: int, qc_failed: int, fail_on: str = DEFAULT_FAIL_ON) -> in
     return 1 if fail_on == "qc" and qc_failed else 0
 
 
-def qc_reasons(value: Any) -> list[str]:
-    """The index's ``qc_reasons`` (JSON text of a list, or already a list) as a list of text."""
-    if value is None or value == "":
-        return []
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return [value]
-    items = value if isinstance(value, list) else [value]
-    return [v if isinstance(v, str) else json.dumps(v, sort_keys=True) for v in items]
-
-
 def _finite(value: Any) -> Any:
     """``value`` with every non-finite float replaced by None (JSON has no NaN or infinity)."""
     if isinstance(value, float):
@@ -97,6 +84,8 @@ def group_attempts(rows: Sequence[Mapping]) -> dict[tuple[str, str, str], list[d
 def _entry(scene: str, asset: str, status: str, row: Mapping | None, attempts: list[dict], *,
            error: str | None = None, stage: str | None = None, orphan: Mapping | None = None,
            retired: Mapping | None = None) -> dict:
+    from assetgen.store.versions import qc_reasons
+
     row = row or {}
     entry = {
         "scene": scene, "asset": asset, "status": status,

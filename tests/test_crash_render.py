@@ -143,8 +143,9 @@ def assert_final_invariants(root: Path, clean: Path) -> None:
         assert row["content_key"] == clean_rows[ident]["content_key"], ident
         a, _ = sf.read(root / row["path"])
         b, _ = sf.read(clean / clean_rows[ident]["path"])
-        # same tokens; decoding a different batch composition differs only by float rounding (~1e-7)
-        np.testing.assert_allclose(a, b, atol=1e-5, err_msg=str(ident))
+        # same tokens; decoding a different batch composition differs by float rounding, which the loudness
+        # make-up gain and the DC removal carry into the delivered samples: equal to -80 dBFS
+        np.testing.assert_allclose(a, b, atol=1e-4, err_msg=str(ident))
     wavs = [p for p in root.rglob("*.wav") if ".quarantine" not in p.parts]
     indexed = {root / r["path"] for r in rows}
     assert set(wavs) <= indexed, f"WAVs without index rows: {set(wavs) - indexed}"
@@ -156,16 +157,17 @@ def test_sigkill_at_every_stage_then_rerun_equals_clean_run(tmp_path, tiny_model
     assert code == 0, out
     assert "Traceback" not in out and "Exception ignored" not in out, out  # a clean exit, DSP process included
     root = tmp_path / "crashy"
-    killed = 0
+    killed, codes = 0, {}
     for crash in CRASHES:
         if crash == "external":
             code, out = render(root, tiny_models, prefect_api, kill_after_first_wav=True)
         else:
             code, out = render(root, tiny_models, prefect_api, crash=crash)
         killed += code == -signal.SIGKILL
+        codes[crash] = code
         assert code in (-signal.SIGKILL, 0), out
         assert_index_points_at_complete_files(root)
-    assert killed >= 5, f"only {killed} runs were actually killed"
+    assert killed >= 5, f"only {killed} runs were actually killed: {codes}"
     code, out = render(root, tiny_models, prefect_api)
     assert code == 0, out
     assert_final_invariants(root, clean)

@@ -25,6 +25,7 @@ from assetgen.report.checks import Check, is_loop, row_checks, seam_threshold
 from assetgen.report.verify import file_problems
 from assetgen.spec import PLACEHOLDER_VO
 from assetgen.store.atomic import atomic_write
+from assetgen.store.versions import qc_reasons
 
 REPORT_DIR = "report"
 MEDIA_DIR = "media"
@@ -152,18 +153,6 @@ def _json_object(text) -> dict:
     except ValueError:
         value = text
     return value if isinstance(value, dict) else {"value": value}
-
-
-def qc_reasons(row: dict) -> list[str]:
-    """An index row's ``qc_reasons`` (a JSON list of text) as a list; plain text as one reason."""
-    text = row.get("qc_reasons")
-    if not text:
-        return []
-    try:
-        value = json.loads(text) if isinstance(text, str) else text
-    except ValueError:
-        return [str(text)]
-    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
 def _tags(text) -> list[str]:

@@ -178,3 +178,19 @@ def _encode(row: dict) -> dict:
     if "qc_reasons" in row and not isinstance(row["qc_reasons"], (str, type(None))):
         row["qc_reasons"] = json.dumps(list(row["qc_reasons"]))
     return row
+
+
+def qc_reasons(value: Any) -> list[str]:
+    """A stored ``qc_reasons`` (JSON text of a list, a list, or an index row holding it) as a list of text;
+    text that is not JSON is one reason."""
+    if isinstance(value, Mapping):
+        value = value.get("qc_reasons")
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return [value]
+    items = value if isinstance(value, list) else [value]
+    return [v if isinstance(v, str) else json.dumps(v, sort_keys=True) for v in items]
