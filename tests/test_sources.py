@@ -287,3 +287,20 @@ def test_freedesktop_bell_is_delivered_at_the_row_length(tmp_path):
     # the recording's onset survives: the delivered file is silent only after the bell ends
     active = np.flatnonzero(np.max(np.abs(audio), axis=0) > 1e-3)
     assert active[0] < 48 and active[-1] == pytest.approx(bell.shape[0] * 48_000 / 44_100, abs=2_400)
+
+
+def test_scene_files_take_recordings_as_layers_of_a_mix(tmp_path):
+    """JSON scene files: a component of ``type`` file with a ``source`` is a recorded layer of its scene's mix."""
+    import json
+
+    from assetgen.manifest import load_manifests
+
+    tone(tmp_path / "tone.wav", seconds=2.0)
+    shutil.copy(DATA / "complete.oga", tmp_path / "complete.oga")
+    (tmp_path / "s.json").write_text(json.dumps([{"name": "hall", "components": [
+        {"name": "tone", "type": "file", "source": "tone.wav"},
+        {"name": "chime", "type": "file", "source": "complete.oga", "duration": 3, "weight": 0.5}]}]))
+    specs = {s.asset: s for s in load_manifests([tmp_path / "s.json"])}
+    assert specs["tone"].layer == "tone" and specs["tone"].target_duration_s == pytest.approx(2.0)
+    assert specs["chime"].gen.source == str(tmp_path / "complete.oga") and specs["chime"].post.gain_db < -6
+    assert specs["mix"].layers == ("chime", "tone") and specs["mix"].target_duration_s == pytest.approx(3.0)
