@@ -131,6 +131,14 @@ def _ffmpeg_missing(path: str) -> SourceError:
                        f"({path}): {FFMPEG_HINT}")
 
 
+def _first_line(text: str, default: str) -> str:
+    """ffmpeg's first message line without its ``[demuxer @ 0x...]`` prefix."""
+    import re
+
+    lines = [re.sub(r"^\[[^\]]*\]\s*", "", line).strip() for line in text.strip().splitlines()]
+    return next((line for line in lines if line), default)
+
+
 def _read_ffmpeg(path: str) -> tuple[np.ndarray, int]:
     ffmpeg, ffprobe = shutil.which(FFMPEG), shutil.which(FFPROBE)
     if ffmpeg is None or ffprobe is None:
@@ -142,14 +150,14 @@ def _read_ffmpeg(path: str) -> tuple[np.ndarray, int]:
         stream = json.loads(probe.stdout or "{}").get("streams", [])[0]
         sr, channels = int(stream["sample_rate"]), int(stream["channels"])
     except (ValueError, IndexError, KeyError, TypeError):
-        first = (probe.stderr.strip().splitlines() or ["no audio stream"])[0]
+        first = _first_line(probe.stderr, "no audio stream")
         raise SourceError(f"cannot decode {path}: {first}") from None
     # decode at the file's own rate and channel count; -xerror stops at the first damaged packet
     done = subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-xerror", "-i", path, "-map", "0:a:0",
                            "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(channels), "-ar", str(sr), "-"],
                           capture_output=True, timeout=_TIMEOUT_S, check=False)
     if done.returncode != 0:
-        first = (done.stderr.decode(errors="replace").strip().splitlines() or [f"exit {done.returncode}"])[0]
+        first = _first_line(done.stderr.decode(errors="replace"), f"exit {done.returncode}")
         raise SourceError(f"cannot decode {path}: {first}")
     audio = np.frombuffer(done.stdout, dtype="<f4")
     audio = audio[: audio.size // channels * channels].reshape(-1, channels)
@@ -191,6 +199,8 @@ def probe(path: str | Path) -> Recording:
         raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not os.path.isfile(path):
         raise SourceError(f"not a file: {path}")
+    if st.st_size == 0:
+        raise SourceError(f"cannot decode {path}: the file is empty (0 bytes)")
     return _probe(path, st.st_size, st.st_mtime_ns)
 
 

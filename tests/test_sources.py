@@ -169,6 +169,10 @@ def test_mp3_is_read_through_ffmpeg_and_refused_clearly_without_it(tmp_path, mon
     spec = load(manifest(tmp_path, "s,a,file,tone.mp3,,,,,"))["a"]
     # the MP3 decoder adds its priming delay and padding: within 60 ms of the 2 s source
     assert spec.gen.source_end_s == pytest.approx(2.0, abs=0.06)
+    (tmp_path / "junk.mp3").write_bytes(b"not an mp3 at all" * 64)
+    [issue] = problems(manifest(tmp_path, "s,a,file,junk.mp3,,,,,"))
+    assert f"column 'source' = 'junk.mp3': cannot decode {tmp_path.resolve()}/junk.mp3: " in issue
+    assert "[" not in issue.split("junk.mp3: ")[-1]  # ffmpeg's message without its [demuxer @ 0x..] prefix
     from assetgen import sources
 
     monkeypatch.setattr(sources.shutil, "which", lambda name: None)
