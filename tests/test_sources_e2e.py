@@ -117,3 +117,31 @@ def test_report_and_export_carry_recordings(rendered, tmp_path):
     result = run("export", "--to", tmp_path / "engine", "--out", root, "--all-latest")
     assert result.exit_code == 0, result.output
     assert {p.name for p in (tmp_path / "engine").glob("*.wav")} >= {"rec_groove.wav", "rec_complete_mp3.wav"}
+
+
+def test_a_recorded_stem_set_renders_aligned_and_the_report_checks_it(tmp_path):
+    """Four stems of one multitrack through the CLI: one length and loop points, the report's set check passes
+    and its mixed preview is the sum of the delivered stems (scaled to -1 dBFS)."""
+    from assetgen.stems import PREVIEW_PEAK
+    from assetgen.store.wav import read_loop
+    from tests.test_stems import multitrack
+
+    multitrack(tmp_path)
+    names = ("kick", "hats", "bass", "pad")
+    (tmp_path / "m.csv").write_text("scene,asset,model,source,source_start_s,loop,bpm,bars,stem_set\n" + "".join(
+        f"groove,{n},file,{n}.wav,2,true,120,2,groove\n" for n in names))
+    root = tmp_path / "out"
+    result = run("render", tmp_path / "m.csv", "--out", root, "--no-progress", "--fail-on", "error")
+    assert result.exit_code == 0, result.output
+    found = rows(root)
+    delivered = {n: sf.read(root / found[n]["path"], dtype="float32", always_2d=True)[0] for n in names}
+    assert {d.shape for d in delivered.values()} == {(192_000, 2)}
+    assert {read_loop(root / found[n]["path"]) for n in names} == {(0, 192_000)}
+    assert run("report", "--out", root).exit_code == 0
+    html = (root / "report" / "index.html").read_text()
+    block = html[html.index('id="set-stems-groove-groove"'):]
+    assert "set check pass" in block[:block.index("</section>")]
+    [preview] = (root / "report" / "media").glob("*_stems.wav")
+    mixed, _ = sf.read(preview, dtype="float32", always_2d=True)
+    total = sum(delivered.values())
+    assert np.max(np.abs(mixed - total * (PREVIEW_PEAK / np.max(np.abs(total))))) < 1e-3
