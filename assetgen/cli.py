@@ -186,7 +186,7 @@ def render_cmd(
     try:
         state = runtime.run_render(manifests, out, model_dir=model_dir, device=device, batch_size=batch_size,
                                    max_assets=max_assets, max_attempts=max_attempts, wait=not no_wait, runner=runner,
-                                   dask_address=dask_address,
+                                   dask_address=dask_address, fail_on=fail_on,
                                    workers=workers, progress_bars=progress_bars and sys.stderr.isatty())
     except RootLocked as exc:
         _err(str(exc))
@@ -407,6 +407,45 @@ def export(to: Path = typer.Option(..., "--to", help="Engine folder to copy into
         _err(str(exc))
     typer.echo(str(result))
     if result.damaged:
+        raise typer.Exit(1)
+
+
+@app.command("qc")
+def qc_cmd(out: Path = OUT,
+           as_json: bool = typer.Option(False, "--json", help="Print the results as JSON (one object)."),
+           gates: str = typer.Option("", "--qc", help="Gate edits on top of each row's own, in the manifest's qc "
+                                                     "syntax, e.g. 'loudness:0.3' or '-near_duplicate'."),
+           pattern: Optional[str] = typer.Option(None, "--match", help="Only SCENE/ASSET matching this glob.")
+           ) -> None:
+    """Run the quality gates again over the latest version of every asset, without generating: delivery
+    gates are measured again on the files; raw-take gates (silence, clipping, near-duplicate) compare the
+    values the render measured with today's thresholds. Reads only. Exit code 1 when any asset fails."""
+    import json
+
+    from assetgen import qc
+    from assetgen.recheck import recheck
+
+    if gates:
+        try:
+            qc.parse_qc_text(gates)
+        except qc.QcSyntaxError as exc:
+            _err(f"--qc {gates!r}: {exc}")
+    _need_index(out)
+    result = recheck(out, gates, pattern)
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=1, allow_nan=False))
+    else:
+        for c in result.checks:
+            mark = c.qc if not c.changed else f"{c.qc} (was {c.stored_qc or '-'})"
+            typer.echo(f"{c.scene}/{c.asset} v{c.version:03d}: {mark}")
+            for reason in c.reasons:
+                typer.echo(f"    {reason}")
+            if c.not_evaluated:
+                typer.echo(f"    not re-evaluated (no stored raw-take value): {', '.join(c.not_evaluated)}")
+        counts = result.as_dict()["counts"]
+        typer.echo(f"qc: {len(result.checks)} asset(s): " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+                   + f"; {len(result.changed)} changed from the index")
+    if result.failed:
         raise typer.Exit(1)
 
 

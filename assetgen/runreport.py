@@ -160,6 +160,19 @@ def _qc_failed(entry: Mapping) -> bool:
     return entry["status"] in ("rendered", "up-to-date") and entry.get("qc") == "fail"
 
 
+def failure_message(failed: Sequence[Mapping], qc_failed: Sequence[Mapping], fail_on: str = DEFAULT_FAIL_ON) -> str:
+    """Why a run fails under ``fail_on`` (the render flow's Failed state message), or "" when it does not:
+    the errored assets, then (``fail_on="qc"``) those failing QC, at most 10 names each."""
+    if not exit_code(len(failed), len(qc_failed), fail_on):
+        return ""
+    parts = []
+    if failed:
+        parts.append(f"{len(failed)} asset(s) failed: " + ", ".join(f["asset"] for f in failed[:10]))
+    if qc_failed and fail_on == "qc":
+        parts.append(f"{len(qc_failed)} asset(s) failed QC: " + ", ".join(f["asset"] for f in qc_failed[:10]))
+    return "; ".join(parts)
+
+
 def qc_failures(report: Mapping) -> list[dict]:
     """``[{"asset": "scene/asset", "reasons": [...]}]`` for every QC failure :func:`exit_code` counts."""
     return [{"asset": f"{e['scene']}/{e['asset']}", "reasons": list(e["qc_reasons"])}

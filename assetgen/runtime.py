@@ -97,7 +97,7 @@ def task_runner(runner: str = "local", address: str | None = None, workers: int 
 
 def run_render(manifests, out, *, model_dir=None, device: str | None = None, batch_size: int = 8,
                max_assets: int = 10_000, wait: bool = True, runner: str = "local", dask_address: str | None = None,
-               workers: int = 2, progress_bars: bool = False, max_attempts: int = 3):
+               workers: int = 2, progress_bars: bool = False, max_attempts: int = 3, fail_on: str = "qc"):
     """Run ``flows.render.render_flow`` as ``assetgen render`` does and return its final Prefect state.
 
     Sets Prefect's environment, builds the task runner, ends with exit code 143 on SIGTERM and skips
@@ -115,5 +115,5 @@ def run_render(manifests, out, *, model_dir=None, device: str | None = None, bat
         return flow_fn(manifests=[str(m) for m in manifests], out=str(out),
                        model_dir=str(model_dir) if model_dir else None, device=device, batch_size=batch_size,
                        max_assets=max_assets, max_attempts=max_attempts, wait=wait, runner=runner,
-                       progress_bars=progress_bars,
+                       progress_bars=progress_bars, fail_on=fail_on,
                        return_state=True)

@@ -15,10 +15,11 @@ DEPLOYMENT_NAME = "assetgen-nightly"
 
 
 def nightly_parameters(manifests: Sequence[str], out: str, model_dir: str | None = None,
-                       batch_size: int = 8, device: str | None = None) -> dict:
-    """Parameters of the scheduled render (same names as ``render_flow``'s)."""
+                       batch_size: int = 8, device: str | None = None, fail_on: str = "qc") -> dict:
+    """Parameters of the scheduled render (same names as ``render_flow``'s); by default a night whose assets
+    fail QC ends Failed in Prefect, as ``assetgen render`` exits 1."""
     return {"manifests": list(manifests), "out": out, "model_dir": model_dir, "batch_size": batch_size,
-            "device": device}
+            "device": device, "fail_on": fail_on}
 
 
 def nightly_deployment(manifests: Sequence[str], out: str, *, cron: str = NIGHTLY_CRON, timezone: str = "UTC",
@@ -43,12 +44,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--timezone", default="UTC")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--fail-on", default="qc", choices=("error", "qc", "never"),
+                        help="when the night's flow run ends Failed (as assetgen render --fail-on)")
     args = parser.parse_args(argv)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from prefect import serve
 
     serve(nightly_deployment(args.manifest, args.out, cron=args.cron, timezone=args.timezone,
-                             model_dir=args.model_dir, batch_size=args.batch_size, device=args.device))
+                             model_dir=args.model_dir, batch_size=args.batch_size, device=args.device,
+                             fail_on=args.fail_on))
 
 
 if __name__ == "__main__":

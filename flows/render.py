@@ -102,10 +102,13 @@ def _batch_error(future, generation) -> tuple[str, BaseException]:
 @flow(name="assetgen-render", log_prints=True)
 def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | None = None, device: str | None = None,
                 batch_size: int = render.DEFAULT_BATCH_SIZE, max_assets: int = 10_000, wait: bool = True,
-                runner: str = "local", progress_bars: bool = False, max_attempts: int = render.DEFAULT_MAX_ATTEMPTS):
-    """Render only new and changed assets of ``manifests`` into ``out``; returns the run summary."""
+                runner: str = "local", progress_bars: bool = False, max_attempts: int = render.DEFAULT_MAX_ATTEMPTS,
+                fail_on: str = runreport.DEFAULT_FAIL_ON):
+    """Render only new and changed assets of ``manifests`` into ``out``; returns the run summary. The run's
+    state is Failed when ``fail_on`` (``assetgen render --fail-on``: error | qc | never) says so."""
     from assetgen.store import AssetStore
 
+    runreport.exit_code(0, 0, fail_on)  # an unknown value fails before anything runs
     log = get_run_logger()
     root = Path(out)
     prepared = render.prepare(manifests, root, model_dir=model_dir, batch_size=batch_size, max_assets=max_assets,
@@ -154,9 +157,8 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
         summary["report"] = runreport.finish(store, prepared, outcomes, run_id, manifests)
     bars.stop()
     _artifacts(summary)
-    if summary["failed"]:
-        names = ", ".join(f["asset"] for f in summary["failed"][:10])
-        message = f"{len(summary['failed'])} asset(s) failed: {names}"
+    message = runreport.failure_message(summary["failed"], summary["report"].get("qc_failed", []), fail_on)
+    if message:
         return Failed(message=message, data=render.AssetsFailed(message, summary))
     return Completed(message=f"{summary['rendered']} new version(s)", data=summary)
 

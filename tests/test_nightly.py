@@ -19,7 +19,8 @@ def test_served_deployment_carries_cron_and_parameters():
     assert sched.schedule.timezone == "Europe/Paris"
     assert sched.active
     assert dep.parameters == {"manifests": ["manifests/demo.csv", "manifests/themes/forest.csv"], "out": "/srv/out",
-                              "model_dir": "/models", "batch_size": 12, "device": None}
+                              "model_dir": "/models", "batch_size": 12, "device": None,
+                              "fail_on": "qc"}
     assert dep.flow_name == "assetgen-render"
     assert dep.entrypoint == "flows/render.py:render_flow"
 

@@ -90,3 +90,9 @@ def test_a_take_that_never_passes_is_delivered_with_qc_failed(tmp_path, tiny_mod
     attempts = Index(out).attempts("fx", "hum")
     assert [a["attempt"] for a in attempts] == [1, 2] and sum(a["chosen"] for a in attempts) == 1
     assert "QC failed: silence: loudest 50 ms" in result.output
+    # the Prefect flow run's own state follows --fail-on, as a deployment's nightly run is judged by it
+    from assetgen import runtime
+
+    state = runtime.run_render([manifest], out, model_dir=tiny_models, fail_on="qc")
+    assert state.is_failed() and state.message == "1 asset(s) failed QC: fx/hum", state.message
+    assert runtime.run_render([manifest], out, model_dir=tiny_models, fail_on="error").is_completed()

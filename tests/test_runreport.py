@@ -30,6 +30,18 @@ def test_exit_code_by_fail_on(errors, qc_failed, fail_on, code):
     assert runreport.exit_code(errors, qc_failed, fail_on) == code
 
 
+def test_failure_message_follows_fail_on():
+    failed = [{"asset": "fx/a"}]
+    qc_failed = [{"asset": f"fx/q{i}"} for i in range(12)]
+    assert runreport.failure_message([], [], "qc") == ""
+    assert runreport.failure_message([], qc_failed, "error") == ""
+    assert runreport.failure_message(failed, qc_failed, "never") == ""
+    assert runreport.failure_message(failed, qc_failed, "error") == "1 asset(s) failed: fx/a"
+    both = runreport.failure_message(failed, qc_failed, "qc")
+    assert both.startswith("1 asset(s) failed: fx/a; 12 asset(s) failed QC: fx/q0, fx/q1")
+    assert both.endswith("fx/q9")  # at most 10 names
+
+
 def test_exit_code_refuses_an_unknown_mode():
     with pytest.raises(ValueError, match="--fail-on 'warn': expected one of error, qc, never"):
         runreport.exit_code(0, 0, "warn")
