@@ -308,3 +308,19 @@ def test_scene_files_take_recordings_as_layers_of_a_mix(tmp_path):
     assert specs["tone"].layer == "tone" and specs["tone"].target_duration_s == pytest.approx(2.0)
     assert specs["chime"].gen.source == str(tmp_path / "complete.oga") and specs["chime"].post.gain_db < -6
     assert specs["mix"].layers == ("chime", "tone") and specs["mix"].target_duration_s == pytest.approx(3.0)
+
+
+def test_assetgen_qc_rechecks_a_recording_without_a_near_duplicate_gate(tmp_path):
+    """``assetgen qc`` rebuilds the spec from the index (model label ``recording ...``): still a recording."""
+    from assetgen import qc
+    from assetgen.recheck import spec_of
+    from assetgen.render import params_record
+
+    tone(tmp_path / "tone.wav")
+    spec = load(manifest(tmp_path, "s,a,file,tone.wav,,,,,"))["a"]
+    import json
+
+    row = {"scene": "s", "asset": "a", "model": "recording tone.wav", "params": json.dumps(params_record(spec))}
+    rebuilt = spec_of(row)
+    assert "near_duplicate" not in qc.gates_for(rebuilt, qc.asset_kind(rebuilt, "sfx"))
+    assert "silence" in qc.gates_for(rebuilt, qc.asset_kind(rebuilt, "sfx"))
