@@ -1,8 +1,9 @@
 """Content keys, the diff against the index, and generation batches.
 
 A content key hashes everything that changes an asset's delivered audio or its QC status and nothing else:
-model fingerprint, prompt (whitespace-normalised), generation params (with ``voice`` and ``rate`` for tts),
-seed (not for tts: espeak-ng has none), delivery settings, the quality gates and attempts (which take is
+model fingerprint, prompt (whitespace-normalised), generation params (with ``voice`` and ``rate`` for tts, the
+source's sha256 and segment for recordings), seed (not for tts or recordings: they have no randomness; nor the
+prompt of a recording, which is only its label), delivery settings, the quality gates and attempts (which take is
 delivered, and whether it passes) and ``POSTPROCESS_VERSION``. Names, row order, category, tags and template
 columns do not enter it.
 A mix's key hashes its own delivery settings and, per layer, the layer's key plus its placement
@@ -19,7 +20,7 @@ from typing import Mapping, Sequence
 from assetgen.dsp import POSTPROCESS_VERSION
 from assetgen.gcpause import gc_paused
 from assetgen.seeds import attempt_seed
-from assetgen.spec import TTS_MODEL, AssetSpec, GenParams, GenRequest, PostParams
+from assetgen.spec import FILE_MODEL, TTS_MODEL, AssetSpec, GenParams, GenRequest, PostParams
 
 KEY_SCHEMA = 1  # bump if the key's recipe below changes
 STATES = ("new", "changed", "up-to-date")
@@ -32,6 +33,8 @@ _DUCKING = ("duck_db", "duck_attack_s", "duck_release_s")
 def _gen_text(gen: GenParams) -> str:
     text = f"{gen.duration_s!r},{gen.temperature!r},{gen.top_k!r},{gen.top_p!r},{gen.cfg_coef!r}"
     # voice and rate are set on tts rows only: other models' keys stay what they were before tts existed
+    if gen.source_sha256:  # a recording is its bytes and the segment read, wherever the file lies
+        text += f",src={gen.source_sha256},{gen.source_start_s!r},{gen.source_end_s!r}"
     return f"{text},{gen.voice},{gen.rate!r}" if gen.voice or gen.rate else text
 
 
@@ -44,7 +47,7 @@ def _post_text(post: PostParams) -> str:
         f"{post.sample_rate},{post.bit_depth},{post.channels},{post.loudness_lufs!r},"
         f"{post.true_peak_db!r},{loop},{fx},{post.highpass_hz!r},{post.max_limit_db!r},{post.loudness_mode},"
         f"qc={post.qc},{post.loudness_tolerance_lu!r},{post.max_attempts}"  # gates decide status and re-rolls
-    )
+    ) + (",stem" if post.stem_set else "")  # a stem's recording is cut where its set's grid starts (not renamed)
 
 
 def _sha(*parts: object) -> str:
@@ -60,8 +63,8 @@ def content_key(spec: AssetSpec, model_fingerprint: str, layer_keys: Sequence[st
     version = f"k{KEY_SCHEMA}p{POSTPROCESS_VERSION}"
     if spec.is_mix:
         return _sha(version, "mix", spec.gen.duration_s, _post_text(spec.post), *layer_keys)
-    prompt = " ".join(spec.prompt.split())
-    seed = "" if spec.model == TTS_MODEL else spec.seed  # espeak-ng has no randomness: a seed changes nothing
+    prompt = " ".join(spec.prompt.split()) if spec.model != FILE_MODEL else ""  # a recording's prompt is a label
+    seed = "" if spec.model in (TTS_MODEL, FILE_MODEL) else spec.seed  # no randomness: a seed changes nothing
     return _sha(version, model_fingerprint, prompt, seed, _gen_text(spec.gen), _post_text(spec.post))
 
 

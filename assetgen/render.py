@@ -298,8 +298,11 @@ def postprocess_parts(batch_index: int, n_batches: int, n_items: int, isolated: 
 def postprocess(spec: AssetSpec, audio: np.ndarray, sample_rate: int) -> ProcessedAudio:
     """Delivery chain for one generated clip (resample, fx, loop, loudness; see ``dsp.chain``): float audio."""
     from assetgen.dsp.chain import process_clip
+    from assetgen.spec import FILE_MODEL
 
-    return process_clip(audio, sample_rate, spec.post, spec.target_duration_s)
+    # the stems of a recorded set are cut where their segments start, so they stay aligned with each other
+    fixed = bool(spec.post.stem_set) and spec.model == FILE_MODEL
+    return process_clip(audio, sample_rate, spec.post, spec.target_duration_s, fixed_start=fixed)
 
 
 def check_take(spec: AssetSpec, processed: ProcessedAudio, raw: np.ndarray | None = None, raw_sr: int | None = None,

@@ -28,6 +28,7 @@ DEFAULT_SAMPLE_RATE = 48_000
 DEFAULT_BIT_DEPTH = 24  # 16 and 24 are PCM, 32 means 32-bit float
 MODEL_ALIASES = ("music", "sfx")
 MIX_MODEL = "mix"  # pseudo-model of a scene's mix asset: rendered from its layers, not generated
+FILE_MODEL = "file"  # recorded source: the row's ``source`` file is read instead of generated (assetgen.sources)
 TTS_MODEL = "tts"  # narration: the prompt is the spoken line, synthesised by espeak-ng (placeholder VO)
 DEFAULT_TTS_VOICE = "en-us"  # espeak-ng voice of a tts row without a ``voice`` cell
 DEFAULT_TTS_RATE = 160  # espeak-ng speaking rate of a tts row without a ``rate`` cell, words per minute
@@ -72,6 +73,13 @@ class GenParams:
     # text-to-speech only (model ``tts``); empty / 0 on every other model, so they stay out of its content key
     voice: str = ""  # espeak-ng voice, e.g. ``en-us`` or ``en-gb+f3``
     rate: int = 0  # speaking rate, words per minute
+    # recorded sources only (model ``file``): the file (absolute path), its sha256, and the segment read (s);
+    # empty / 0 on every other model, so they stay out of its content key. The reader returns the whole segment
+    # (a loop searches all of it for its seam); ``duration_s`` stays what the row delivers, as for a model.
+    source: str = ""
+    source_sha256: str = ""
+    source_start_s: float = 0.0
+    source_end_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,9 @@ class PostParams:
     duck_db: float = 0.0
     duck_attack_s: float = 0.1
     duck_release_s: float = 0.5
+    # vertical layering: the rows of one scene sharing ``stem_set`` are delivered on one grid (same length in
+    # samples, same loop points); the manifest checks the grid, ``assetgen.stems`` the delivered set
+    stem_set: str = ""
 
 
 @dataclass(frozen=True)

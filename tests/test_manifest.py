@@ -225,6 +225,17 @@ def test_readme_examples_are_valid(tmp_path):
     for f in ("state_dict.bin", "compression_state_dict.bin"):
         (models / f).write_bytes(b"")
     (tmp_path / "docs").mkdir()
+    recordings = tmp_path / "docs" / "recordings"  # the recorded-sources example's files, synthesised
+    recordings.mkdir()
+    import numpy as np
+    import soundfile as sf
+
+    (tmp_path / "docs" / "stems").mkdir()
+    files = [("door_slam.wav", 2.0), ("drum_take3.flac", 24.0), ("chime.ogg", 1.0)]
+    files += [(f"../stems/{name}.wav", 14.0) for name in ("drums", "bass", "pads")]
+    for name, seconds in files:
+        noise = np.random.default_rng(0).standard_normal((round(seconds * 44_100), 2)) * 0.1
+        sf.write(recordings / name, noise.astype(np.float32), 44_100)
     for n, block in enumerate(blocks):
         specs = load_manifests([write(tmp_path / "docs", block, f"example{n}.csv")])
         assert specs, block

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..spec import PostParams, ProcessedAudio, seconds_bars
 from . import fx as fxmod
-from .loop import bars_length, make_loop, seam_score, track_beats
+from .loop import bars_length, fixed_loop, make_loop, seam_score, track_beats
 from .loudness import LOUDNESS_MODES, Measurement, highpass, normalize
 from .mix import mix_layers
 from .resample import as_2d, resample, resample_cyclic, to_channels
@@ -102,8 +102,12 @@ def _stats(meas: Measurement) -> dict:
             "dc_offset": meas.dc_offset, "loudness_shortfall_lu": meas.shortfall_lu}
 
 
-def process_clip(audio: np.ndarray, sr_in: int, post: PostParams, duration_s: float) -> ProcessedAudio:
-    """Deliver one generated clip (``(channels, samples)`` at ``sr_in`` Hz) for ``post`` at ``duration_s`` s."""
+def process_clip(audio: np.ndarray, sr_in: int, post: PostParams, duration_s: float,
+                 fixed_start: bool = False) -> ProcessedAudio:
+    """Deliver one generated clip (``(channels, samples)`` at ``sr_in`` Hz) for ``post`` at ``duration_s`` s.
+
+    ``fixed_start``: a loop starts at the clip's first sample (``loop.fixed_loop``: no seam search, no beat
+    rotation), so the stems of one recording, read from one position, are delivered aligned."""
     check_post(post)
     sr = post.sample_rate
     chain = fxmod.parse_fx_chain(post.fx)
@@ -117,9 +121,12 @@ def process_clip(audio: np.ndarray, sr_in: int, post: PostParams, duration_s: fl
     notes: list[str] = []
     loop_f = 0
     if post.loop:
-        target = loop_target(post, duration_s, x, sr)
+        target = loop_target(post, duration_s, x, sr, align=not fixed_start)
         notes += target.notes
-        lp = make_loop(x, sr, target.length, round(post.crossfade_s * sr), target.tolerance, target.beats)
+        if fixed_start:
+            lp = fixed_loop(x, sr, target.length, round(post.crossfade_s * sr))
+        else:
+            lp = make_loop(x, sr, target.length, round(post.crossfade_s * sr), target.tolerance, target.beats)
         notes += lp.notes
         loop_f = lp.crossfade
         y = highpass(fxmod.apply_fx_cyclic(lp.audio, sr, chain), sr, post.highpass_hz, cyclic=True)

@@ -384,6 +384,28 @@ def make_loop(audio: np.ndarray, sr: int, length: int, crossfade: int, tolerance
     return Loop(y, s, d, f, rho, score, tuple(notes), rotation=r)
 
 
+def fixed_loop(audio: np.ndarray, sr: int, length: int, crossfade: int) -> Loop:
+    """A loop of ``length`` samples cut at the very start of ``audio``, no search and no rotation: the material
+    after the loop (up to ``crossfade`` samples) is crossfaded into its head, so the wrap continues the source.
+    Stems of one recording cut this way from the same source position stay aligned sample for sample."""
+    x = as_2d(audio)
+    if x.shape[1] < length or length <= 0:
+        raise ValueError(f"a fixed loop of {length} samples needs that much audio, got {x.shape[1]}")
+    f = max(0, min(crossfade, x.shape[1] - length, length // 2))
+    y = x[:, :length].copy()
+    rho = 0.0
+    notes: tuple[str, ...] = ()
+    if f:
+        head, tail = _mono(x, slice(0, f)), _mono(x, slice(length, length + f))
+        norm = float(np.sqrt(np.dot(head, head) * np.dot(tail, tail)))
+        rho = float(np.dot(head, tail) / norm) if norm > 0 else 0.0
+        fade_in, fade_out = equal_power(f, rho)
+        y[:, :f] = x[:, :f] * fade_in + x[:, length:length + f] * fade_out
+    if f < crossfade:
+        notes = (f"crossfade shortened to {f} samples (not enough source material)",)
+    return Loop(y, 0, length, f, rho, seam_score(y, f), notes)
+
+
 def _flux(frames_a: np.ndarray, frames_b: np.ndarray) -> np.ndarray:
     """Normalised spectral flux between paired frames: ||A|-|B|| / (|A| + |B|), 0..1."""
     w = np.hanning(frames_a.shape[-1]).astype(np.float32)

@@ -29,6 +29,7 @@ from assetgen.manifest._fields import (
     REQUIRED,
     BadValue,
     parse_model,
+    parse_source,
     parse_text,
     suggest_column,
 )
@@ -38,6 +39,7 @@ from assetgen.seeds import derive_seed
 from assetgen.spec import (
     DEFAULT_TTS_RATE,
     DEFAULT_TTS_VOICE,
+    FILE_MODEL,
     MIX_MODEL,
     TTS_MODEL,
     AssetSpec,
@@ -65,11 +67,15 @@ _POST_FIELDS = (
     "sample_rate", "bit_depth", "channels", "true_peak_db", "loop", "bpm", "bars", "crossfade_s", "fx",
     "gain_db", "start_s", "fade_in_s", "fade_out_s", "highpass_hz", "max_limit_db", "loudness_mode",
     "loop_tolerance_s", "qc", "loudness_tolerance_lu", "max_attempts", "duck_db", "duck_attack_s", "duck_release_s",
+    "stem_set",
 )  # fmt: skip
 _TTS_FIELDS = ("voice", "rate")
 _DUCK_FIELDS = ("duck_db", "duck_attack_s", "duck_release_s")
+_SOURCE_FIELDS = ("source", "source_start_s", "source_end_s")
+# a recording is read, not generated: no randomness to set, nothing to re-roll, no takes to vary
+_NOT_FOR_FILE = ("temperature", "top_k", "top_p", "cfg_coef", "seed", "variants", "max_attempts", *_TTS_FIELDS)
 _NOT_FOR_MIX = ("temperature", "top_k", "top_p", "cfg_coef", "seed", "layer", "max_attempts", *_TTS_FIELDS,
-                *_DUCK_FIELDS)
+                *_DUCK_FIELDS, *_SOURCE_FIELDS, "stem_set")
 
 
 @dataclass(frozen=True)
@@ -177,6 +183,7 @@ def _load(paths: Sequence[Path | str], max_assets: int, found: list[ManifestWarn
     # a mix row whose layers failed validation would look layer-less: only judge that on clean input
     specs, mix_issues = _add_mixes(specs, check_layerless=not issues)
     issues += mix_issues
+    issues += _stem_sets(specs)
     issues += _duplicates(specs)
     if issues:
         raise ManifestError(issues)
@@ -255,7 +262,7 @@ def _expand_table(table: Table, max_assets: int) -> tuple[list[AssetSpec], list[
         issue(cap.row, cap.column, cap.value, cap.message)
         return [], issues, issue.warnings
     params = _check_columns(table, issue)
-    if any(c not in table.columns for c in REQUIRED):
+    if any(c not in table.columns for c in _required(table)):
         return [], issues, issue.warnings  # every row would repeat the same error
     parsed_rows: list[_Row] = []
     caches: dict[str, dict[str, Any]] = {c: {} for c in table.columns}
@@ -276,13 +283,22 @@ def _expand_table(table: Table, max_assets: int) -> tuple[list[AssetSpec], list[
     return specs, issues, issue.warnings
 
 
+def _required(table: Table) -> tuple[str, ...]:
+    """Required columns of ``table``: ``prompt`` and ``duration_s`` may be left out of a file whose rows are
+    all recorded sources (and mixes), which need neither."""
+    models = {cells.get("model", "") for _, cells in table.rows}
+    if FILE_MODEL in models and models <= {FILE_MODEL, MIX_MODEL}:
+        return tuple(c for c in REQUIRED if c not in ("prompt", "duration_s"))
+    return REQUIRED
+
+
 def _check_columns(table: Table, issue) -> list[str]:
     """Missing required and unknown columns; returns the other columns (template parameters, ``meta_*``).
 
     A column is known, a ``meta_*`` column, or a template parameter that some prompt of the file uses as
     ``{placeholder}``; anything else is an error, so that no cell is silently ignored.
     """
-    for name in REQUIRED:
+    for name in _required(table):
         if name not in table.columns:
             hint = next((c for c in table.columns if c not in KNOWN and suggest_column(c) == name), None)
             extra = f" (is '{hint}' a misspelling?)" if hint else ""
@@ -319,6 +335,8 @@ def _parse_cell(table: Table, column: str, raw: str, cache: dict[str, Any]) -> A
     try:
         if column == "model":
             value = parse_model(raw, table.folder)
+        elif column == "source":
+            value = parse_source(raw, table.folder)
         else:
             value = PARSERS[column][0](raw) if column in PARSERS else parse_text(raw)
     except BadValue as exc:
@@ -351,6 +369,7 @@ def _parse_row(table: Table, label, cells: dict[str, str], params: list[str], ca
     text: dict[str, str] = {}
     swept: list[tuple[str, list[tuple[str, Any]]]] = []
     is_mix = cells.get("model") == MIX_MODEL
+    is_file = cells.get("model") == FILE_MODEL
     for column, raw in cells.items():
         if not raw:
             continue
@@ -361,8 +380,9 @@ def _parse_row(table: Table, label, cells: dict[str, str], params: list[str], ca
         except BadValue as exc:
             issue(label, column, raw, str(exc))
             continue
-        if known and len(opts) > 1 and MIX_MODEL in opts and column == "model":
-            issue(label, column, raw, "'mix' cannot be swept with other models")
+        if known and len(opts) > 1 and column == "model" and (MIX_MODEL in opts or FILE_MODEL in opts):
+            issue(label, column, raw, f"'{MIX_MODEL if MIX_MODEL in opts else FILE_MODEL}' cannot be swept with "
+                  "other models")
             continue
         parsed = []
         for opt in opts:
@@ -403,6 +423,12 @@ def _parse_row(table: Table, label, cells: dict[str, str], params: list[str], ca
             issue(label, "prompt", cells["prompt"], "a mix row takes no prompt; leave it empty")
         if swept or variants > 1:
             issue(label, swept[0][0] if swept else "variants", None, "a mix row cannot be swept or have variants")
+    elif is_file:
+        _check_file_row(label, cells, issue)
+        if cells.get("layer") and swept:
+            issue(label, "layer", cells["layer"],
+                  "a layer row cannot be swept (its scene mix takes one take per layer); move the sweep to its own "
+                  "scene")  # fmt: skip
     else:
         _check_tts_and_ducking(label, cells, issue)
         if not cells.get("prompt"):
@@ -413,6 +439,9 @@ def _parse_row(table: Table, label, cells: dict[str, str], params: list[str], ca
             issue(label, "layer", cells["layer"],
                   "a layer row cannot be swept or have variants (its scene mix takes one take per layer); "
                   "move the sweep to its own scene")  # fmt: skip
+    if cells.get("stem_set") and (swept or variants > 1):
+        issue(label, "stem_set", cells["stem_set"],
+              "a stem row cannot be swept or have variants (a set holds one take per stem); give each stem its row")
     template = cells.get("prompt", "")
     try:
         for name in _template_fields(template):
@@ -431,6 +460,22 @@ def _parse_row(table: Table, label, cells: dict[str, str], params: list[str], ca
     return _Row(label, fixed, text, swept, template, count)
 
 
+def _check_file_row(label, cells: dict[str, str], issue) -> None:
+    """A recorded source (``model = file``): a ``source`` and no generation settings; ``prompt`` (a label) and
+    ``duration_s`` (default: the segment read) are optional."""
+    if not cells.get("source"):
+        issue(label, "source", "", "a file row needs source: the recording's path, relative to the manifest")
+    for column in _NOT_FOR_FILE:
+        if cells.get(column):
+            issue(label, column, cells[column],
+                  "has no effect on a file row (a recording is read, not generated; a failed QC gate cannot be "
+                  "re-rolled)")  # fmt: skip
+    ducking = [c for c in _DUCK_FIELDS if cells.get(c)]
+    if ducking and not cells.get("layer"):
+        issue(label, ducking[0], cells[ducking[0]],
+              "ducking turns down the other layers of a scene mix: only on a row with a layer value")
+
+
 def _check_tts_and_ducking(label, cells: dict[str, str], issue) -> None:
     """Columns that only some rows use: generation settings on ``tts`` rows, ``voice``/``rate`` elsewhere,
     ducking outside a scene mix. (A swept ``model`` is checked per combination in ``_audio_params``.)"""
@@ -442,6 +487,9 @@ def _check_tts_and_ducking(label, cells: dict[str, str], issue) -> None:
                       "has no effect on a tts row (espeak-ng speaks a line the same way every time); "
                       "use voice and rate")  # fmt: skip
     elif model and "|" not in model:
+        for column in _SOURCE_FIELDS:
+            if cells.get(column):
+                issue(label, column, cells[column], "applies only to model file (a recorded source); leave it empty")
         for column in _TTS_FIELDS:
             if cells.get(column):
                 hint = " (the delivery rate in Hz is sample_rate)" if column == "rate" else ""
@@ -461,7 +509,8 @@ def _may_loop(fixed: dict[str, Any], swept: list[tuple[str, list[tuple[str, Any]
     return any(value for column, opts in swept if column == "loop" for _, value in opts)
 
 
-_AUDIO_COLUMNS = frozenset((*_GEN_FIELDS, *_POST_FIELDS, *_TTS_FIELDS, "duration_s", "loudness", "model"))
+_AUDIO_COLUMNS = frozenset((*_GEN_FIELDS, *_POST_FIELDS, *_TTS_FIELDS, *_SOURCE_FIELDS, "duration_s", "loudness",
+                            "model"))
 
 
 def _expand_row(table: Table, row: _Row, params: list[str], issue) -> list[AssetSpec]:
@@ -496,7 +545,7 @@ def _expand_row(table: Table, row: _Row, params: list[str], issue) -> list[Asset
                 text[column] = raw
         try:
             model, gen, post = shared or _audio_params(values)
-            prompt = _fill(row.template, text) if model != MIX_MODEL else ""
+            prompt = _fill(row.template, text) if model != MIX_MODEL and (row.template or model != FILE_MODEL) else ""
         except BadValue as exc:
             where = ", ".join(f"{c}={o[0]}" for c, o in zip(columns, combo))
             issue(row.label, exc.column, exc.value, str(exc) + (f" (with {where})" if where else ""))
@@ -532,11 +581,20 @@ def _audio_params(values: dict) -> tuple[str, GenParams, PostParams]:
     post_kw = {k: values[k] for k in _POST_FIELDS if k in values}
     if "loudness" in values:
         post_kw["loudness_lufs"] = values["loudness"]
+    if model == FILE_MODEL:
+        post_kw["max_attempts"] = 1  # a recording cannot be re-rolled: a failed gate just fails its QC
     post = PostParams(**post_kw)
     if post.bpm and post.bars:
         target = bars_seconds(post.bars, post.bpm)
     else:
         target = values.get("duration_s", 0.0)  # 0 only for mixes without duration: filled from layers
+    source = _source_params(values, post, target) if model == FILE_MODEL else {}
+    if model == FILE_MODEL and not target:  # the whole segment: a loop keeps crossfade_s of it as loop material
+        target = source["source_end_s"] - source["source_start_s"] - (post.crossfade_s if post.loop else 0.0)
+        if target <= 0:
+            raise BadValue(f"the segment read is {target + post.crossfade_s:g} s, not longer than crossfade_s "
+                           f"{post.crossfade_s:g}: read more of the recording or shorten crossfade_s",
+                           "source_end_s" if "source_end_s" in values else "source")
     gen_s = target + post.crossfade_s if post.loop and target else target  # AssetSpec.target_duration_s inverts this
     if gen_s > MAX_DURATION_S:
         raise BadValue(f"would generate {gen_s:g} s; expected at most {MAX_DURATION_S:g} s")
@@ -556,7 +614,37 @@ def _audio_params(values: dict) -> tuple[str, GenParams, PostParams]:
         gen_kw = {"voice": values.get("voice", DEFAULT_TTS_VOICE), "rate": values.get("rate", DEFAULT_TTS_RATE)}
     elif any(k in values for k in _TTS_FIELDS):
         raise BadValue(f"voice and rate apply only to model tts, not {model}")
+    if model == FILE_MODEL:
+        gen_kw = source
+    elif any(k in values for k in _SOURCE_FIELDS):
+        raise BadValue(f"source, source_start_s and source_end_s apply only to model file, not {model}")
     return model, GenParams(duration_s=gen_s, **gen_kw), post
+
+
+def _source_params(values: dict, post: PostParams, target: float) -> dict:
+    """``GenParams`` fields of a recorded source: the file, its sha256 and the segment ``[start, end)`` (s),
+    checked against the recording's length and the loop the row asks for."""
+    rec = values["source"]
+    length = rec.duration_s
+    start = values.get("source_start_s", 0.0)
+    end = values.get("source_end_s", length)
+    if start >= length:
+        raise BadValue(f"source_start_s {start:g} is at or past the end of {rec.path} ({length:g} s)",
+                       "source_start_s", f"{start:g}")
+    if end > length + 0.5 / rec.sample_rate:
+        raise BadValue(f"source_end_s {end:g} is past the end of {rec.path} ({length:g} s)", "source_end_s", f"{end:g}")
+    if end <= start:
+        raise BadValue(f"source_end_s {end:g} must be after source_start_s {start:g}", "source_end_s", f"{end:g}")
+    segment = end - start
+    if segment > MAX_DURATION_S:
+        raise BadValue(f"the segment read is {segment:g} s, longer than {MAX_DURATION_S:g} s: set source_start_s "
+                       "and source_end_s", "source", rec.path)
+    if post.loop and target and target > segment + 1e-9:
+        raise BadValue(f"the loop ({target:g} s) is longer than the segment read ({segment:g} s of {rec.path}): "
+                       "shorten the loop or read more of the recording", "duration_s" if "duration_s" in values
+                       else "bars", None)  # fmt: skip
+    return {"source": rec.path, "source_sha256": rec.sha256, "source_start_s": float(start),
+            "source_end_s": float(min(end, length))}
 
 
 def _fill(template: str, text: dict[str, str]) -> str:
@@ -610,6 +698,52 @@ def _add_mixes(specs: list[AssetSpec], check_layerless: bool = True) -> tuple[li
                           category=first.category, source=first.source)  # fmt: skip
             )
     return out, issues
+
+
+def _stem_sets(specs: list[AssetSpec]) -> list[ValidationIssue]:
+    """Rows sharing a ``stem_set`` in a scene must share one grid, so that every stem is delivered with the same
+    length in samples and the same loop points: the same ``loop``, ``sample_rate`` and either ``bpm`` and
+    ``bars`` or one duration (a tempo estimated per stem, or a loop tolerance, would let lengths differ)."""
+    sets: dict[tuple[str, str], list[AssetSpec]] = {}
+    for spec in specs:
+        if spec.post.stem_set and not spec.is_mix:
+            sets.setdefault((spec.scene, spec.post.stem_set), []).append(spec)
+    issues = []
+
+    def bad(spec, column, value, message):
+        where = (spec.source.file, spec.source.row) if spec.source else ("(generated)", None)
+        issues.append(ValidationIssue(*where, column, value, message))
+
+    for (scene, name), members in sets.items():
+        first = members[0]
+        if len(members) < 2:
+            bad(first, "stem_set", name, f"stem set '{name}' of scene '{scene}' has one row; a set needs two or more")
+            continue
+        for spec in members:
+            post = spec.post
+            if post.loop and post.bars and not post.bpm:
+                bad(spec, "bars", str(post.bars), "a stem of a loop set needs bpm with bars (a tempo estimated per "
+                    "stem would give each stem its own length)")
+            if post.loop and post.loop_tolerance_s:
+                bad(spec, "loop_tolerance_s", f"{post.loop_tolerance_s:g}", "a stem's loop length must be exact: "
+                    "leave loop_tolerance_s empty")
+        for spec in members[1:]:
+            a, b = first.post, spec.post
+            for column, mine, theirs in (("loop", b.loop, a.loop), ("sample_rate", b.sample_rate, a.sample_rate),
+                                         ("bpm", b.bpm, a.bpm), ("bars", b.bars, a.bars)):
+                if mine != theirs:
+                    bad(spec, column, None if mine is None else str(mine),
+                        f"stem set '{name}': {column} {mine} differs from {theirs} of {first.ident} (the stems of a "
+                        "set share one grid)")
+                    break
+            else:
+                n_first = round(first.target_duration_s * a.sample_rate)
+                n_mine = round(spec.target_duration_s * b.sample_rate)
+                if n_mine != n_first:
+                    bad(spec, "duration_s", f"{spec.target_duration_s:g}",
+                        f"stem set '{name}': {n_mine} samples long, {first.ident} is {n_first} (the stems of a set "
+                        "share one length)")
+    return issues
 
 
 def _duplicates(specs: list[AssetSpec]) -> list[ValidationIssue]:

@@ -19,7 +19,7 @@ from assetgen.hints import closest, did_you_mean
 from assetgen.models.registry import CHECKPOINT_FILES, HUB_IDS
 from assetgen.names import RESERVED_SCENES, RESERVED_USE, name_problem, nfc, text_problem
 from assetgen.seeds import SEED_MAX
-from assetgen.spec import LOUDNESS_PROFILES, MIX_MODEL, MODEL_ALIASES, TTS_MODEL
+from assetgen.spec import FILE_MODEL, LOUDNESS_PROFILES, MIX_MODEL, MODEL_ALIASES, TTS_MODEL
 
 MAX_DURATION_S = 600.0
 SAMPLE_RATES = (16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 96_000)
@@ -179,7 +179,7 @@ def parse_model(raw: str, base_dir: Path) -> str:
     Relative directories are looked up next to the manifest first, then in the working directory.
     Whether the checkpoint can be loaded is the model registry's job, not checked here.
     """
-    if raw in MODEL_ALIASES or raw in (MIX_MODEL, TTS_MODEL) or raw in HUB_IDS:
+    if raw in MODEL_ALIASES or raw in (MIX_MODEL, TTS_MODEL, FILE_MODEL) or raw in HUB_IDS:
         return raw
     path = Path(raw).expanduser()
     candidates = [path] if path.is_absolute() else [base_dir / path, Path.cwd() / path]
@@ -191,13 +191,26 @@ def parse_model(raw: str, base_dir: Path) -> str:
                     f"directory {candidate} is not a checkpoint directory: missing {', '.join(missing)}"
                 )
             return str(candidate.resolve())
-    hint = closest(raw, (*MODEL_ALIASES, MIX_MODEL, TTS_MODEL, *HUB_IDS))
+    hint = closest(raw, (*MODEL_ALIASES, MIX_MODEL, TTS_MODEL, FILE_MODEL, *HUB_IDS))
     raise BadValue(
         "unknown model"
         + (f" (did you mean '{hint}'?)" if hint else "")
-        + f"; expected music, sfx, tts, mix, {', '.join(HUB_IDS)} or a directory with "
+        + f"; expected music, sfx, tts, file, mix, {', '.join(HUB_IDS)} or a directory with "
         + " and ".join(CHECKPOINT_FILES)
     )
+
+
+def parse_source(raw: str, base_dir: Path):
+    """A recording (``assetgen.sources.Recording``) at ``raw``, relative to the manifest's folder; the file is
+    decoded whole here, so a missing, unreadable or corrupt one is a validation error naming its path."""
+    from assetgen.sources import SourceError, probe
+
+    parse_text(raw)
+    path = Path(raw).expanduser()
+    try:
+        return probe(path if path.is_absolute() else base_dir / path)
+    except SourceError as exc:
+        raise BadValue(str(exc)) from None
 
 
 _VOICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_/-]{0,63}(\+[A-Za-z0-9_-]{1,32})?")
@@ -262,10 +275,14 @@ PARSERS: dict[str, tuple[Callable[[str], Any], bool]] = {
     "duck_db": (_number(float, "dB of gain reduction between 0 and 60", ge=0, le=60), True),
     "duck_attack_s": (_number(float, "seconds between 0 and 10", ge=0, le=10), True),
     "duck_release_s": (_number(float, "seconds between 0 and 30", ge=0, le=30), True),
+    "stem_set": (parse_name, False),
+    "source": (parse_text, False),  # parsed by parse_source, which needs the manifest's folder
+    "source_start_s": (_number(float, "seconds from the recording's start, >= 0", ge=0), True),
+    "source_end_s": (_number(float, "seconds from the recording's start, > 0", gt=0), True),
 }
 KNOWN = frozenset(PARSERS)
 TEXT_COLUMNS = frozenset(("scene", "asset", "model", "prompt", "layer", "fx", "category", "tags", "loudness_mode",
-                          "qc", "voice"))
+                          "qc", "voice", "source", "stem_set"))
 
 # names people write for known columns (other tools' spellings, units in the name): column -> known column
 ALIASES = {
@@ -293,6 +310,9 @@ ALIASES = {
     "speaker": "voice", "tts_voice": "voice", "wpm": "rate", "speech_rate": "rate", "speed": "rate",
     "words_per_minute": "rate", "duck": "duck_db", "ducking": "duck_db", "ducking_db": "duck_db",
     "sidechain_db": "duck_db", "duck_attack": "duck_attack_s", "duck_release": "duck_release_s",
+    "source_file": "source", "source_path": "source", "recording": "source", "audio_file": "source",
+    "source_start": "source_start_s", "source_end": "source_end_s", "in_s": "source_start_s",
+    "out_s": "source_end_s", "stems": "stem_set", "stem_group": "stem_set", "stem": "stem_set",
 }  # fmt: skip
 _UNITS = ("_hz", "_db", "_dbtp", "_lufs", "_s", "_sec", "_seconds", "_ms")
 

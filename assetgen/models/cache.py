@@ -24,9 +24,13 @@ class ModelCache:
     def get(self, ref: str, model_dir: str | Path | None = None, device: str | None = None):
         """The loaded backend for ``ref`` on ``device`` (auto-picked when None), loading it on first use."""
         from assetgen.models.device import pick_device
-        from assetgen.models.registry import TTS_KIND
+        from assetgen.models.registry import FILE_KIND, TTS_KIND
 
         resolved = resolve(ref, model_dir)
+        if resolved.kind == FILE_KIND:  # nothing to load: a fresh reader per batch (it takes its file's rate)
+            from assetgen.models.file_backend import FileBackend
+
+            return FileBackend(resolved)
         tts = resolved.kind == TTS_KIND
         dev = "cpu" if tts else pick_device(device)  # espeak-ng is a CPU program; no torch import for it
         key = (resolved.source, dev)

@@ -25,6 +25,8 @@ HUB_IDS = tuple(f"facebook/musicgen-{s}" for s in ("small", "medium", "large", "
     "facebook/audiogen-medium",)
 MODEL_DIR_ENV = "ASSETGEN_MODEL_DIR"
 TTS_KIND = "tts"  # narration via espeak-ng (assetgen.models.espeak_backend); no checkpoint files
+FILE_KIND = "file"  # recorded sources read from disk (assetgen.models.file_backend); nothing to load
+FILE_READER_VERSION = "1"  # part of a recording's fingerprint: bump when decoding changes the samples read
 
 
 class ModelUnavailable(Exception):
@@ -54,6 +56,8 @@ class ResolvedModel:
         name = self.source if not Path(self.source).is_absolute() else Path(self.source).name
         if self.kind == TTS_KIND:
             return f"{PLACEHOLDER_VO} {self.source} ({self.ref})"
+        if self.kind == FILE_KIND:
+            return "recording"
         if self.placeholder:
             return f"PLACEHOLDER tiny-random {self.kind} ({self.ref})"
         return name
@@ -104,6 +108,9 @@ def resolve(ref: str, model_dir: str | Path | None = None) -> ResolvedModel:
         from assetgen.models.espeak_backend import resolve_tts
 
         return resolve_tts(ref)
+    if ref == FILE_KIND:
+        return ResolvedModel(ref=ref, kind=FILE_KIND, source=f"file reader {FILE_READER_VERSION}",
+                             checkpoint_dir=Path("."), placeholder=False)
     mdir = model_dir_from_env(model_dir)
     looked: list[str] = []
     if ref not in DEFAULT_HUB_IDS and ref not in HUB_IDS:
@@ -156,6 +163,9 @@ def fingerprint(ref: str, model_dir: str | Path | None = None) -> str:
     """sha256 over the model's checkpoint files (part of every content key). Raises ``ModelUnavailable``."""
     resolved = resolve(ref, model_dir)
     h = hashlib.sha256(resolved.kind.encode())
+    if resolved.kind == FILE_KIND:  # the recording's own sha256 is in each row's key (plan._gen_text)
+        h.update(resolved.source.encode())
+        return h.hexdigest()
     names = CHECKPOINT_FILES
     if resolved.kind == TTS_KIND:  # the synthesiser's version and its phoneme data decide the samples
         from assetgen.models.espeak_backend import DATA_FILES

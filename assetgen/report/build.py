@@ -293,8 +293,11 @@ def collect(root: Path) -> tuple[list[AssetCard], list[dict]]:
 
 
 def render_page(root: Path, cards: list[AssetCard], orphan_failures: list[dict], live: bool = False) -> str:
-    """The page HTML (``live``: served by ``assetgen review``, buttons enabled)."""
+    """The page HTML (``live``: served by ``assetgen review``, buttons enabled); sets of assets (``report.sets``)
+    are shown above the cards."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    from assetgen.report.sets import take_sets
 
     env = Environment(loader=FileSystemLoader(Path(__file__).with_name("templates")),
                       autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
@@ -308,7 +311,8 @@ def render_page(root: Path, cards: list[AssetCard], orphan_failures: list[dict],
         statuses=statuses, failing=sum(c.failing for c in cards) + len(orphan_failures),
         qc_states=sorted({c.qc for c in cards}), qc_gates=sorted({g for c in cards for g in c.qc_gates}),
         qc_failed=sum(c.qc == "fail" for c in cards),
-        placeholders=sum(c.current.placeholder for c in cards), threshold=seam_threshold())
+        placeholders=sum(c.current.placeholder for c in cards), threshold=seam_threshold(),
+        take_sets=take_sets(root, cards))
 
 
 def build_report(root: Path, workers: int | None = None) -> Path:
