@@ -33,21 +33,24 @@ def raw_levels(model_dir, prompt: str, seed: int, attempts: int) -> list[float]:
     return [loudest_frame_dbfs(t, backend.sample_rate) for t in takes]
 
 
+def silence_floor_seed(model_dir, prompt: str) -> tuple[int, int, float, list[float]]:
+    """(seed, k, floor, levels): a seed whose attempt k (2 or 3) is the first whose raw take is louder than a
+    silence floor that every earlier attempt misses (the floor halfway between them, dBFS)."""
+    for seed in range(1, 40):
+        levels = raw_levels(model_dir, prompt, seed, 3)
+        later = [k for k in (2, 3) if levels[k - 1] > max(levels[: k - 1]) + 0.2]
+        if later:
+            k = later[0]
+            return seed, k, round((max(levels[: k - 1]) + levels[k - 1]) / 2, 2), levels
+    pytest.fail(f"no seed whose later take is louder than the first: {levels}")
+
+
 def test_a_take_failing_a_gate_is_generated_again_and_the_passing_take_delivered(tmp_path, tiny_models):
     from assetgen.seeds import attempt_seed
     from assetgen.store.index import Index
 
     prompt = "metal door slam"
-    # a silence floor between the first take's level and a later take's: the first fails, that one passes
-    for seed in range(1, 40):
-        levels = raw_levels(tiny_models, prompt, seed, 3)
-        later = [k for k in (2, 3) if levels[k - 1] > max(levels[: k - 1]) + 0.2]
-        if later:
-            break
-    else:
-        pytest.fail(f"no seed whose later take is louder than the first: {levels}")
-    k = later[0]
-    floor = round((max(levels[: k - 1]) + levels[k - 1]) / 2, 2)
+    seed, k, floor, levels = silence_floor_seed(tiny_models, prompt)
     manifest = tmp_path / "m.csv"
     manifest.write_text(f'{HEADER}\nfx,slam,sfx,{prompt},1.0,{seed},"none,silence:{floor}",3\n')
     out = tmp_path / "out"
