@@ -509,11 +509,11 @@ def sibling_group(spec: AssetSpec) -> tuple:
 
 
 def delivered_siblings(store: AssetStore, items: Sequence) -> dict[tuple, list[tuple[str, tuple[float, ...]]]]:
-    """Embeddings of the up-to-date siblings of the assets a run generates, for :class:`TakeChooser`'s
-    ``external``: a new sweep value or variant is compared with the delivered takes of the row's other assets
-    too, not only with those generated in the same run. Read from the delivered files (the raw takes are not
-    kept; the embedding leaves gain and rate out, so delivery processing moves it little). Only groups with a
-    generated asset whose near-duplicate gate is on are read; ``items`` are the plan's items."""
+    """The raw-take embeddings of the up-to-date siblings of the assets a run generates (stored with each
+    delivered take), for :class:`TakeChooser`'s ``external``: a new sweep value or variant is compared with the
+    delivered siblings that sort before it, as a render of the whole row from scratch would compare it. Only
+    groups with a generated asset whose near-duplicate gate is on are read; a take delivered without a stored
+    embedding is not compared. ``items`` are the plan's items."""
     from assetgen import qc
 
     todo = {sibling_group(it.spec) for it in items
@@ -522,15 +522,10 @@ def delivered_siblings(store: AssetStore, items: Sequence) -> dict[tuple, list[t
     out: dict[tuple, list[tuple[str, tuple[float, ...]]]] = {}
     for it in sorted(items, key=lambda i: i.spec.ident):
         group = sibling_group(it.spec)
-        if it.state != "up-to-date" or group not in todo or it.spec.is_mix:
-            continue
-        try:
-            latest = store.read_latest(it.spec.scene, it.spec.asset)
-        except Exception:  # noqa: BLE001 - an unreadable file is reconcile's business, not a comparison's
-            continue
-        if latest is not None:
-            audio, sr, _ = latest
-            out.setdefault(group, []).append((it.spec.ident, tuple(qc.embedding(audio, sr).tolist())))
+        if it.state == "up-to-date" and group in todo and not it.spec.is_mix:
+            emb = store.latest_embedding(it.spec.scene, it.spec.asset)
+            if emb is not None:
+                out.setdefault(group, []).append((it.spec.ident, emb))
     return out
 
 
@@ -630,8 +625,12 @@ class TakeChooser:
         self._rerolls.append(dataclasses.replace(a.attempts[-1].item, attempt=a.attempts[-1].item.attempt + 1))
 
     def _decide(self, group: tuple) -> None:
-        accepted = list(self._external.get(group, []))
+        external = sorted(self._external.get(group, []))
+        accepted, e = [], 0
         for ident in self._groups[group]:
+            while e < len(external) and external[e][0] < ident:  # delivered siblings before this asset
+                accepted.append(external[e])
+                e += 1
             a = self._assets[ident]
             if a.settled is None:
                 if a.in_flight:

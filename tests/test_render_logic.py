@@ -415,6 +415,41 @@ def test_near_duplicate_siblings_are_judged_in_ident_order_whatever_finishes_fir
         assert not first_dup[0]["passed"] and "near-duplicate of s/a" in first_dup[0]["reason"]
 
 
+def test_delivered_siblings_count_only_before_the_asset_and_come_from_the_stored_raw_embedding(tmp_path):
+    """A new sibling is compared with the delivered siblings that sort before it (as a render of the whole row
+    would compare it), using the raw take's embedding stored in each delivered WAV."""
+    from assetgen.plan import PlanItem
+
+    a, c = sibling("a"), sibling("c")
+    store = AssetStore(tmp_path)
+    with store.lock():
+        for it, audio in ((a, recording("bell")), (c, recording("complete"))):
+            [(_, take)] = takes([it], [audio])
+            render.record_settled(store, render.Settled(it, take, "sfx", True, None, []), "r1")
+    up = [PlanItem(x.spec, x.key, "up-to-date") for x in (a, c)]
+    b = sibling("b")
+    external = render.delivered_siblings(store, [*up, b])
+    [(group, stored)] = external.items()
+    assert [i for i, _ in stored] == ["s/a", "s/c"]
+    [(_, bell)] = takes([a], [recording("bell")])
+    assert stored[0][1] == pytest.approx(bell.info.embedding, abs=1e-5)  # the raw take's, not the file's
+    # b is a copy of c (after it) and not of a (before it): delivered as it is
+    chooser = render.TakeChooser([b], external=external)
+    [(_, copy_of_c)] = takes([b], [0.5 * recording("complete")])
+    chooser.add(b, copy_of_c)
+    assert chooser.rerolls() == []
+    [settled] = chooser.settled()
+    dup = next(g for g in settled.payload.info.gates if g.name == "near_duplicate")
+    assert dup.passed and dup.value > 0.09
+    # a copy of a is a near-duplicate of the delivered a: generated again
+    chooser = render.TakeChooser([b], external=external)
+    [(_, copy_of_a)] = takes([b], [0.5 * recording("bell")])
+    chooser.add(b, copy_of_a)
+    [again] = chooser.rerolls()
+    assert again.attempt == 2
+    assert render.delivered_siblings(store, [*up]) == {}  # nothing generated: nothing read
+
+
 def test_a_waived_row_runs_no_gates_and_is_never_generated_again():
     it = item("free", qc="none")
     chooser = render.TakeChooser([it])

@@ -1,5 +1,6 @@
 """Near-duplicates across renders: a sweep value added to a row is compared with the row's assets delivered by
-earlier renders (read from their files), not only with what the same run generates."""
+earlier renders that sort before it (their raw takes' embeddings, stored in the WAVs), not only with what the
+same run generates."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def test_a_new_sweep_value_is_judged_against_the_delivered_siblings(tmp_path, ti
     assert "rendered 1 new version(s)" in second.output  # calm and still are up to date: only gusty
     gusty = Index(out).get("amb", "wind__weather-gusty")
     reasons = json.loads(gusty["qc_reasons"])
-    assert gusty["qc"] == "fail" and reasons[0].startswith("near_duplicate: near-duplicate of amb/wind__weather-"), reasons
+    assert gusty["qc"] == "fail" and reasons[0].startswith("near_duplicate: near-duplicate of amb/wind__weather-calm "), reasons
     [attempt] = Index(out).attempts("amb", "wind__weather-gusty")
     dup = next(g for g in attempt["gates"] if g["name"] == "near_duplicate")
     assert dup["value"] is not None and 0 < dup["value"] < 5

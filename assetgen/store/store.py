@@ -40,7 +40,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,16 +212,19 @@ class AssetStore:
         if final.exists():
             raise StoreError(f"{rel} exists but is not in the index; run reconcile before rendering")
         self._make_dirs(folder)
-        data = self._file_bytes(row, samples)
+        data = self._file_bytes(row, samples, processed.embedding)
         atomic_write(final, data)
         row["sha256"] = hashlib.sha256(data).hexdigest()
         stored = self.index.add_version(row)
         crashpoint("after-index")
         return stored
 
-    def _file_bytes(self, row: dict, samples: wav.Samples) -> bytes:
-        """The WAV for an index row: format from the row, provenance = the row's rebuildable columns."""
+    def _file_bytes(self, row: dict, samples: wav.Samples, embedding: Sequence[float] | None = None) -> bytes:
+        """The WAV for an index row: format from the row, provenance = the row's rebuildable columns and the
+        raw take's QC embedding (``qc_embedding``, for near-duplicate checks of siblings rendered later)."""
         provenance = {k: row.get(k) for k in _ROW_FROM_PROVENANCE}
+        if embedding is not None:
+            provenance["qc_embedding"] = [round(float(v), 6) for v in embedding]
         loop = (row["loop_start"], row["loop_end"]) if row.get("loop_start") is not None else None
         when = _dt.datetime.fromisoformat(row["created_at"].replace("Z", "+00:00"))
         return wav.wav_bytes(samples, int(row["sample_rate"]), int(row["bit_depth"]), loop=loop,
@@ -265,6 +268,18 @@ class AssetStore:
             return None
         data, sr = sf.read(self.root / row["path"], dtype="float32", always_2d=True)
         return np.ascontiguousarray(data.T), int(sr), row
+
+    def latest_embedding(self, scene: str, asset: str) -> tuple[float, ...] | None:
+        """The QC embedding of the raw take behind the latest version (from its WAV's provenance), or None
+        (no version, an unreadable file, or a take delivered without one: a mix, a recording, older files)."""
+        row = self.index.get(scene, asset)
+        if row is None:
+            return None
+        try:
+            emb = wav.read_provenance(self.root / row["path"]).get("qc_embedding")
+        except (OSError, ValueError):  # wav.WavError is a ValueError
+            return None
+        return tuple(float(v) for v in emb) if isinstance(emb, list) and emb else None
 
     # -- reconcile -----------------------------------------------------------------------------------
     def reconcile(self, verify_hashes: bool = True) -> ReconcileReport:
