@@ -1,7 +1,10 @@
 """Recorded sources (model ``file``): read a recording from disk as float32 ``(channels, samples)``.
 
-WAV, FLAC, OGG/Vorbis and AIFF are decoded by soundfile (libsndfile); every other extension (MP3, M4A, Opus...)
-by the ``ffmpeg`` command, at the file's own rate and channel count, when it is installed. A recording is
+WAV, FLAC, OGG/Vorbis and AIFF are decoded by soundfile (libsndfile); the audio-file extensions of
+``FFMPEG_SUFFIXES`` (MP3, M4A, Opus...) by the ``ffmpeg`` command, at the file's own rate and channel count,
+when it is installed; other extensions are refused. ffmpeg reads only the file itself: its container must be
+one of ``FFMPEG_FORMATS`` (no playlists, concat lists or image sequences, which name other files) and the
+decoder is limited to the ``file`` protocol. A recording is
 identified by the sha256 of its bytes: the manifest checks every source when it validates (so a missing,
 unreadable or corrupt file is a validation error) and the reader refuses a file whose bytes changed since.
 """
@@ -20,6 +23,11 @@ from pathlib import Path
 import numpy as np
 
 SOUNDFILE_SUFFIXES = frozenset((".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc"))
+# audio files ffmpeg decodes for us, by extension, and the demuxers (ffprobe's format_name) they may use
+FFMPEG_SUFFIXES = frozenset((".mp3", ".m4a", ".mp4", ".aac", ".opus", ".wma", ".webm", ".mka", ".ac3", ".caf",
+                             ".mp2", ".amr"))
+FFMPEG_FORMATS = frozenset(("mp3", "mov", "mp4", "m4a", "3gp", "3g2", "mj2", "aac", "ogg", "matroska", "webm",
+                            "asf", "ac3", "caf", "mp2", "amr", "wav", "flac", "aiff"))
 FFMPEG = "ffmpeg"
 FFPROBE = "ffprobe"
 FFMPEG_HINT = "install it with `apt-get install ffmpeg` (Debian/Ubuntu) or convert the file to WAV or FLAC"
@@ -47,8 +55,16 @@ class Recording:
 
 
 def decoder_for(path: str | Path) -> str:
-    """``soundfile`` for the formats libsndfile reads reliably (by extension), else ``ffmpeg``."""
-    return "soundfile" if Path(path).suffix.lower() in SOUNDFILE_SUFFIXES else "ffmpeg"
+    """``soundfile`` for the formats libsndfile reads reliably, ``ffmpeg`` for ``FFMPEG_SUFFIXES`` (by
+    extension); :class:`SourceError` for any other extension."""
+    suffix = Path(path).suffix.lower()
+    if suffix in SOUNDFILE_SUFFIXES:
+        return "soundfile"
+    if suffix in FFMPEG_SUFFIXES:
+        return "ffmpeg"
+    known = sorted(SOUNDFILE_SUFFIXES | FFMPEG_SUFFIXES)
+    raise SourceError(f"{path}: {suffix or 'no extension'} is not an audio file type assetgen reads "
+                      f"({', '.join(known)})")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -139,23 +155,39 @@ def _first_line(text: str, default: str) -> str:
     return next((line for line in lines if line), default)
 
 
+def _run(cmd: list[str], path: str, text: bool = False) -> subprocess.CompletedProcess:
+    """``cmd`` to completion; a timeout or an OS error is a :class:`SourceError` naming ``path``."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=text, timeout=_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise SourceError(f"cannot decode {path}: {Path(cmd[0]).name} took over {_TIMEOUT_S:g} s") from None
+    except OSError as exc:
+        raise SourceError(f"cannot decode {path}: {Path(cmd[0]).name}: {exc.strerror or exc}") from None
+
+
 def _read_ffmpeg(path: str) -> tuple[np.ndarray, int]:
     ffmpeg, ffprobe = shutil.which(FFMPEG), shutil.which(FFPROBE)
     if ffmpeg is None or ffprobe is None:
         raise _ffmpeg_missing(path)
-    probe = subprocess.run([ffprobe, "-v", "error", "-select_streams", "a:0", "-show_entries",
-                            "stream=sample_rate,channels", "-of", "json", path],
-                           capture_output=True, text=True, timeout=_TIMEOUT_S, check=False)
+    local = ["-protocol_whitelist", "file"]  # the file itself: no network, no other files by reference
+    probe = _run([ffprobe, *local, "-v", "error", "-select_streams", "a:0", "-show_entries",
+                  "format=format_name:stream=sample_rate,channels", "-of", "json", path], path, text=True)
     try:
-        stream = json.loads(probe.stdout or "{}").get("streams", [])[0]
+        info = json.loads(probe.stdout or "{}")
+        stream = info.get("streams", [])[0]
         sr, channels = int(stream["sample_rate"]), int(stream["channels"])
-    except (ValueError, IndexError, KeyError, TypeError):
+        formats = str(info.get("format", {}).get("format_name", "")).split(",")
+    except (ValueError, IndexError, KeyError, TypeError, AttributeError):
         first = _first_line(probe.stderr, "no audio stream")
         raise SourceError(f"cannot decode {path}: {first}") from None
-    # decode at the file's own rate and channel count; -xerror stops at the first damaged packet
-    done = subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-xerror", "-i", path, "-map", "0:a:0",
-                           "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(channels), "-ar", str(sr), "-"],
-                          capture_output=True, timeout=_TIMEOUT_S, check=False)
+    if not formats or not set(formats) <= FFMPEG_FORMATS:
+        raise SourceError(f"cannot decode {path}: container {','.join(formats)!r} is not an audio file "
+                          "(playlists, concat lists and image sequences are refused)")
+    # decode at the file's own rate and channel count, with the probed demuxer; -xerror stops at the first
+    # damaged packet
+    done = _run([ffmpeg, "-nostdin", "-v", "error", "-xerror", *local, "-f", formats[0], "-i", path,
+                 "-map", "0:a:0", "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(channels), "-ar", str(sr), "-"],
+                path)
     if done.returncode != 0:
         first = _first_line(done.stderr.decode(errors="replace"), f"exit {done.returncode}")
         raise SourceError(f"cannot decode {path}: {first}")

@@ -182,6 +182,25 @@ def test_mp3_is_read_through_ffmpeg_and_refused_clearly_without_it(tmp_path, mon
     assert str(tmp_path.resolve() / "other.mp3") in issue
 
 
+def test_sources_that_name_other_files_are_refused(tmp_path):
+    """A playlist names other files, which the content key would not cover: refused by extension, and by
+    container when it is disguised as an audio file; an unknown extension is refused up front."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    (tmp_path / "lib").mkdir()
+    tone(tmp_path / "lib" / "tone.wav", seconds=1.0)
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "lib" / "tone.wav"), str(tmp_path / "lib" / "s.mp3")],
+                   check=True)
+    playlist = "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:1.0,\nlib/s.mp3\n#EXT-X-ENDLIST\n"
+    for name in ("list.m3u8", "list.mp3"):
+        (tmp_path / name).write_text(playlist)
+    [by_suffix] = problems(manifest(tmp_path, "s,a,file,list.m3u8,,,,,"))
+    assert "column 'source' = 'list.m3u8'" in by_suffix and ".m3u8 is not an audio file type" in by_suffix
+    [by_container] = problems(manifest(tmp_path, "s,a,file,list.mp3,,,,,"))
+    assert "container 'hls' is not an audio file" in by_container
+    assert load(manifest(tmp_path, "s,a,file,lib/s.mp3,,,,,"))["a"].gen.source_end_s == pytest.approx(1.0, abs=0.06)
+
+
 # --- the file backend ------------------------------------------------------------------------------------------
 
 
