@@ -3,12 +3,14 @@ root, without generating (after a threshold change, or to audit a root).
 
 Where each gate's input comes from:
 
-- ``dc``, ``loudness``, ``true_peak``, ``length`` (and every gate of a mix): measured again on the delivered
-  file with the render's own meters (:func:`assetgen.measure.measure_file`), so a damaged file fails too;
+- ``dc``, ``loudness``, ``true_peak``, ``length`` (and ``silence`` of a mix, which has no raw take): measured
+  again on the delivered file with the render's own meters (:func:`assetgen.dsp.loudness.measure`, read with
+  the file's ``smpl`` loop as :func:`assetgen.measure.measure_file` reads it), so a damaged file fails too;
 - ``seam``: the seam score the render measured (it depends on the splice point, which the file does not keep);
 - ``silence``, ``clipping``, ``near_duplicate`` of a generated take: the raw model output they judge is not
   kept, so the value the render measured on the delivered attempt (the index's attempts table) is compared
-  with the threshold again; without a stored value the gate is listed as not re-evaluated.
+  with the threshold again; without a stored value a failure the index records stays a failure, else the
+  gate is listed as not re-evaluated.
 
 Thresholds are the row's (its ``qc`` cell and ``loudness_tolerance_lu``, as stored with the version) under
 today's defaults, edited by an optional ``qc`` text given to :func:`recheck` (the manifest's ``qc`` syntax).
@@ -18,13 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from assetgen import qc
+from assetgen.runreport import finite
 from assetgen.spec import MIX_MODEL, AssetSpec, GenParams, PostParams, ProcessedAudio
+from assetgen.store.versions import qc_reasons
 
 RAW_GATES = ("silence", "clipping", "near_duplicate")  # judged on the raw model output, which is not kept
 
@@ -51,7 +54,7 @@ class Recheck:
     def as_dict(self) -> dict:
         return {"scene": self.scene, "asset": self.asset, "version": self.version, "path": self.path,
                 "stored_qc": self.stored_qc, "qc": self.qc, "changed": self.changed, "reasons": list(self.reasons),
-                "gates": [_finite(g.as_dict()) for g in self.gates], "not_evaluated": list(self.not_evaluated),
+                "gates": [finite(g.as_dict()) for g in self.gates], "not_evaluated": list(self.not_evaluated),
                 "error": self.error}
 
 
@@ -98,11 +101,10 @@ def delivered(root: Path, row: Mapping[str, Any]) -> tuple[ProcessedAudio, Any]:
     import soundfile as sf
 
     from assetgen.dsp.loudness import measure
+    from assetgen.store.wav import read_loop
 
     path = root / row["path"]
     data, sr = sf.read(path, dtype="float32", always_2d=True)
-    from assetgen.store.wav import read_loop
-
     loop = read_loop(path)
     x = data.T
     m = measure(x, sr, cyclic=loop is not None and loop == (0, x.shape[1]))
@@ -121,9 +123,11 @@ def recheck_row(root: Path, row: Mapping[str, Any], chosen_gates: list[dict] | N
     """:class:`Recheck` of one index row; ``chosen_gates`` are the stored gate results of its delivered attempt."""
     spec = spec_of(row)
     if override:
+        # edits go on top of the row's own gates; an override that starts from none/all replaces them
         base = spec.post.qc
-        spec = spec.replace(post=dataclasses.replace(spec.post, qc=qc.canonical_qc(f"{base},{override}" if base
-                                                                                    else override)))
+        fresh = override.split(",")[0].strip().lower() in ("none", "all")
+        spec = spec.replace(post=dataclasses.replace(spec.post, qc=qc.canonical_qc(
+            override if fresh or not base else f"{base},{override}")))
     gates = qc.gates_for(spec, qc.asset_kind(spec, "sfx"))
     head = dict(scene=row["scene"], asset=row["asset"], version=int(row["version"]), path=row["path"],
                 stored_qc=row.get("qc"))
@@ -133,6 +137,7 @@ def recheck_row(root: Path, row: Mapping[str, Any], chosen_gates: list[dict] | N
         reason = f"file: cannot read {row['path']} ({type(exc).__name__}: {exc})"
         return Recheck(**head, qc="fail", reasons=(reason,), gates=(), error=reason)
     stored = {g["name"]: g for g in chosen_gates or []}
+    failed_before = {qc.reason_gate(r): r.split(":", 1)[-1].strip() for r in qc_reasons(row)}
     results, missing = [], []
     on_file = dict(gates)
     if not spec.is_mix:
@@ -141,6 +146,9 @@ def recheck_row(root: Path, row: Mapping[str, Any], chosen_gates: list[dict] | N
                 threshold = on_file.pop(name)
                 if name in stored:
                     results.append(rethreshold(stored[name], threshold))
+                elif name in failed_before:  # nothing to compare again, but the render said it failed
+                    results.append(qc.GateResult(name, False, None, float(threshold), qc.UNITS[name],
+                                                 failed_before[name]))
                 else:
                     missing.append(name)
     results += qc.evaluate_take(spec, on_file, None, None, processed)
@@ -195,6 +203,3 @@ def recheck(root: str | Path, override: str = "", pattern: str | None = None) ->
                                       override))
     return out
 
-
-def _finite(d: dict) -> dict:
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}

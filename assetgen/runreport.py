@@ -49,14 +49,14 @@ def exit_code(errors: int, qc_failed: int, fail_on: str = DEFAULT_FAIL_ON) -> in
     return 1 if fail_on == "qc" and qc_failed else 0
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
     """``value`` with every non-finite float replaced by None (JSON has no NaN or infinity)."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     return value
 
 
@@ -66,7 +66,7 @@ def _attempt(row: Mapping) -> dict:
     except ValueError:
         gates = row.get("gates")
     return {"attempt": int(row["attempt"]), "seed": int(row["seed"]), "passed": bool(row["passed"]),
-            "chosen": bool(row["chosen"]), "run_id": row.get("run_id"), "gates": _finite(gates)}
+            "chosen": bool(row["chosen"]), "run_id": row.get("run_id"), "gates": finite(gates)}
 
 
 def group_attempts(rows: Sequence[Mapping]) -> dict[tuple[str, str, str], list[dict]]:
@@ -94,7 +94,7 @@ def _entry(scene: str, asset: str, status: str, row: Mapping | None, attempts: l
         "audio_status": row.get("audio_status"),
         "placeholder": bool(row["placeholder"]) if row.get("placeholder") is not None else None,
         "qc": row.get("qc"), "qc_reasons": qc_reasons(row.get("qc_reasons")),
-        **{k: _finite(row.get(k)) for k in FIGURES},
+        **{k: finite(row.get(k)) for k in FIGURES},
         "attempts": attempts, "error": error, "stage": stage,
         "orphaned_since": None, "retired": None,
     }

@@ -74,14 +74,16 @@ def _gpu_annotation(runner: str):
 
 def _artifacts(summary: dict) -> None:
     failed = summary["failed"]
+    # the run report's QC failures: the whole set the manifests name, up-to-date takes too (as the state)
+    qc_failed = (summary.get("report") or {}).get("qc_failed", summary.get("qc_failed", []))
     lines = [f"# assetgen render {summary['run_id']}", "",
              "| plan | count |", "|---|---|", *[f"| {k} | {v} |" for k, v in summary["plan"].items()], "",
              f"Rendered **{summary['rendered']}** new versions, **{len(failed)}** failed, "
-             f"**{len(summary.get('qc_failed', []))}** failed QC, **{summary.get('rerolled', 0)}** re-rolled."]
+             f"**{len(qc_failed)}** failed QC, **{summary.get('rerolled', 0)}** re-rolled."]
     if summary["placeholder"]:
         lines.append("\n**PLACEHOLDER AUDIO**: tiny random-weight models were used.")
     lines += [f"- `{f['asset']}` ({f['stage']}): {f['error']}" for f in failed]
-    lines += [f"- `{f['asset']}` (QC): {'; '.join(f['reasons'])}" for f in summary.get("qc_failed", [])]
+    lines += [f"- `{f['asset']}` (QC): {'; '.join(f['reasons'])}" for f in qc_failed]
     create_markdown_artifact("\n".join(lines), key="assetgen-render-summary", description="render summary")
     if summary["versions"]:
         create_table_artifact(render.artifact_rows(summary), key="assetgen-new-versions", description="new versions")

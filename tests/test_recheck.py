@@ -116,3 +116,27 @@ def test_qc_refuses_bad_gate_text_and_a_root_without_index(tmp_path):
     assert missing.exit_code == 2 and "no index at" in missing.output
     bad = run("qc", "--out", tmp_path, "--qc", "loudness:loud")
     assert bad.exit_code == 2 and "--qc 'loudness:loud'" in bad.output
+
+
+def test_an_override_from_none_replaces_the_rows_gates_and_recorded_failures_stay_failures(tmp_path):
+    """`--qc none,...` on a row with its own qc cell (no traceback); a raw-take gate without a stored value
+    keeps the failure the index recorded."""
+    import soundfile as sf
+
+    from assetgen.recheck import recheck_row
+
+    sr = 48_000
+    t = np.arange(sr) / sr
+    audio = (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    (tmp_path / "s" / "a").mkdir(parents=True)
+    sf.write(tmp_path / "s" / "a" / "a_v001.wav", np.stack([audio, audio], 1), sr, subtype="PCM_24")
+    params = {"gen": {"duration_s": 1.0}, "post": {"qc": "silence:-50", "loudness_lufs": -23.0}}
+    row = {"scene": "s", "asset": "a", "version": 1, "path": "s/a/a_v001.wav", "model": "sfx", "prompt": "",
+           "seed": 1, "params": json.dumps(params), "qc": "fail",
+           "qc_reasons": json.dumps(["silence: loudest 50 ms at -70.0 dBFS < -50 dBFS (silent or near-silent take)"])}
+    check = recheck_row(tmp_path, row, None, "none,dc")
+    assert [g.name for g in check.gates] == ["dc"] and check.qc == "pass" and check.not_evaluated == ()
+    check = recheck_row(tmp_path, row, None, "")
+    silence = next(g for g in check.gates if g.name == "silence")
+    assert check.qc == "fail" and not silence.passed and silence.reason.startswith("loudest 50 ms at -70.0 dBFS")
+    assert check.not_evaluated == ("clipping", "near_duplicate")
