@@ -312,7 +312,11 @@ def check_take(spec: AssetSpec, processed: ProcessedAudio, raw: np.ndarray | Non
     ``raw`` is the model output at ``raw_sr`` (None for a mix). The verdict (``qc``) is set here for a take
     that runs no gates (``waived``) or no near-duplicate gate; else by the chooser."""
     from assetgen import qc
+    from assetgen.spec import FILE_MODEL
 
+    if raw is not None and raw_sr and spec.model == FILE_MODEL and not spec.post.loop:
+        # a one-shot recording delivers the start of its segment: the raw-take gates judge that part only
+        raw = raw[..., : max(1, round(spec.target_duration_s * raw_sr))]
     gates = qc.gates_for(spec, qc.asset_kind(spec, model_kind))
     results = tuple(qc.evaluate_take(spec, gates, raw, raw_sr, processed))
     emb = tuple(qc.embedding(raw, raw_sr).tolist()) if "near_duplicate" in gates and raw is not None else None

@@ -298,6 +298,20 @@ def test_a_silent_recording_fails_qc_and_is_not_rerolled(tmp_path):
     assert len(settled.attempts) == 1
 
 
+def test_a_one_shot_is_judged_on_the_part_it_delivers(tmp_path):
+    """1 s of silence, then a tone: a 1 s one-shot from the start is silent (fails), from 1 s it passes,
+    though the whole recording holds the tone either way."""
+    x = np.zeros((2, 3 * SR), np.float32)
+    x[:, SR:] = tone(tmp_path / "t.wav", seconds=2.0)
+    sf.write(tmp_path / "late.wav", x.T, SR, subtype="PCM_24")
+    rows = load(manifest(tmp_path, "s,head,file,late.wav,,,false,1.0,\ns,tail,file,late.wav,1.0,,false,1.0,"))
+    verdicts = {}
+    for name, spec in rows.items():
+        _, _, encoded = render_one(spec)
+        verdicts[name] = [r.split(":")[0] for r in encoded.info.qc_reasons] if encoded.info.qc else None
+    assert "silence" in verdicts["head"] and "silence" not in (verdicts["tail"] or [])
+
+
 def test_freedesktop_bell_is_delivered_at_the_row_length(tmp_path):
     """bell.oga (CC BY 3.0, tests/data/LICENSE): 0.14 s at 44.1 kHz, padded to the row's 0.5 s at 48 kHz."""
     shutil.copy(DATA / "bell.oga", tmp_path / "bell.oga")
