@@ -47,7 +47,7 @@ def _post_text(post: PostParams) -> str:
         f"{post.sample_rate},{post.bit_depth},{post.channels},{post.loudness_lufs!r},"
         f"{post.true_peak_db!r},{loop},{fx},{post.highpass_hz!r},{post.max_limit_db!r},{post.loudness_mode},"
         f"qc={post.qc},{post.loudness_tolerance_lu!r},{post.max_attempts}"  # gates decide status and re-rolls
-    ) + (",stem" if post.stem_set else "")  # a stem's recording is cut where its set's grid starts (not renamed)
+    )
 
 
 def _sha(*parts: object) -> str:
@@ -65,7 +65,10 @@ def content_key(spec: AssetSpec, model_fingerprint: str, layer_keys: Sequence[st
         return _sha(version, "mix", spec.gen.duration_s, _post_text(spec.post), *layer_keys)
     prompt = " ".join(spec.prompt.split()) if spec.model != FILE_MODEL else ""  # a recording's prompt is a label
     seed = "" if spec.model in (TTS_MODEL, FILE_MODEL) else spec.seed  # no randomness: a seed changes nothing
-    return _sha(version, model_fingerprint, prompt, seed, _gen_text(spec.gen), _post_text(spec.post))
+    post = _post_text(spec.post)
+    if spec.post.stem_set and spec.model == FILE_MODEL:
+        post += ",stem"  # a recorded stem is cut where its set's grid starts, not where its own loop search would
+    return _sha(version, model_fingerprint, prompt, seed, _gen_text(spec.gen), post)
 
 
 def placed_layer_key(layer: AssetSpec, key: str) -> str:

@@ -106,7 +106,7 @@ def stem_sets(root: Path, cards: Sequence["AssetCard"]) -> list[TakeSet]:
     groups: dict[tuple[str, str], list] = {}
     for card in cards:
         name = _stem_set_name(card)
-        if name:
+        if name and card.lifecycle != "retired":  # a retired stem is out of delivery, so out of its set
             groups.setdefault((card.scene, name), []).append(card)
     sets = []
     for (scene, name), members in sorted(groups.items()):
@@ -117,7 +117,11 @@ def stem_sets(root: Path, cards: Sequence["AssetCard"]) -> list[TakeSet]:
             if wav is None or card.current.src is None or card.current.damaged:
                 notes.append(f"{card.asset}: file missing or damaged, the set is not checked")
                 continue
-            audio, sr = read_audio(wav)
+            try:
+                audio, sr = read_audio(wav)
+            except Exception as exc:  # noqa: BLE001 - one unreadable stem leaves its set unchecked, not the page
+                notes.append(f"{card.asset}: cannot read its file ({type(exc).__name__}), the set is not checked")
+                continue
             row = card.row
             loop = (int(row["loop_start"]), int(row["loop_end"])) if row.get("loop_end") is not None else None
             found[card.asset] = Stem(audio, sr, loop)
