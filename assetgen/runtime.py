@@ -121,10 +121,7 @@ def start_ephemeral_server() -> None:
     import subprocess
 
     from prefect.server.api import server as prefect_server
-    from prefect.settings import PREFECT_SERVER_EPHEMERAL_ENABLED
 
-    if not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
-        return
     if not isinstance(prefect_server.subprocess, _PopenDyingWithParent):
         prefect_server.subprocess = _PopenDyingWithParent(subprocess)
     if threading.current_thread() is threading.main_thread():

@@ -21,7 +21,6 @@ import pytest
 from typer.testing import CliRunner
 
 from assetgen.store import atomic
-from assetgen.store.disk import DiskProblem, describe
 from assetgen.store.index import Index
 from tests.test_report_helpers import add_asset, tone
 
@@ -154,6 +153,8 @@ def test_full_disk_while_writing_the_report_gives_one_line_error(root, monkeypat
 
 
 def test_index_disk_errors_name_the_index_and_the_reason(tmp_path):
+    from assetgen.store.disk import DiskProblem, describe
+
     index = Index(tmp_path)
     index.start_run("r1")  # creates the index
     con = sqlite3.connect(f"file:{index.path}?mode=ro", uri=True)
