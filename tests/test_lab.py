@@ -238,6 +238,41 @@ def test_kept_take_renders_to_the_same_samples(client, lab, tiny_models, tmp_pat
     assert np.array_equal(mine, theirs)
 
 
+def test_a_take_failing_a_gate_is_rerolled_as_the_render_rerolls_it(client, lab, tiny_models, tmp_path):
+    """A silence floor that the first attempt fails and a later one passes: the lab delivers that later take
+    (the render's own re-roll loop and seeds), lists every attempt, and a render of the kept row agrees."""
+    from assetgen.cli import app
+    from assetgen.seeds import attempt_seed
+    from assetgen.store.index import Index
+    from tests.test_qc_e2e import raw_levels
+
+    prompt = "metal door slam"
+    for seed in range(1, 40):
+        levels = raw_levels(tiny_models, prompt, seed, 3)
+        later = [k for k in (2, 3) if levels[k - 1] > max(levels[: k - 1]) + 0.2]
+        if later:
+            break
+    else:
+        pytest.fail(f"no seed whose later take is louder than the first: {levels}")
+    k = later[0]
+    floor = round((max(levels[: k - 1]) + levels[k - 1]) / 2, 2)
+    take = client.post("/api/takes", json={"model": "sfx", "prompt": prompt, "duration_s": 1.0, "seed": seed,
+                                           "qc": f"none,silence:{floor}"}).json()
+    assert take["state"] == "done" and take["qc"]["qc"] == "pass", take
+    attempts = take["attempts"]["take"]
+    assert [(a["attempt"], a["seed"], a["passed"], a["chosen"]) for a in attempts] == [
+        (n, attempt_seed(seed, n), n == k, n == k) for n in range(1, k + 1)]
+    client.post(f"/api/takes/{take['id']}/keep", json={"manifest": "reroll.csv", "scene": "fx",
+                                                        "asset": "slam"}).raise_for_status()
+    out = tmp_path / "render"
+    result = CliRunner().invoke(app, ["render", str(lab.manifest_root / "reroll.csv"), "--out", str(out),
+                                      "--model-dir", str(tiny_models), "--no-progress"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    [row] = Index(out).rows()
+    assert row["content_key"] == take["content_key"] and row["seed"] == attempt_seed(seed, k)
+    assert data_sha256((out / row["path"]).read_bytes()) == take["audio_sha256"]
+
+
 @pytest.mark.slow
 def test_cli_serves_the_lab_on_loopback(tmp_path, tiny_models):
     """`assetgen lab` as a user starts it: the page, a take through the API, the Host check, Ctrl-C."""

@@ -91,10 +91,15 @@ def test_music_and_ambience_are_ducked_under_the_narration_by_duck_db(narrated_r
     first, last = speech[0] / sr, speech[-1] / sr
     assert first == pytest.approx(post.start_s, abs=0.3)
     window = round(0.1 * sr)
-    under = fit(mix, [voice, bed], round((first + 0.2) * sr), round((last - 0.2) * sr), window)
-    depth = np.median(20 * np.log10(under[:, 0] / under[:, 1]))
+    start, stop = round((first + 0.2) * sr), round((last - 0.2) * sr)
+    under = fit(mix, [voice, bed], start, stop, window)
+    # windows in the pauses between words hold no voice: its coefficient is undetermined there
+    level = np.sqrt([np.mean(voice[:, s:s + window] ** 2) for s in range(start, stop - window + 1, window)])
+    voiced = under[level > 0.01 * level.max()]
+    assert len(voiced) >= 0.7 * len(under)
+    depth = np.median(20 * np.log10(voiced[:, 0] / voiced[:, 1]))
     assert depth == pytest.approx(post.duck_db, abs=0.1)
-    gain = np.median(under[:, 0])  # the mix's normalisation gain
+    gain = np.median(voiced[:, 0])  # the mix's normalisation gain
     before = fit(mix, [bed], 0, round((first - post.duck_attack_s - 0.1) * sr), window)[:, 0]
     after = fit(mix, [bed], round((last + post.duck_release_s + 0.1) * sr), round(12.5 * sr), window)[:, 0]
     assert np.allclose(20 * np.log10(gain / before), 0.0, atol=0.1)  # untouched before the attack

@@ -28,7 +28,7 @@ STATES = ("queued", "loading", "generating", "post-processing", "mixing", "done"
 LAB_DIR = Path(".assetgen") / "lab"
 
 
-def take_qc(spec: AssetSpec, raw: Any, raw_sr: int | None, processed: Any) -> dict | None:
+def take_qc(processed: Any) -> dict | None:
     """The render's QC verdict for a take: the gates :func:`assetgen.render.check_take` ran where the take was
     post-processed (a lone take has no siblings, so near-duplicate cannot fail it). None when no gates ran."""
     from assetgen import qc
@@ -64,6 +64,7 @@ class Take:
     kept: list[dict] = field(default_factory=list)
     path: Path | None = None  # the take's WAV
     layers: list[dict] = field(default_factory=list)  # a scene's layers: asset, key, lufs, true peak
+    attempts: dict[str, list[dict]] = field(default_factory=dict)  # per asset: each attempt's seed and gates
 
     def public(self) -> dict:
         """The take as the JSON API shows it."""
@@ -77,7 +78,7 @@ class Take:
                 **{k: self.measured.get(k) for k in ("lufs", "true_peak_dbtp", "seam_score", "audio_status",
                                                       "duration_s", "sample_rate", "audio_sha256", "notes")},
                 "qc": self.qc, "timings": dict(self.timings), "rows": self.rows, "layers": self.layers,
-                "kept": self.kept}
+                "attempts": self.attempts, "kept": self.kept}
 
 
 class Lab:
@@ -142,7 +143,8 @@ class Lab:
         from assetgen import render
         from assetgen.plan import make_plan
 
-        specs = validate_rows(rows, self.folder)
+        # keyed as `assetgen render` keys them: with the render's default attempts where the row has none
+        specs = render.with_max_attempts(validate_rows(rows, self.folder), render.DEFAULT_MAX_ATTEMPTS)
         mixes = [s for s in specs if s.is_mix]
         clips = [s for s in specs if not s.is_mix]
         if len(mixes) > 1 or (not mixes and len(clips) != 1):
@@ -198,41 +200,38 @@ class Lab:
         from assetgen.store.store import encode_for_delivery
 
         clips = [it for it in items if not it.spec.is_mix]
+        # the render's own re-roll loop: a take failing a generation-dependent gate is generated again with
+        # the next attempt's seed, so the delivered take is the one `assetgen render` of the kept rows delivers
+        chooser = render.TakeChooser(clips)
         batches = make_batches(clips, batch_size=render.DEFAULT_BATCH_SIZE)
-        encoded, raw = {}, {}
+        encoded = {}
         clock = time.perf_counter
-        for i, batch in enumerate(batches):
-            take.state = "loading"
-            t = clock()
-            backend = self.cache.get(batch.model, self.model_dir, take.device)
-            take.timings["load"] = round(take.timings.get("load", 0.0) + clock() - t, 4)
-            take.state = "generating"
-            if hasattr(backend, "on_progress"):
-                backend.on_progress = lambda f, i=i: setattr(take, "progress", (i + f) / len(batches))
-            t = clock()
-            try:
-                gen = render.generate_batch(batch, model_dir=self.model_dir, device=take.device, cache=self.cache)
-            finally:
-                if hasattr(backend, "on_progress"):
-                    backend.on_progress = None
-            take.timings["generate"] = round(take.timings.get("generate", 0.0) + clock() - t, 4)
-            take.progress = (i + 1) / len(batches)
-            for failure in gen.failures:
-                raise _TakeFailed(failure.text)
-            take.state = "post-processing"
-            t = clock()
-            for item, result in render.postprocess_batch_isolated(gen, self.pool):
-                if isinstance(result, render.Failure):
-                    raise _TakeFailed(result.text)
-                encoded[item.spec.ident] = result
-            for item, audio in zip(gen.items, gen.audio):
-                raw[item.spec.ident] = (audio, gen.sample_rate)
-            take.timings["postprocess"] = round(take.timings.get("postprocess", 0.0) + clock() - t, 4)
+        done, total = 0, len(batches)
+        while batches:
+            for batch in batches:
+                gen = self._generate(take, batch, done, total)
+                done += 1
+                take.progress = min(1.0, done / total)
+                for failure in gen.failures:
+                    raise _TakeFailed(failure.text)
+                take.state = "post-processing"
+                t = clock()
+                for item, result in render.postprocess_batch_isolated(gen, self.pool):
+                    if isinstance(result, render.Failure):
+                        raise _TakeFailed(result.text)
+                    chooser.add(item, result, gen.model_label, gen.placeholder)
+                take.timings["postprocess"] = round(take.timings.get("postprocess", 0.0) + clock() - t, 4)
+            batches = render.reroll_batches(chooser.rerolls(), render.DEFAULT_BATCH_SIZE)
+            total += len(batches)
+        for settled in chooser.settled():
+            if settled.failure is not None or settled.payload is None:
+                raise _TakeFailed(settled.failure.text if settled.failure else "no take")
+            encoded[settled.item.spec.ident] = settled.payload
+            take.attempts[settled.item.spec.asset] = settled.attempts
         mix = next((it for it in items if it.spec.is_mix), None)
         if mix is None:
             [item] = clips
-            result, raw_audio, raw_sr = encoded[item.spec.ident], *raw[item.spec.ident]
-            spec = item.spec
+            result, spec = encoded[item.spec.ident], item.spec
         else:
             from assetgen.dsp.chain import process_mix
 
@@ -248,10 +247,30 @@ class Lab:
                 take.layers.append({"asset": name, "layer": layer.spec.layer, "content_key": layer.key,
                                     "lufs": info.lufs, "true_peak_dbtp": info.true_peak_dbtp})
             processed = process_mix(layers, spec.post, spec.target_duration_s)
-            result, raw_audio, raw_sr = encode_for_delivery(processed, spec.post.bit_depth), None, None
+            result = encode_for_delivery(processed, spec.post.bit_depth)
             take.timings["mix"] = round(clock() - t, 4)
-        take.qc = take_qc(spec, raw_audio, raw_sr, result.info)
+        take.qc = take_qc(result.info)
         self._write(take, spec, result)
+
+    def _generate(self, take: Take, batch, done: int, total: int):
+        """Generate one batch on the take's device, reporting progress and load/generate seconds."""
+        from assetgen import render
+
+        clock = time.perf_counter
+        take.state = "loading"
+        t = clock()
+        backend = self.cache.get(batch.model, self.model_dir, take.device)
+        take.timings["load"] = round(take.timings.get("load", 0.0) + clock() - t, 4)
+        take.state = "generating"
+        if hasattr(backend, "on_progress"):
+            backend.on_progress = lambda f: setattr(take, "progress", min(1.0, (done + f) / total))
+        t = clock()
+        try:
+            return render.generate_batch(batch, model_dir=self.model_dir, device=take.device, cache=self.cache)
+        finally:
+            if hasattr(backend, "on_progress"):
+                backend.on_progress = None
+            take.timings["generate"] = round(take.timings.get("generate", 0.0) + clock() - t, 4)
 
     def _write(self, take: Take, spec: AssetSpec, encoded) -> None:
         from assetgen.store import wav
@@ -286,6 +305,7 @@ class Lab:
 
         The written rows are loaded back and keyed: their content key is the take's (else nothing would
         reproduce it, and that is an error, not a silent keep)."""
+        from assetgen import render
         from assetgen.models.registry import fingerprint
         from assetgen.plan import make_plan
 
@@ -298,6 +318,7 @@ class Lab:
         rows = renamed(take.rows, scene, asset)
 
         def same_key(specs: list[AssetSpec]) -> None:
+            specs = render.with_max_attempts(specs, render.DEFAULT_MAX_ATTEMPTS)
             prints = {s.model: fingerprint(s.model, self.model_dir) for s in specs if not s.is_mix}
             keys = {it.spec.asset: it.key for it in make_plan(specs, {}, prints).items}
             if keys.get(asset) != take.key:

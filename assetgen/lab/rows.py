@@ -30,7 +30,7 @@ _CELLS = {"model": "model", "prompt": "prompt", "duration_s": "duration_s", "tem
           "bars": "bars", "crossfade_s": "crossfade_s", "loudness": "loudness", "voice": "voice", "rate": "rate",
           "gain_db": "gain_db", "start_s": "start_s", "fade_in_s": "fade_in_s", "fade_out_s": "fade_out_s",
           "duck_db": "duck_db", "duck_attack_s": "duck_attack_s", "duck_release_s": "duck_release_s",
-          "fx": "fx"}  # fmt: skip
+          "fx": "fx", "qc": "qc", "max_attempts": "max_attempts"}  # fmt: skip
 _MIX_CELLS = ("loudness", "loop", "bpm", "bars", "crossfade_s", "duration_s")
 
 

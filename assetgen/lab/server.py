@@ -29,7 +29,7 @@ MAX_LAYERS = 8
 log = logging.getLogger(__name__)
 
 _CLIP_FIELDS = ("model", "prompt", "duration_s", "temperature", "top_k", "top_p", "cfg", "seed", "loop", "bpm",
-                "bars", "crossfade_s", "loudness", "voice", "rate", "fx")
+                "bars", "crossfade_s", "loudness", "voice", "rate", "fx", "qc", "max_attempts")
 _LAYER_FIELDS = (*_CLIP_FIELDS, "gain_db", "start_s", "fade_in_s", "fade_out_s", "duck_db", "duck_attack_s",
                  "duck_release_s")
 _MIX_FIELDS = ("duration_s", "loudness", "loop", "bpm", "bars", "crossfade_s")
@@ -63,7 +63,7 @@ def create_app(lab: Lab, allowed_hosts: Iterable[str] = (), bind_host: str = "12
     from pydantic import BaseModel, ConfigDict, Field
     from starlette.concurrency import run_in_threadpool
 
-    from assetgen.report.review import HostCheck, _same_origin, host_names
+    from assetgen.report.review import HostCheck, same_origin, host_names
 
     app = FastAPI(title="assetgen lab", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(HostCheck, names=host_names(bind_host, allowed_hosts), port=port)
@@ -87,6 +87,8 @@ def create_app(lab: Lab, allowed_hosts: Iterable[str] = (), bind_host: str = "12
         voice: str | None = Field(default=None, max_length=100)
         rate: int | None = None
         fx: str | None = Field(default=None, max_length=1000)
+        qc: str | None = Field(default=None, max_length=1000)
+        max_attempts: int | None = None
 
     class Layer(Clip):
         name: str | None = Field(default=None, max_length=120)
@@ -111,7 +113,7 @@ def create_app(lab: Lab, allowed_hosts: Iterable[str] = (), bind_host: str = "12
     def guard(request: Request) -> None:
         if not request.headers.get("content-type", "").startswith("application/json"):
             raise HTTPException(415, "send JSON")
-        if not _same_origin(request.headers.get("origin"), request.headers.get("host")):
+        if not same_origin(request.headers.get("origin"), request.headers.get("host")):
             raise HTTPException(403, "cross-origin requests are refused")
 
     def found(take_id: str):

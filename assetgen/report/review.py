@@ -82,7 +82,7 @@ def set_status_locked(root: Path, scene: str, asset: str, version: int | None, s
             time.sleep(LOCK_RETRY_S)
 
 
-def _same_origin(origin: str | None, host: str | None) -> bool:
+def same_origin(origin: str | None, host: str | None) -> bool:
     """True when there is no Origin header (non-browser client) or it names the Host being served."""
     if not origin:
         return True
@@ -200,7 +200,7 @@ def create_app(root: Path, lock_wait_s: float = LOCK_WAIT_S, allowed_hosts: Iter
     def change_status(change: StatusChange, request: Request) -> dict:
         if not request.headers.get("content-type", "").startswith("application/json"):
             raise HTTPException(415, "send JSON")
-        if not _same_origin(request.headers.get("origin"), request.headers.get("host")):
+        if not same_origin(request.headers.get("origin"), request.headers.get("host")):
             raise HTTPException(403, "cross-origin status changes are refused")
         try:
             row = set_status_locked(root, change.scene, change.asset, change.version, change.status, lock_wait_s,
