@@ -1,7 +1,8 @@
 """assetgen command line: parses arguments and calls flows / modules; nothing else.
 
 Exit codes: 0 success; 1 some assets failed (the others landed) or, with ``render --fail-on qc`` (the default),
-failed QC; 2 invalid input (manifest, arguments, missing model), nothing written. Heavy modules (torch,
+failed QC; 2 invalid input (manifest, arguments, missing model), nothing written, or an output root that cannot
+be written (read-only, full, no permission; one line, what landed before stays valid). Heavy modules (torch,
 audiocraft, Prefect, pandas) are imported inside the commands that need them, so ``--help``, ``validate``,
 ``plan``, ``report`` and ``index`` start fast.
 """
@@ -14,9 +15,28 @@ from typing import List, Optional
 
 import typer
 
+from typer.core import TyperGroup
+
 from assetgen.runtime import ephemeral_run_settings  # noqa: F401 - importable from here (benchmarks)
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+
+class _Commands(TyperGroup):
+    """Every command: a disk that cannot be written (read-only, full, no permission; ``store.disk``) ends it
+    with a one-line error and exit code 2 instead of a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            from assetgen.store.disk import describe
+
+            problem = describe(exc)
+            if problem is None:
+                raise
+            _err(problem)
+
+
+app = typer.Typer(cls=_Commands, add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Batch audio-asset pipeline: manifests -> MusicGen/AudioGen -> game-ready, versioned WAVs.")
 index_app = typer.Typer(no_args_is_help=True, help="Inspect the metadata index.")
 models_app = typer.Typer(no_args_is_help=True, help="Model checkpoints.")
@@ -72,13 +92,14 @@ def validate(manifests: List[Path] = MANIFESTS, max_assets: int = MAX_ASSETS) ->
 def plan(manifests: List[Path] = MANIFESTS, out: Path = OUT, model_dir: Optional[Path] = MODEL_DIR,
          batch_size: int = typer.Option(8, "--batch-size", min=1), max_assets: int = MAX_ASSETS,
          max_attempts: int = MAX_ATTEMPTS) -> None:
-    """Show what a render would do: new / changed / up-to-date / orphaned and the batches. Writes nothing."""
+    """Show what a render would do: new / changed / up-to-date / repair (latest file missing or damaged) /
+    orphaned and the batches. Writes nothing."""
     from assetgen import render
     from assetgen.plan import plan_summary
 
     try:
         prepared = render.prepare(manifests, out, model_dir=model_dir, batch_size=batch_size, max_assets=max_assets,
-                                  max_attempts=max_attempts)
+                                  max_attempts=max_attempts, check_files=True)
     except render.InvalidInput as exc:
         _err(str(exc))
     _print_plan(plan_summary(prepared.plan, prepared.batches), prepared, out)
@@ -163,8 +184,9 @@ def render_cmd(
     if fail_on not in FAIL_ON:
         _err(f"--fail-on {fail_on!r}: expected one of {', '.join(FAIL_ON)}")
     try:
+        # files checked now so the plan line shows repairs (the hashes read are cached: reconcile only stats)
         prepared = render.prepare(manifests, out, model_dir=model_dir, batch_size=batch_size, max_assets=max_assets,
-                                  max_attempts=max_attempts)
+                                  max_attempts=max_attempts, check_files=True, record_verified=True)
         if prepared.batches:
             from assetgen.models.device import DeviceUnavailable, pick_device
 
@@ -182,6 +204,9 @@ def render_cmd(
     typer.echo("plan: " + ", ".join(f"{k} {v}" for k, v in counts.items()), err=True)
     from assetgen.render import AssetsFailed
     from assetgen.store import RootLocked
+    from assetgen.store.disk import check_writable, describe
+
+    check_writable(out)  # a read-only root fails here, before Prefect starts or a model loads
 
     try:
         state = runtime.run_render(manifests, out, model_dir=model_dir, device=device, batch_size=batch_size,
@@ -196,8 +221,15 @@ def render_cmd(
     if isinstance(summary, BaseException):
         if isinstance(summary, RootLocked):
             _err(str(summary))
+        if describe(summary) is not None:
+            _err(f"{describe(summary)}; the render stopped (what landed before is intact and indexed)")
         _err(f"render failed: {summary}", code=1)
     typer.echo(f"rendered {summary['rendered']} new version(s) into {out}")
+    repaired = summary.get("repaired") or []
+    if repaired:
+        more = f" and {len(repaired) - SHOWN} more" if len(repaired) > SHOWN else ""
+        typer.echo(f"repaired {len(repaired)} missing or damaged file(s) at their own version: "
+                   f"{', '.join(repaired[:SHOWN])}{more}")
     for line in render.version_lines(summary, everything=verbose):
         typer.echo(f"  {line}")
     report = summary.get("report") or {}

@@ -23,7 +23,7 @@ from assetgen.seeds import attempt_seed
 from assetgen.spec import FILE_MODEL, TTS_MODEL, AssetSpec, GenParams, GenRequest, PostParams
 
 KEY_SCHEMA = 1  # bump if the key's recipe below changes
-STATES = ("new", "changed", "up-to-date")
+STATES = ("new", "changed", "up-to-date", "repair")  # repair: the latest version's file is missing or damaged
 _SEP = "\x1f"
 _PLACEMENT = ("gain_db", "start_s", "fade_in_s", "fade_out_s")
 _DUCKING = ("duck_db", "duck_attack_s", "duck_release_s")
@@ -83,7 +83,7 @@ def placed_layer_key(layer: AssetSpec, key: str) -> str:
 class PlanItem:
     spec: AssetSpec
     key: str
-    state: str  # new | changed | up-to-date
+    state: str  # new | changed | up-to-date | repair (re-generated and restored at its own version)
     attempt: int = 1  # generation attempt (a re-roll after a failed QC gate is attempt 2, 3, ...)
 
     @property
@@ -111,18 +111,22 @@ class Plan:
 
 
 def make_plan(
-    specs: Sequence[AssetSpec], index_latest: Mapping[str, str], fingerprints: Mapping[str, str]
+    specs: Sequence[AssetSpec], index_latest: Mapping[str, str], fingerprints: Mapping[str, str],
+    damaged: Mapping[str, str] | None = None,
 ) -> Plan:
     """Key every spec and compare with the index's latest key per ident ("scene/asset").
 
     ``fingerprints`` maps each generating spec's ``model`` to its fingerprint; a missing one is a
-    ValueError naming the models (the caller resolves models before planning).
+    ValueError naming the models (the caller resolves models before planning). ``damaged`` maps idents whose
+    latest version's file is missing or no longer matches its sha256 to that version's key: an asset whose
+    key is still that one is ``repair`` (its file is generated again and restored at the same version), one
+    whose key changed is ``changed``; ``damaged`` wins over ``index_latest``.
     """
     with gc_paused():
-        return _make_plan(specs, index_latest, fingerprints)
+        return _make_plan(specs, index_latest, fingerprints, damaged or {})
 
 
-def _make_plan(specs, index_latest, fingerprints) -> Plan:
+def _make_plan(specs, index_latest, fingerprints, damaged) -> Plan:
     missing = sorted({s.model for s in specs if not s.is_mix and s.model not in fingerprints})
     if missing:
         raise ValueError(f"no model fingerprint for: {', '.join(missing)}")
@@ -145,9 +149,12 @@ def _make_plan(specs, index_latest, fingerprints) -> Plan:
     get = index_latest.get
     for ident, spec in zip(idents, specs):
         key = keys[ident]
+        if ident in damaged:
+            items.append(PlanItem(spec, key, "repair" if damaged[ident] == key else "changed"))
+            continue
         old = get(ident)
         items.append(PlanItem(spec, key, "new" if old is None else ("up-to-date" if old == key else "changed")))
-    orphaned = sorted(set(index_latest).difference(by_ident))
+    orphaned = sorted(set(index_latest).union(damaged).difference(by_ident))
     return Plan(items, orphaned)
 
 

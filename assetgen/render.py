@@ -166,13 +166,30 @@ class GenResult:
         return [a for a in self.audio if isinstance(a, Failure)]
 
 
-def read_latest_keys(root: Path) -> dict[str, str]:
-    """ident -> content key of the latest version, read without writing anything (empty if no index yet)."""
-    if not (Path(root) / "index.sqlite").exists():
-        return {}
-    from assetgen.store.index import Index
+def read_index_state(root: Path, check_files: bool = False,
+                     record_verified: bool = False) -> tuple[dict[str, str], dict[str, str]]:
+    """(ident -> key of the latest version, ident -> key of a latest version whose file is missing or damaged).
 
-    return Index(Path(root)).latest_keys()
+    The index's ``file_state`` says what the last reconcile found; ``check_files`` also compares every latest
+    file with its sha256 now (``report.verify.file_problems``: only stat for files unchanged since their hash
+    was verified), so ``plan`` and the render's own preview show repairs before any reconcile ran.
+    ``record_verified`` stores the hashes found intact in the verification cache (best effort).
+    """
+    if not (Path(root) / "index.sqlite").exists():
+        return {}, {}
+    from assetgen.store.index import Index, ident
+
+    rows = Index(Path(root)).rows(latest_only=True)
+    problems: dict[str, str] = {}
+    if check_files:
+        from assetgen.report.verify import file_problems
+
+        problems = file_problems(Path(root), rows, record=record_verified)
+    keys, damaged = {}, {}
+    for row in rows:
+        bad = row["file_state"] != "ok" or row["path"] in problems
+        (damaged if bad else keys)[ident(row["scene"], row["asset"])] = row["content_key"]
+    return keys, damaged
 
 
 def resolve_models(specs: Sequence[AssetSpec], model_dir: str | Path | None) -> tuple[dict, dict]:
@@ -203,10 +220,11 @@ def with_max_attempts(specs: Sequence[AssetSpec], default: int) -> list[AssetSpe
 
 def prepare(manifests: Sequence[str | Path], root: str | Path, *, model_dir=None,
             batch_size: int = DEFAULT_BATCH_SIZE, max_assets: int = 10_000,
-            max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> Prepared:
-    """Validate manifests, resolve models, diff against the index and batch what must be generated."""
+            max_attempts: int = DEFAULT_MAX_ATTEMPTS, check_files: bool = False,
+            record_verified: bool = False) -> Prepared:
+    """Validate manifests, resolve models, diff against the index and batch what must be generated
+    (``check_files``, ``record_verified``: see :func:`read_index_state`)."""
     from assetgen.manifest import ManifestError, load_manifests
-    from assetgen.plan import make_batches, make_plan
 
     try:
         specs = load_manifests([Path(m) for m in manifests], max_assets=max_assets)
@@ -214,11 +232,23 @@ def prepare(manifests: Sequence[str | Path], root: str | Path, *, model_dir=None
         raise InvalidInput(str(exc)) from None
     specs = with_max_attempts(specs, max_attempts)
     models, prints = resolve_models(specs, model_dir)
-    plan = make_plan(specs, read_latest_keys(Path(root)), prints)
-    todo = [it for it in plan.items if it.state in ("new", "changed")]
+    return replan(Prepared(specs, None, [], [], models, prints), root, batch_size, check_files=check_files,
+                  record_verified=record_verified)
+
+
+def replan(prepared: Prepared, root: str | Path, batch_size: int = DEFAULT_BATCH_SIZE, *,
+           check_files: bool = False, record_verified: bool = False) -> Prepared:
+    """``prepared`` planned again against the index as it is now: the render calls it under the root's lock
+    after reconcile, so what reconcile found missing or damaged is repaired in the same run, and what another
+    render finished meanwhile is not generated twice."""
+    from assetgen.plan import make_batches, make_plan
+
+    keys, damaged = read_index_state(Path(root), check_files=check_files, record_verified=record_verified)
+    plan = make_plan(prepared.specs, keys, prepared.fingerprints, damaged)
+    todo = plan.pending
     batches = make_batches([it for it in todo if not it.spec.is_mix], batch_size)
     mixes = [it for it in todo if it.spec.is_mix]
-    return Prepared(specs, plan, batches, mixes, models, prints)
+    return dataclasses.replace(prepared, plan=plan, batches=batches, mixes=mixes)
 
 
 def generate_batch(batch, *, model_dir=None, device: str | None = None,
@@ -389,12 +419,16 @@ def record_failure(store: AssetStore, item, failure: Failure, run_id: str) -> Ou
 def record_outcome(store: AssetStore, item, result: Encoded | ProcessedAudio | Failure, *, model_label: str,
                    placeholder: bool, run_id: str) -> Outcome:
     """Commit one post-processed asset, or record why it failed; a commit error fails the asset at stage
-    ``store`` (never the run)."""
+    ``store``, except a disk problem (``store.disk``: read-only, full), which stops the run."""
     if isinstance(result, Failure):
         return record_failure(store, item, result, run_id)
     try:
         row = commit(store, item, result, model_label=model_label, placeholder=placeholder, run_id=run_id)
     except Exception as exc:  # noqa: BLE001
+        from assetgen.store.disk import describe
+
+        if describe(exc) is not None:  # read-only or full: every later write fails too, so the render stops
+            raise
         return record_failure(store, item, Failure.from_exception("store", exc), run_id)
     info = getattr(result, "info", result)  # an Encoded clip carries its ProcessedAudio as ``info``
     return Outcome(item.spec.ident, item.key, row=row, notes=tuple(getattr(info, "notes", ()) or ()))
@@ -447,11 +481,15 @@ def render_mix(store: AssetStore, item, layer_specs: dict[str, AssetSpec]) -> Pr
 
 
 def summary(prepared: Prepared, outcomes: Sequence[Outcome], run_id: str) -> dict:
-    """Counts, failures and the new versions of a run (CLI output and Prefect artifacts)."""
+    """Counts, failures and the new versions of a run (CLI output and Prefect artifacts). ``rendered`` counts new
+    versions; ``repaired`` lists the assets whose missing or damaged latest file was restored at its version
+    (their rows are among ``versions`` too)."""
     from assetgen.store.versions import qc_reasons
 
     counts = prepared.plan.counts() if hasattr(prepared.plan, "counts") else {}
     rows = [o.row for o in outcomes if o.ok and o.row]
+    to_repair = {it.spec.ident for it in getattr(prepared.plan, "items", ()) if it.state == "repair"}
+    repaired = sorted(o.ident for o in outcomes if o.ok and o.row and o.ident in to_repair)
     notes = {o.ident: list(o.notes) for o in outcomes if o.ok and o.notes}
     failed = [{"asset": o.ident, "stage": o.stage, "error": o.error} for o in outcomes if not o.ok]
     attempts = {o.ident: o.attempts for o in outcomes if o.ok}
@@ -460,7 +498,8 @@ def summary(prepared: Prepared, outcomes: Sequence[Outcome], run_id: str) -> dic
                                           "qc")},
                  "qc_reasons": qc_reasons(r), "attempts": attempts.get(f"{r['scene']}/{r['asset']}", 1),
                  "notes": notes.get(f"{r['scene']}/{r['asset']}", [])} for r in rows]
-    return {"run_id": run_id, "plan": counts, "rendered": len(rows), "failed": failed,
+    return {"run_id": run_id, "plan": counts, "rendered": len(rows) - len(repaired), "repaired": repaired,
+            "failed": failed,
             "qc_failed": [{"asset": f"{v['scene']}/{v['asset']}", "reasons": v["qc_reasons"]}
                           for v in versions if v["qc"] == "fail"],
             "rerolled": sum(1 for v in versions if v["attempts"] > 1),
@@ -521,7 +560,7 @@ def delivered_siblings(store: AssetStore, items: Sequence) -> dict[tuple, list[t
     from assetgen import qc
 
     todo = {sibling_group(it.spec) for it in items
-            if it.state in ("new", "changed") and not it.spec.is_mix
+            if it.state in ("new", "changed", "repair") and not it.spec.is_mix
             and "near_duplicate" in qc.gates_for(it.spec, qc.asset_kind(it.spec))}
     out: dict[tuple, list[tuple[str, tuple[float, ...]]]] = {}
     for it in sorted(items, key=lambda i: i.spec.ident):

@@ -22,6 +22,7 @@ from prefect.states import Completed, Failed
 from assetgen import render, runreport
 from assetgen.progress import RenderProgress
 from assetgen.store.crash import crashpoint
+from assetgen.store.disk import describe
 
 GENERATE_ATTEMPTS = 3  # 1 + the generation task's retries
 
@@ -78,7 +79,8 @@ def _artifacts(summary: dict) -> None:
     qc_failed = (summary.get("report") or {}).get("qc_failed", summary.get("qc_failed", []))
     lines = [f"# assetgen render {summary['run_id']}", "",
              "| plan | count |", "|---|---|", *[f"| {k} | {v} |" for k, v in summary["plan"].items()], "",
-             f"Rendered **{summary['rendered']}** new versions, **{len(failed)}** failed, "
+             f"Rendered **{summary['rendered']}** new versions, repaired **{len(summary.get('repaired', []))}**, "
+             f"**{len(failed)}** failed, "
              f"**{len(qc_failed)}** failed QC, **{summary.get('rerolled', 0)}** re-rolled."]
     if summary["placeholder"]:
         lines.append("\n**PLACEHOLDER AUDIO**: tiny random-weight models were used.")
@@ -106,8 +108,9 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
                 batch_size: int = render.DEFAULT_BATCH_SIZE, max_assets: int = 10_000, wait: bool = True,
                 runner: str = "local", progress_bars: bool = False, max_attempts: int = render.DEFAULT_MAX_ATTEMPTS,
                 fail_on: str = runreport.DEFAULT_FAIL_ON):
-    """Render only new and changed assets of ``manifests`` into ``out``; returns the run summary. The run's
-    state is Failed when ``fail_on`` (``assetgen render --fail-on``: error | qc | never) says so."""
+    """Render only new and changed assets of ``manifests`` into ``out``, and repair latest versions whose file
+    is missing or damaged; returns the run summary. The run's state is Failed when ``fail_on``
+    (``assetgen render --fail-on``: error | qc | never) says so."""
     from assetgen.store import AssetStore
 
     runreport.exit_code(0, 0, fail_on)  # an unknown value fails before anything runs
@@ -121,43 +124,56 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
     store = AssetStore(root)
     bars = RenderProgress(progress_bars)
     outcomes: list[render.Outcome] = []
-    with store.lock(wait=wait, on_wait=lambda: log.warning("another render holds %s; waiting for it", root)), \
-            store.index.keep_open():
-        report = store.reconcile()
-        if report:
-            log.warning("reconciled output root: %s", report)
-        run_id = store.index.start_run(uuid.uuid4().hex[:12])
-        bars.start(prepared)
-        # locally, DSP runs in its own process so it does not share the GIL with generation; Dask workers
-        # are processes already
-        isolated = runner != "dask" and bool(prepared.batches)
-        if isolated:
-            from assetgen.dsp_pool import default_pool
+    try:
+        with store.lock(wait=wait, on_wait=lambda: log.warning("another render holds %s; waiting for it", root)), \
+                store.index.keep_open():
+            report = store.reconcile()
+            if report:
+                log.warning("reconciled output root: %s", report)
+            # planned again now that the lock is held and reconcile ran: a latest file it found missing or damaged
+            # is generated again in this run (state ``repair``), and nothing another render just finished is redone
+            prepared = render.replan(prepared, root, batch_size)
+            repairs = [it.spec.ident for it in prepared.plan.items if it.state == "repair"]
+            if repairs:
+                log.warning("repairing %d missing or damaged file(s): %s", len(repairs), ", ".join(repairs[:10]))
+            run_id = store.index.start_run(uuid.uuid4().hex[:12])
+            bars.start(prepared)
+            # locally, DSP runs in its own process so it does not share the GIL with generation; Dask workers
+            # are processes already
+            isolated = runner != "dask" and bool(prepared.batches)
+            if isolated:
+                from assetgen.dsp_pool import default_pool
 
-            default_pool().warm()
-        chooser = render.TakeChooser([it for b in prepared.batches for it in b.items],
-                                     external=render.delivered_siblings(store, prepared.plan.items))
-        batches, previous, n_round = prepared.batches, None, 0
-        while batches:  # round 1: the plan's batches; then each round's re-rolls, batched together
-            previous = _generate_round(store, batches, model_dir, device, runner, isolated, previous, chooser,
-                                       outcomes, run_id, bars, log)
-            for settled in chooser.settled():
-                outcomes.append(render.record_settled(store, settled, run_id))
-                bars.advance("write", 1)
-            rerolls = chooser.rerolls()
-            n_round += 1
-            if rerolls:
-                log.warning("QC round %d: generating %d take(s) again: %s", n_round, len(rerolls),
-                            ", ".join(f"{it.spec.ident} (attempt {it.attempt})" for it in rerolls[:10]))
-            batches = render.reroll_batches(rerolls, batch_size)
-        outcomes += _render_mixes(store, root, prepared, outcomes, run_id, bars)
-        summary = render.summary(prepared, outcomes, run_id)
-        for version in summary["versions"]:
-            for note in version["notes"]:
-                log.info("%s/%s v%s: %s", version["scene"], version["asset"], version["version"], note)
-        store.index.finish_run(run_id, {**summary["plan"], "rendered": summary["rendered"],
-                                        "failed": len(summary["failed"])})
-        summary["report"] = runreport.finish(store, prepared, outcomes, run_id, manifests)
+                default_pool().warm()
+            chooser = render.TakeChooser([it for b in prepared.batches for it in b.items],
+                                         external=render.delivered_siblings(store, prepared.plan.items))
+            batches, previous, n_round = prepared.batches, None, 0
+            while batches:  # round 1: the plan's batches; then each round's re-rolls, batched together
+                previous = _generate_round(store, batches, model_dir, device, runner, isolated, previous, chooser,
+                                           outcomes, run_id, bars, log)
+                for settled in chooser.settled():
+                    outcomes.append(render.record_settled(store, settled, run_id))
+                    bars.advance("write", 1)
+                rerolls = chooser.rerolls()
+                n_round += 1
+                if rerolls:
+                    log.warning("QC round %d: generating %d take(s) again: %s", n_round, len(rerolls),
+                                ", ".join(f"{it.spec.ident} (attempt {it.attempt})" for it in rerolls[:10]))
+                batches = render.reroll_batches(rerolls, batch_size)
+            outcomes += _render_mixes(store, root, prepared, outcomes, run_id, bars)
+            summary = render.summary(prepared, outcomes, run_id)
+            for version in summary["versions"]:
+                for note in version["notes"]:
+                    log.info("%s/%s v%s: %s", version["scene"], version["asset"], version["version"], note)
+            store.index.finish_run(run_id, {**summary["plan"], "rendered": summary["rendered"],
+                                            "failed": len(summary["failed"])})
+            summary["report"] = runreport.finish(store, prepared, outcomes, run_id, manifests)
+    except Exception as exc:  # noqa: BLE001
+        problem = describe(exc)
+        if problem is None:
+            raise
+        bars.stop()  # a read-only or full disk: one line (the CLI's), not a traceback; what landed is indexed
+        return Failed(message=problem, data=exc)
     bars.stop()
     _artifacts(summary)
     message = runreport.failure_message(summary["failed"], summary["report"].get("qc_failed", []), fail_on)

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -80,9 +81,8 @@ def render_cmd(root: Path, models: Path) -> list[str]:
 
 
 def render(root: Path, models: Path, api: str, crash: str | None = None, kill_after_first_wav: bool = False):
-    """Run one render; returns (exit code, output). Output goes to a file, not a pipe: a SIGKILLed render
-    leaves Prefect's temporary server (its child) running, which would hold a pipe open. The render gets its
-    own process group, killed afterwards, so no orphan survives the test."""
+    """Run one render; returns (exit code, output). Output goes to a file. The render gets its own process
+    group, killed afterwards, so no orphan survives the test whatever the render does."""
     cmd = render_cmd(root, models)
     env = _env({"PREFECT_API_URL": api, **({"ASSETGEN_CRASH_AT": crash} if crash else {})})
     before = set(root.rglob("*.wav"))
@@ -206,3 +206,50 @@ def test_sigterm_stops_the_render_and_every_process_it_started(tmp_path, tiny_mo
     assert "render terminated (SIGTERM)" in output and "Traceback" not in output
     assert not [p for p in root.rglob("*") if ".tmp" in p.name]
     assert_index_points_at_complete_files(root)
+
+
+def test_sigkill_of_the_render_pid_alone_leaves_no_process_it_started(tmp_path, tiny_models):
+    """SIGKILL of the render's PID only (a scheduler, the OOM killer; not its process group): the temporary
+    Prefect server, the DSP process and every other process it started are gone within 5 s, and Prefect's state
+    is in ASSETGEN_PREFECT_HOME, not in the output root."""
+    import psutil
+
+    manifest = tmp_path / "small.csv"
+    manifest.write_text("scene,asset,model,prompt,duration_s\n"
+                        + "".join(f"ui,click{i},sfx,short wooden button click {i},1\n" for i in range(4)))
+    root = tmp_path / "out"
+    cmd = [sys.executable, "-m", "assetgen.cli", "render", str(manifest), "--out", str(root), "--model-dir",
+           str(tiny_models), "--no-progress", "--batch-size", "1", "--fail-on", "never"]
+    state = tmp_path / "prefect-state"
+    env = _env({"ASSETGEN_PREFECT_HOME": str(state)})  # no PREFECT_API_URL: a temporary server
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    output, eof = [], threading.Event()
+
+    def drain() -> None:  # the caller's pipe, as `$(assetgen render ...)` holds it: EOF once no process has it
+        for line in proc.stdout:
+            output.append(line.decode(errors="replace"))
+        eof.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        deadline = time.monotonic() + 300
+        while not list(root.rglob("*_v001.wav")):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(output)
+            time.sleep(0.05)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        names = [" ".join(c.cmdline()) for c in children]
+        assert any("uvicorn" in n for n in names) and any("spawn_main" in n for n in names), names
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        _, alive = psutil.wait_procs(children, timeout=5)
+        alive_names = [" ".join(p.cmdline()) for p in alive if p.is_running()]
+        pipe_closed = eof.wait(timeout=1)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not alive, alive_names
+    assert pipe_closed, "a process the render started still holds its stdout"
+    assert not (root / ".prefect").exists()
+    homes = list(state.iterdir())
+    assert len(homes) == 1 and homes[0].name.startswith("out-") and (homes[0] / "prefect.db").is_file()

@@ -117,9 +117,24 @@ def test_plan_states_and_orphans(tmp_path):
     states = {i.spec.ident: i.state for i in plan.items}
     assert states["forest/amb"] == "new" and states["forest/wind"] == "changed"
     assert states["tavern/mix"] == "up-to-date"
-    assert plan.counts() == {"new": 1, "changed": 1, "up-to-date": 4, "orphaned": 1}
+    assert plan.counts() == {"new": 1, "changed": 1, "up-to-date": 4, "repair": 0, "orphaned": 1}
     assert plan.orphaned == ["old/gone"]
     assert {i.spec.ident for i in plan.pending} == {"forest/amb", "forest/wind"}
+
+
+def test_missing_or_damaged_latest_file_is_repaired_unless_its_key_changed(tmp_path):
+    specs = load(tmp_path, ROWS)
+    current = {i.spec.ident: i.key for i in make_plan(specs, {}, FP).items}
+    index = {k: v for k, v in current.items() if k not in ("forest/wind", "tavern/mix", "forest/amb")}
+    damaged = {"forest/wind": current["forest/wind"], "tavern/mix": current["tavern/mix"],
+               "forest/amb": "0" * 64, "old/gone": "1" * 64}  # amb: damaged, and its settings changed since
+    plan = make_plan(specs, index, FP, damaged)
+    states = {i.spec.ident: i.state for i in plan.items}
+    assert states["forest/wind"] == "repair" and states["tavern/mix"] == "repair"
+    assert states["forest/amb"] == "changed" and states["tavern/lute"] == "up-to-date"
+    assert plan.counts() == {"new": 0, "changed": 1, "up-to-date": 3, "repair": 2, "orphaned": 1}
+    assert plan.orphaned == ["old/gone"]  # still indexed, whatever became of its file
+    assert {i.spec.ident for i in plan.pending} == {"forest/wind", "tavern/mix", "forest/amb"}
 
 
 def test_changed_layer_makes_mix_changed(tmp_path):
@@ -168,7 +183,7 @@ def test_plan_summary(tmp_path):
     plan = make_plan(specs, index, FP)
     batches = make_batches(plan.pending, 8)
     summary = plan_summary(plan, batches)
-    assert summary["counts"] == {"new": 5, "changed": 0, "up-to-date": 1, "orphaned": 1}
+    assert summary["counts"] == {"new": 5, "changed": 0, "up-to-date": 1, "repair": 0, "orphaned": 1}
     assert summary["assets"] == 6 and summary["orphaned"] == ["old/x"] and summary["mixes_to_render"] == 1
     assert summary["generate_audio_s"] == 3 + 3 + 3 + 2  # amb, lute, crowd, click
     assert sum(b["size"] for b in summary["batches"]) == 4

@@ -275,6 +275,28 @@ def test_summary_counts_versions_and_failures():
     assert out["versions"][0]["notes"] == ["tempo 121.40 BPM (beat-tracked)"]  # logged by the flow
 
 
+def test_summary_separates_repairs_from_new_versions_and_a_failed_repair_fails_the_run():
+    from types import SimpleNamespace
+
+    from assetgen.plan import Plan, PlanItem
+    from assetgen.runreport import exit_code
+
+    def planned(ident, state):
+        return PlanItem(SimpleNamespace(ident=ident), "k-" + ident, state)
+
+    plan = Plan([planned("s/a", "repair"), planned("s/b", "repair"), planned("s/c", "new")])
+    prepared = render.Prepared(specs=[], plan=plan, batches=[], mixes=[], models={}, fingerprints={})
+    row = {"scene": "s", "version": 1, "path": "p"}
+    outcomes = [render.Outcome("s/a", "k-s/a", row={**row, "asset": "a"}),
+                render.Outcome("s/b", "k-s/b", failure=Failure("generate", "RuntimeError", "boom")),
+                render.Outcome("s/c", "k-s/c", row={**row, "asset": "c"})]
+    out = render.summary(prepared, outcomes, "run")
+    assert out["plan"] == {"new": 1, "changed": 0, "up-to-date": 0, "repair": 2, "orphaned": 0}
+    assert out["rendered"] == 1 and out["repaired"] == ["s/a"] and len(out["versions"]) == 2
+    assert [f["asset"] for f in out["failed"]] == ["s/b"]
+    assert exit_code(len(out["failed"]), 0, "error") == 1
+
+
 def test_progress_bars_count_and_disabled_bars_do_nothing():
     class Prepared:
         batches = [Batch("sfx", GenParams(duration_s=2.0), (item("a"), item("b")))]

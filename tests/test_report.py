@@ -264,6 +264,31 @@ def test_report_records_verified_files(root: Path) -> None:
     assert all(cache[r["path"]][0] == r["sha256"] for r in Index(root).rows())
 
 
+def test_report_hashes_a_file_again_only_when_it_changed(root: Path, monkeypatch) -> None:
+    """The report verifies every shown file cheaply: hashed once, then only stat'ed until it changes."""
+    from types import SimpleNamespace
+
+    from assetgen.report import verify
+    from assetgen.store.store import sha256_file
+
+    later = time.time_ns() + 10**10  # the files' last change is long before their verification
+    monkeypatch.setattr(verify, "time", SimpleNamespace(time_ns=lambda: later))
+    hashed: list[str] = []
+    monkeypatch.setattr(verify, "sha256_file", lambda p: hashed.append(p.name) or sha256_file(p))
+    build_report(root, workers=1)
+    assert sorted(hashed) == sorted(Path(r["path"]).name for r in Index(root).rows())
+    hashed.clear()
+    build_report(root, workers=1)
+    assert hashed == []
+    wind = root / "forest/wind/wind_v001.wav"
+    data = bytearray(wind.read_bytes())
+    data[-10] ^= 0x01
+    wind.write_bytes(bytes(data))
+    html = build_report(root, workers=1).read_text()
+    assert hashed == ["wind_v001.wav"]
+    assert {a["data-asset"]: a for a in Tags(html).find("article")}["wind"]["data-damaged"] == "1"
+
+
 def test_card_shows_delivery_statistics_tempo_and_meta(tmp_path: Path) -> None:
     root = tmp_path / "out"
     add_asset(root, "music", "theme", lra_lu=6.25, max_momentary_lufs=-15.04, max_short_term_lufs=-17.5,

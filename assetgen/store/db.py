@@ -4,7 +4,8 @@ Single writer (the render flow, under ``AssetStore.lock``); any number of reader
 at the same time without taking the lock. Every call opens a short-lived connection: WAL lets readers see
 the last committed state while a render writes, ``busy_timeout`` covers the brief writer-writer overlaps
 (e.g. ``approve`` while a render commits); a render also holds one idle connection (:meth:`Database.keep_open`).
-Reads never create the file (a missing index reads as empty).
+Reads never create the file (a missing index reads as empty). SQLite errors that mean the disk cannot be
+written (read-only, full, no permission) are raised as ``store.disk.DiskProblem`` naming the index file.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+from assetgen.store import disk
 from assetgen.store.schema import DB_NAME, SCHEMA_VERSION, check_version, migrate, user_version
 
 BUSY_TIMEOUT_MS = 30_000
@@ -41,43 +43,57 @@ class Database:
         return f"{type(self).__name__}({str(self.root)!r})"
 
     @contextlib.contextmanager
+    def _disk_errors(self) -> Iterator[None]:
+        """SQLite errors meaning the disk cannot be written, raised as ``disk.DiskProblem`` naming the index."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            problem = disk.from_sqlite(exc, self.path)
+            if problem is None:
+                raise
+            raise problem from exc
+
+    @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection | None]:
         """A short-lived reader connection, or None when no index exists yet."""
         if not self.path.exists():
             yield None
             return
-        con = self._open()
-        try:
-            version = check_version(self.path, user_version(con))
-            if version == 0:  # created but never written by a render: reads as empty
-                yield None
-                return
-            if version < SCHEMA_VERSION:  # written by an older assetgen: bring it up to date first
+        with self._disk_errors():
+            con = self._open()
+            try:
+                version = check_version(self.path, user_version(con))
+                if version == 0:  # created but never written by a render: reads as empty
+                    yield None
+                    return
+                if version < SCHEMA_VERSION:  # written by an older assetgen: bring it up to date first
+                    con.close()
+                    with self._write():
+                        pass
+                    con = self._open()
+                yield con
+            finally:
                 con.close()
-                with self._write():
-                    pass
-                con = self._open()
-            yield con
-        finally:
-            con.close()
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One ``BEGIN IMMEDIATE`` transaction (committed on success, rolled back on error)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        con = self._open()
-        try:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("BEGIN IMMEDIATE")
-            migrate(con, self.path)
-            yield con
-            con.execute("COMMIT")
-        except BaseException:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            raise
-        finally:
-            con.close()
+        with self._disk_errors():
+            con = self._open()
+            try:
+                con.execute("PRAGMA journal_mode=WAL")
+                con.execute("BEGIN IMMEDIATE")
+                migrate(con, self.path)
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):  # a full disk may fail the rollback too
+                        con.execute("ROLLBACK")
+                raise
+            finally:
+                con.close()
 
     @contextlib.contextmanager
     def keep_open(self) -> Iterator[None]:
@@ -90,7 +106,8 @@ class Database:
         """
         with self._write():
             pass
-        con = self._open()
+        with self._disk_errors():
+            con = self._open()
         try:
             yield
         finally:
