@@ -165,7 +165,7 @@ def render_cmd(
     try:
         prepared = render.prepare(manifests, out, model_dir=model_dir, batch_size=batch_size, max_assets=max_assets,
                                   max_attempts=max_attempts)
-        if prepared.batches:
+        if prepared.batches or any(it.spec.gen.continue_from for it in prepared.plan.pending):
             from assetgen.models.device import DeviceUnavailable, pick_device
 
             try:

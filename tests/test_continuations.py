@@ -150,3 +150,41 @@ def test_backend_continues_the_prompt(tiny_models):
     np.testing.assert_allclose(again, first, atol=1e-5)
     with pytest.raises(ValueError, match="one length"):
         backend.generate([cont, GenRequest("d", "x", 4, params, stereo_48k[:, :48_000], 48_000)])
+
+
+@pytest.mark.slow
+def test_cli_renders_base_then_continuations_and_a_changed_base_rerenders_them(tmp_path, tiny_models):
+    import json
+
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    from assetgen.cli import app
+    from assetgen.store.index import Index
+
+    def render(manifest):
+        result = CliRunner().invoke(app, [str(a) for a in ("render", manifest, "--out", tmp_path / "out",
+                                    "--model-dir", tiny_models, "--no-progress", "--fail-on", "error")],
+                                    catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output, {r["asset"]: r for r in Index(tmp_path / "out").rows()}
+
+    header = "scene,asset,model,prompt,duration_s,continue_from,prompt_s,qc\n"
+    rows = ("game,theme,music,heroic theme,1,,,none\n"
+            "game,bridge,music,calm bridge,1.5,theme,0.5,none\n"  # continues the theme
+            "game,outro,music,slow outro,1,bridge,,none\n")  # continues the bridge: a second phase
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(header + rows)
+    output, first = render(manifest)
+    assert {a: r["version"] for a, r in first.items()} == {"theme": 1, "bridge": 1, "outro": 1}, output
+    audio, sr = sf.read(tmp_path / "out" / first["bridge"]["path"], always_2d=True)
+    assert sr == 48_000 and len(audio) == 72_000  # only the new part: the row's own 1.5 s
+    assert np.abs(audio).max() > 0
+    gen = json.loads(first["bridge"]["params"])["gen"]
+    assert (gen["continue_from"], gen["prompt_s"]) == ("game/theme", 0.5)
+
+    manifest.write_text(header + rows.replace("heroic theme", "sad theme"))
+    output, second = render(manifest)
+    assert {a: r["version"] for a, r in second.items()} == {"theme": 2, "bridge": 2, "outro": 2}, output
+    again, third = render(manifest)
+    assert {a: r["version"] for a, r in third.items()} == {"theme": 2, "bridge": 2, "outro": 2}, again
