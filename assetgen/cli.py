@@ -126,7 +126,9 @@ def _print_plan(summary: dict, prepared, out: Path) -> None:
     if summary["batches"]:
         console.print(table)
     console.print(f"audio-seconds to generate: {summary['generate_audio_s']:g}; "
-                  f"scene mixes to render: {summary['mixes_to_render']}")
+                  f"scene mixes to render: {summary['mixes_to_render']}"
+                  + (f"; continuations to render after their bases: {summary['continuations_to_render']}"
+                     if summary.get("continuations_to_render") else ""))
     for ref, model in prepared.models.items():
         if model.placeholder:
             console.print(f"[yellow]PLACEHOLDER AUDIO[/]: {ref} -> {model.source} ({model.placeholder_note})")

@@ -276,7 +276,9 @@ def plan_summary(plan: Plan, batches: Sequence[Batch]) -> dict:
             }
             for b in batches
         ],
-        "generate_audio_s": round(sum(b.params.duration_s * len(b.items) for b in batches), 3),
+        # continuations are batched once their bases are delivered: counted here, not in ``batches``
+        "generate_audio_s": round(sum(b.params.duration_s * len(b.items) for b in batches)
+                                  + sum(i.spec.gen.duration_s for i in pending if i.spec.gen.continue_from), 3),
         "mixes_to_render": sum(1 for i in pending if i.spec.is_mix),
         "continuations_to_render": sum(1 for i in pending if i.spec.gen.continue_from),
     }

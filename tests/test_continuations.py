@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from assetgen.manifest import ManifestError, load_manifests
-from assetgen.plan import PlanItem, continuation_phases, make_batches, make_plan
+from assetgen.plan import continuation_phases, make_batches, make_plan, plan_summary
 from assetgen.spec import DEFAULT_PROMPT_S, GenParams, GenRequest
 
 HEADER = "scene,asset,model,prompt,duration_s,continue_from,prompt_s"
@@ -126,6 +126,8 @@ def test_batches_group_continuations_by_prompt_length(tmp_path):
     requests = batches[1].requests()
     assert all(r.prompt_audio is two and r.prompt_sr == 48_000 and r.params.continue_from == "" for r in requests)
     assert make_batches(conts, 8) == []
+    summary = plan_summary(plan, make_batches(plan.pending, 8))
+    assert summary["continuations_to_render"] == 3 and summary["generate_audio_s"] == 2 + 2 + 3 * 3
 
 
 @pytest.mark.slow
