@@ -190,3 +190,37 @@ def test_cli_renders_base_then_continuations_and_a_changed_base_rerenders_them(t
     assert {a: r["version"] for a, r in second.items()} == {"theme": 2, "bridge": 2, "outro": 2}, output
     again, third = render(manifest)
     assert {a: r["version"] for a, r in third.items()} == {"theme": 2, "bridge": 2, "outro": 2}, again
+
+
+def test_prompt_is_the_end_of_the_delivered_take_and_blocked_bases_fail(tmp_path):
+    from assetgen.continuation import prepare_phase
+    from assetgen.plan import PlanItem
+    from assetgen.spec import ProcessedAudio
+    from assetgen.store import AssetStore
+
+    store = AssetStore(tmp_path / "out")
+    specs = {s.ident: s for s in load(tmp_path, ROWS)}
+    ramp = np.tile(np.linspace(-0.5, 0.5, 48_000, dtype=np.float32), (2, 1))  # 1 s at 48 kHz
+    for key, audio in (("k1", ramp), ("k2", -ramp)):
+        store.commit(specs["game/theme"], key, ProcessedAudio(audio, 48_000, None, None), model_label="synthetic",
+                     placeholder=True, run_id="r", params={})
+    bridge, pinned = PlanItem(specs["game/bridge"], "kb", "new"), PlanItem(specs["game/pinned"], "kp", "new")
+    phase = prepare_phase(store, [bridge, pinned], set(), {"game/theme": "k2"})
+    assert phase.blocked == [] and [i.spec.ident for i in phase.ready] == ["game/bridge", "game/pinned"]
+    audio, sr = phase.prompts["game/bridge"]
+    assert sr == 48_000 and audio.shape == (2, 48_000)  # prompt_s 1.5 > the take: the whole take
+    np.testing.assert_allclose(audio, -ramp, atol=1e-6)  # 24-bit WAV read back: the latest version
+    pinned_audio, _ = phase.prompts["game/pinned"]
+    np.testing.assert_allclose(pinned_audio, ramp, atol=1e-6)  # @v1
+    short = prepare_phase(store, [PlanItem(specs["game/outro"].replace(
+        gen=GenParams(1.0, continue_from="game/theme", prompt_s=0.25)), "ko", "new")],
+        set(), {"game/theme": "k2"})
+    np.testing.assert_allclose(short.prompts["game/outro"][0], -ramp[:, -12_000:], atol=1e-6)
+
+    blocked = prepare_phase(store, [bridge], {"game/theme"}, {"game/theme": "k2"}).blocked
+    assert [(i.spec.ident, f.text) for i, f in blocked] == [("game/bridge", "its base game/theme failed in this run")]
+    stale = prepare_phase(store, [bridge], set(), {"game/theme": "k3"}).blocked
+    assert "latest version 2 is not its current take" in stale[0][1].text
+    v9 = PlanItem(specs["game/pinned"].replace(gen=GenParams(
+        3.0, continue_from="game/theme@v9", prompt_s=2.0)), "k9", "new")
+    assert prepare_phase(store, [v9], set(), {}).blocked[0][1].text == "game/theme has no delivered version 9"
