@@ -109,13 +109,15 @@ def _entry(scene: str, asset: str, status: str, row: Mapping | None, attempts: l
 def build(run_id: str, items: Sequence, outcomes: Sequence, latest: Mapping[str, Mapping],
           attempts: Mapping[tuple[str, str, str], list[dict]], orphans: Mapping[str, Mapping],
           retired: Mapping[str, Mapping], *, run: Mapping | None = None, manifests: Sequence[str] = (),
-          placeholder: bool = False) -> dict:
+          placeholder: bool = False, set_failures: Mapping[str, Sequence[str]] | None = None) -> dict:
     """The run report (a JSON-ready dict; see ``docs/run-report.schema.json``).
 
     ``items``: the plan's items (``spec``, ``key``, ``state``), the assets the manifests name; ``outcomes``:
     the run's :class:`assetgen.render.Outcome` list; ``latest``: ident -> the index row of its latest version
     (after the run); ``attempts``: :func:`group_attempts`; ``orphans`` / ``retired``: ident -> row of the
-    index's lifecycle tables; ``run``: the run's ``runs`` row (start and finish times).
+    index's lifecycle tables; ``run``: the run's ``runs`` row (start and finish times); ``set_failures``:
+    ident -> why the stem set it belongs to fails its set check (:func:`stem_set_failures`): a QC failure of
+    each member, reason ``stem_set: ...``.
     """
     done = {o.ident: o for o in outcomes}
     entries, named = [], set()
@@ -135,8 +137,12 @@ def build(run_id: str, items: Sequence, outcomes: Sequence, latest: Mapping[str,
         else:  # planned but no outcome recorded: the run ended before this asset
             status, error, stage = "failed", "no outcome recorded for this asset in the run", "render"
         key = (row or {}).get("content_key") if status != "failed" else item.key
-        entries.append(_entry(spec.scene, spec.asset, status, row,
-                              attempts.get((spec.scene, spec.asset, key), []), error=error, stage=stage))
+        entry = _entry(spec.scene, spec.asset, status, row, attempts.get((spec.scene, spec.asset, key), []),
+                       error=error, stage=stage)
+        if (set_failures or {}).get(ident) and status in ("rendered", "up-to-date"):
+            entry["qc"] = "fail"
+            entry["qc_reasons"] = [*entry["qc_reasons"], *(f"stem_set: {r}" for r in set_failures[ident])]
+        entries.append(entry)
     for ident in sorted(set(latest) - named):
         row = latest[ident]
         status = "retired" if ident in retired else "orphaned"
@@ -274,6 +280,38 @@ def write(root: str | Path, report: Mapping) -> tuple[Path, Path]:
     return json_path, xml_path
 
 
+def stem_set_failures(store, items: Sequence) -> dict[str, list[str]]:
+    """ident -> the reasons its stem set fails :func:`assetgen.stems.check_stem_set` on the delivered latest
+    versions, for every member of every failing set among ``items`` (the plan's); sets with a member that has
+    no delivered version are not checked (that member failed already)."""
+    sets: dict[tuple[str, str], list] = {}
+    for item in items:
+        if item.spec.post.stem_set and not item.spec.is_mix:
+            sets.setdefault((item.spec.scene, item.spec.post.stem_set), []).append(item.spec)
+    if not sets:
+        return {}
+    from assetgen.stems import Stem, check_stem_set
+
+    out: dict[str, list[str]] = {}
+    for specs in sets.values():
+        stems = {}
+        for spec in specs:
+            try:
+                latest = store.read_latest(spec.scene, spec.asset)
+            except Exception:  # noqa: BLE001 - a damaged file is reconcile's business; the set is not checked
+                latest = None
+            if latest is None:
+                break
+            audio, sr, row = latest
+            loop = (int(row["loop_start"]), int(row["loop_end"])) if row.get("loop_end") is not None else None
+            stems[spec.asset] = Stem(audio, sr, loop)
+        else:
+            check = check_stem_set(stems)
+            if not check.passed:
+                out.update({spec.ident: list(check.reasons) for spec in specs})
+    return out
+
+
 def finish(store, prepared, outcomes: Sequence, run_id: str, manifests: Sequence[str] = ()) -> dict:
     """At the end of a render (writer lock held, run finished in the index): record which indexed assets the
     manifests no longer name (``Index.record_presence``), then write the run report. Returns what the CLI
@@ -285,7 +323,8 @@ def finish(store, prepared, outcomes: Sequence, run_id: str, manifests: Sequence
     run = next((r for r in index.runs() if r["run_id"] == run_id), None)
     report = build(run_id, prepared.plan.items, outcomes, latest, group_attempts(index.report_attempts(run_id)),
                    index.orphans(), index.retired(), run=run, manifests=manifests,
-                   placeholder=any(m.placeholder for m in prepared.models.values()))
+                   placeholder=any(m.placeholder for m in prepared.models.values()),
+                   set_failures=stem_set_failures(store, prepared.plan.items))
     json_path, xml_path = write(store.root, report)
     return {"json": json_path.relative_to(store.root).as_posix(), "junit": xml_path.relative_to(store.root).as_posix(),
             "counts": report["counts"], "qc_failed": qc_failures(report),

@@ -198,3 +198,39 @@ def test_run_ids_must_be_one_file_name(tmp_path):
         with pytest.raises(ValueError, match="run id"):
             runreport.report_paths(tmp_path, bad)
     assert runreport.report_paths(tmp_path, "abc123")[0] == tmp_path / "runs" / "abc123.json"
+
+
+def test_a_stem_set_failing_its_set_check_is_a_qc_failure_of_each_member(tmp_path):
+    """Two stems of one set with different lengths: each member fails QC in the run report (reason
+    stem_set: ...), so --fail-on qc exits 1 and JUnit shows the failure; a passing set adds nothing."""
+    sr = 48_000
+    t = np.arange(2 * sr) / sr
+    tone = (0.2 * np.sin(2 * np.pi * 120 * t)).astype(np.float32)  # 120 Hz: whole cycles in 2 s and 1.5 s
+    store = AssetStore(tmp_path)
+    items = []
+    with store.lock():
+        for name, n in (("bass", 2 * sr), ("pad", 2 * sr), ("drums", 3 * sr // 2)):
+            spec = AssetSpec("m", name, "sfx", "x", 1, GenParams(2.0),
+                             PostParams(loop=True, stem_set="groove" if name != "drums" else "beat"))
+            audio = np.stack([tone[:n], tone[:n]])
+            store.commit(spec, f"k-{name}", ProcessedAudio(audio, sr, -23.0, -10.0, loop_start=0, loop_end=n,
+                                                           qc="pass"),
+                         model_label="sfx", placeholder=False, run_id="r", params={})
+            items.append(PlanItem(spec, f"k-{name}", "up-to-date"))
+    assert runreport.stem_set_failures(store, items) == {}  # groove: equal lengths; beat: one stem
+    odd = AssetSpec("m", "lead", "sfx", "x", 1, GenParams(2.0), PostParams(loop=True, stem_set="beat"))
+    with store.lock():
+        store.commit(odd, "k-lead", ProcessedAudio(np.stack([tone, tone]), sr, -23.0, -10.0, loop_start=0,
+                                                   loop_end=2 * sr, qc="pass"),
+                     model_label="sfx", placeholder=False, run_id="r", params={})
+    items.append(PlanItem(odd, "k-lead", "up-to-date"))
+    failures = runreport.stem_set_failures(store, items)
+    assert set(failures) == {"m/drums", "m/lead"} and failures["m/lead"][0].startswith("lengths differ: ")
+    latest = {f"m/{r['asset']}": r for r in store.index.rows(latest_only=True)}
+    report = runreport.build("r", items, [], latest, {}, {}, {}, set_failures=failures)
+    jsonschema.validate(report, SCHEMA)
+    by = {e["asset"]: e for e in report["assets"]}
+    assert by["lead"]["qc"] == "fail" and by["lead"]["qc_reasons"] == [f"stem_set: {r}" for r in failures["m/lead"]]
+    assert by["lead"]["qc_reasons"][1].startswith("stem_set: loop points differ: ")
+    assert by["bass"]["qc"] == "pass" and report["counts"]["qc_failed"] == 2
+    assert runreport.exit_code(0, report["counts"]["qc_failed"], "qc") == 1
