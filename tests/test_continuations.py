@@ -141,12 +141,19 @@ def test_backend_continues_the_prompt(tiny_models):
     stereo_48k = np.repeat(np.interp(np.arange(96_000) * 2 / 3, np.arange(64_000), np.tile(base[0], 2)
                                      .astype(np.float64))[None].astype(np.float32), 2, axis=0)
     cont = GenRequest("b", "drums", 2, params, stereo_48k, 48_000)
+    full = []  # what audiocraft returns: the decoded prompt, then the continuation
+    real = backend.model.generate_continuation
+    backend.model.generate_continuation = lambda *a, **k: full.append(real(*a, **k)) or full[-1]
     first, _ = backend.generate([cont, GenRequest("c", "bass", 3, params, stereo_48k, 48_000)])
+    backend.model.generate_continuation = real
+    hop = backend.sample_rate // 25
+    # 2 s at 48 kHz is 50 whole frames at 32 kHz; 1 s asks for 25 frames more: the prompt's 50 are cut off
+    assert full[0].shape == (2, 1, (50 + 25) * hop)
+    np.testing.assert_array_equal(first, full[0][0, :, 50 * hop:].numpy())
     [plain] = backend.generate([GenRequest("b", "drums", 2, params)])
     assert first.shape == plain.shape == (1, 32_000)  # only the new part, its own duration at the model rate
     assert np.isfinite(first).all() and np.abs(first).max() > 0
-    frame = backend.sample_rate // 25
-    assert np.abs(first[:, :frame] - plain[:, :frame]).max() > 1e-3  # the prompt changed the opening
+    assert np.abs(first[:, :hop] - plain[:, :hop]).max() > 1e-3  # the prompt changed the opening
     [again] = backend.generate([cont])
     # per-request seeding holds for continuations too (same tokens; floats differ with the batch shape)
     np.testing.assert_allclose(again, first, atol=1e-5)
@@ -177,6 +184,10 @@ def test_cli_renders_base_then_continuations_and_a_changed_base_rerenders_them(t
             "game,outro,music,slow outro,1,bridge,,none\n")  # continues the bridge: a second phase
     manifest = tmp_path / "m.csv"
     manifest.write_text(header + rows)
+    plan = CliRunner().invoke(app, ["plan", str(manifest), "--out", str(tmp_path / "out"), "--model-dir",
+                                    str(tiny_models)], catch_exceptions=False)
+    assert plan.exit_code == 0, plan.output
+    assert "continuations to render after their bases: 2" in " ".join(plan.output.split())  # rich wraps lines
     output, first = render(manifest)
     assert {a: r["version"] for a, r in first.items()} == {"theme": 1, "bridge": 1, "outro": 1}, output
     audio, sr = sf.read(tmp_path / "out" / first["bridge"]["path"], always_2d=True)
