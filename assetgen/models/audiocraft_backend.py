@@ -131,7 +131,8 @@ class AudiocraftBackend:
         hop = round(self.sample_rate / self.model.frame_rate)
         n = audio.shape[-1] // hop  # whole frames, the latest ones: the prompt's tokens then decode to n * hop samples
         if n < 1:
-            raise ValueError(f"a continuation prompt needs at least one frame ({hop} samples at {self.sample_rate} Hz)")
+            raise ValueError(f"a continuation prompt needs at least one frame ({hop} samples at "
+                             f"{self.sample_rate} Hz)")
         return audio[..., audio.shape[-1] - n * hop:].contiguous().to(self.device), n
 
     def free_memory(self) -> None:
