@@ -147,7 +147,9 @@ def _print_plan(summary: dict, prepared, out: Path) -> None:
     if summary["batches"]:
         console.print(table)
     console.print(f"audio-seconds to generate: {summary['generate_audio_s']:g}; "
-                  f"scene mixes to render: {summary['mixes_to_render']}")
+                  f"scene mixes to render: {summary['mixes_to_render']}"
+                  + (f"; continuations to render after their bases: {summary['continuations_to_render']}"
+                     if summary.get("continuations_to_render") else ""))
     for ref, model in prepared.models.items():
         if model.placeholder:
             console.print(f"[yellow]PLACEHOLDER AUDIO[/]: {ref} -> {model.source} ({model.placeholder_note})")
@@ -187,7 +189,7 @@ def render_cmd(
         # files checked now so the plan line shows repairs (the hashes read are cached: reconcile only stats)
         prepared = render.prepare(manifests, out, model_dir=model_dir, batch_size=batch_size, max_assets=max_assets,
                                   max_attempts=max_attempts, check_files=True, record_verified=True)
-        if prepared.batches:
+        if prepared.batches or any(it.spec.gen.continue_from for it in prepared.plan.pending):
             from assetgen.models.device import DeviceUnavailable, pick_device
 
             try:

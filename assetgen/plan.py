@@ -6,12 +6,15 @@ source's sha256 and segment for recordings), seed (not for tts or recordings: th
 prompt of a recording, which is only its label), delivery settings, the quality gates and attempts (which take is
 delivered, and whether it passes) and ``POSTPROCESS_VERSION``. Names, row order, category, tags and template
 columns do not enter it.
+A continuation's key adds its base (``continue_from``, ``prompt_s``) and the base's key, so a changed base
+re-renders its continuations; a pinned base (``@vN``) adds only its name and version (a version never changes).
 A mix's key hashes its own delivery settings and, per layer, the layer's key plus its placement
 (gain, start, fades, ducking), so a changed layer or placement changes the mix and nothing else.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -35,6 +38,8 @@ def _gen_text(gen: GenParams) -> str:
     # voice and rate are set on tts rows only: other models' keys stay what they were before tts existed
     if gen.source_sha256:  # a recording is its bytes and the segment read, wherever the file lies
         text += f",src={gen.source_sha256},{gen.source_start_s!r},{gen.source_end_s!r}"
+    if gen.continue_from:  # continuations only: other keys stay what they were before continuations existed
+        text += f",cont={gen.continue_from},{gen.prompt_s!r}"
     return f"{text},{gen.voice},{gen.rate!r}" if gen.voice or gen.rate else text
 
 
@@ -54,11 +59,11 @@ def _sha(*parts: object) -> str:
     return hashlib.sha256(_SEP.join(map(str, parts)).encode()).hexdigest()
 
 
-def content_key(spec: AssetSpec, model_fingerprint: str, layer_keys: Sequence[str] = ()) -> str:
+def content_key(spec: AssetSpec, model_fingerprint: str, layer_keys: Sequence[str] = (), base_key: str = "") -> str:
     """Hex sha256 of what changes ``spec``'s audio.
 
     For a mix, ``layer_keys`` are the layers' placed keys (``placed_layer_key``) in ``spec.layers`` order
-    and ``model_fingerprint`` is ignored.
+    and ``model_fingerprint`` is ignored. For a continuation of an unpinned base, ``base_key`` is the base's key.
     """
     version = f"k{KEY_SCHEMA}p{POSTPROCESS_VERSION}"
     if spec.is_mix:
@@ -68,7 +73,15 @@ def content_key(spec: AssetSpec, model_fingerprint: str, layer_keys: Sequence[st
     post = _post_text(spec.post)
     if spec.post.stem_set and spec.model == FILE_MODEL:
         post += ",stem"  # a recorded stem is cut where its set's grid starts, not where its own loop search would
+    if base_key:
+        return _sha(version, model_fingerprint, prompt, seed, _gen_text(spec.gen), post, f"base={base_key}")
     return _sha(version, model_fingerprint, prompt, seed, _gen_text(spec.gen), post)
+
+
+def split_base(continue_from: str) -> tuple[str, int | None]:
+    """``scene/asset[@vN]`` -> (``scene/asset``, N or None)."""
+    ident, _, version = continue_from.partition("@v")
+    return ident, (int(version) if version else None)
 
 
 def placed_layer_key(layer: AssetSpec, key: str) -> str:
@@ -133,12 +146,18 @@ def _make_plan(specs, index_latest, fingerprints, damaged) -> Plan:
     idents = [s.ident for s in specs]
     by_ident = dict(zip(idents, specs))
     keys: dict[str, str] = {}
-    mixes = []
+    mixes, continuations = [], []
     for ident, spec in zip(idents, specs):
         if spec.is_mix:
             mixes.append((ident, spec))
+        elif spec.gen.continue_from:
+            continuations.append((ident, spec))
         else:
             keys[ident] = content_key(spec, fingerprints[spec.model])
+    for ident, spec in _in_dependency_order(continuations):
+        base, pinned = split_base(spec.gen.continue_from)
+        base_key = "" if pinned is not None else keys.get(base, "")
+        keys[ident] = content_key(spec, fingerprints[spec.model], base_key=base_key)
     for ident, spec in mixes:
         placed = []
         for name in spec.layers:
@@ -158,39 +177,90 @@ def _make_plan(specs, index_latest, fingerprints, damaged) -> Plan:
     return Plan(items, orphaned)
 
 
+def _in_dependency_order(continuations: list[tuple[str, AssetSpec]]) -> list[tuple[str, AssetSpec]]:
+    """Continuations with each after its base when the base is a continuation too (the manifest refuses
+    cycles; a cycle left here raises ValueError)."""
+    todo = dict(continuations)
+    done: set[str] = set()
+    out = []
+    while todo:
+        ready = [(i, s) for i, s in todo.items() if split_base(s.gen.continue_from)[0] not in todo]
+        if not ready:
+            raise ValueError(f"continue_from cycle among: {', '.join(sorted(todo))}")
+        for ident, spec in ready:
+            out.append((ident, spec))
+            done.add(ident)
+            del todo[ident]
+    return out
+
+
+def continuation_phases(items: Sequence[PlanItem]) -> list[list[PlanItem]]:
+    """Pending continuation items in render phases: phase 1 continues bases that are not continuations, phase
+    k+1 continues the takes of phase k (a base always renders before its continuations)."""
+    conts = {it.spec.ident: it for it in items if it.spec.gen.continue_from}
+    ordered = _in_dependency_order([(i, it.spec) for i, it in conts.items()])
+    depth: dict[str, int] = {}
+    for ident, spec in ordered:
+        base = split_base(spec.gen.continue_from)[0]
+        depth[ident] = depth.get(base, 0) + 1
+    phases: list[list[PlanItem]] = [[] for _ in range(max(depth.values(), default=0))]
+    for ident in sorted(depth):
+        phases[depth[ident] - 1].append(conts[ident])
+    return phases
+
+
 @dataclass(frozen=True)
 class Batch:
-    """Generation requests that one model call can serve together (same model, same GenParams)."""
+    """Generation requests that one model call can serve together (same model, same GenParams; for
+    continuations the same prompt length and rate, with ``params.continue_from`` cleared)."""
 
     model: str
     params: GenParams
     items: tuple[PlanItem, ...]
+    prompts: tuple = ()  # continuations: (audio (channels, samples), rate Hz) per item
 
     def requests(self) -> list[GenRequest]:
+        if self.prompts:
+            return [GenRequest(i.key, i.spec.prompt, i.seed, self.params, a, sr)
+                    for i, (a, sr) in zip(self.items, self.prompts)]
         return [GenRequest(i.key, i.spec.prompt, i.seed, self.params) for i in self.items]
 
 
 def _gen_sort_key(model: str, gen: GenParams) -> tuple:
-    return (model, gen.duration_s, gen.temperature, gen.top_k, gen.top_p, gen.cfg_coef, gen.voice, gen.rate)
+    return (model, gen.duration_s, gen.temperature, gen.top_k, gen.top_p, gen.cfg_coef, gen.voice, gen.rate,
+            gen.prompt_s)
 
 
-def make_batches(items: Sequence[PlanItem], batch_size: int) -> list[Batch]:
+def make_batches(items: Sequence[PlanItem], batch_size: int, prompts: Mapping[str, tuple] | None = None
+                 ) -> list[Batch]:
     """Group generating items (mixes skipped) by (model, GenParams), at most ``batch_size`` per batch.
 
-    Deterministic: groups sorted by model and params, items within a group by ident. Pass
-    ``plan.pending`` to batch only what needs rendering.
+    Continuations are batched only with ``prompts`` (ident -> (audio, rate) of their prompt: they render after
+    their bases, see :func:`continuation_phases`), grouped also by prompt shape and rate (audiocraft continues
+    a batch from prompts of one length), their bases ignored (the prompt audio carries them); without
+    ``prompts`` they are skipped. Deterministic: groups sorted by model and params, items within a group by
+    ident. Pass ``plan.pending`` to batch only what needs rendering.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    groups: dict[tuple[str, GenParams], list[PlanItem]] = {}
+    groups: dict[tuple, list[PlanItem]] = {}
     for item in items:
-        if not item.spec.is_mix:
-            groups.setdefault((item.spec.model, item.spec.gen), []).append(item)
+        spec = item.spec
+        if spec.is_mix:
+            continue
+        if not spec.gen.continue_from:
+            groups.setdefault((spec.model, spec.gen, ()), []).append(item)
+        elif prompts is not None and spec.ident in prompts:
+            audio, sr = prompts[spec.ident]
+            gen = dataclasses.replace(spec.gen, continue_from="")
+            groups.setdefault((spec.model, gen, (tuple(audio.shape), sr)), []).append(item)
     batches = []
-    for model, gen in sorted(groups, key=lambda g: _gen_sort_key(*g)):
-        members = sorted(groups[model, gen], key=lambda i: i.spec.ident)
+    for model, gen, shape in sorted(groups, key=lambda g: (*_gen_sort_key(*g[:2]), g[2])):
+        members = sorted(groups[model, gen, shape], key=lambda i: i.spec.ident)
         for start in range(0, len(members), batch_size):
-            batches.append(Batch(model, gen, tuple(members[start : start + batch_size])))
+            chunk = tuple(members[start : start + batch_size])
+            batch_prompts = tuple(prompts[i.spec.ident] for i in chunk) if shape else ()
+            batches.append(Batch(model, gen, chunk, batch_prompts))
     return batches
 
 
@@ -213,6 +283,9 @@ def plan_summary(plan: Plan, batches: Sequence[Batch]) -> dict:
             }
             for b in batches
         ],
-        "generate_audio_s": round(sum(b.params.duration_s * len(b.items) for b in batches), 3),
+        # continuations are batched once their bases are delivered: counted here, not in ``batches``
+        "generate_audio_s": round(sum(b.params.duration_s * len(b.items) for b in batches)
+                                  + sum(i.spec.gen.duration_s for i in pending if i.spec.gen.continue_from), 3),
         "mixes_to_render": sum(1 for i in pending if i.spec.is_mix),
+        "continuations_to_render": sum(1 for i in pending if i.spec.gen.continue_from),
     }

@@ -23,8 +23,10 @@ class RenderProgress:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        n_gen = sum(len(b.items) for b in prepared.batches)
+        conts = [it for it in prepared.plan.pending if it.spec.gen.continue_from]  # batched after their bases
+        n_gen = sum(len(b.items) for b in prepared.batches) + len(conts)
         secs = sum(it.spec.gen.duration_s for b in prepared.batches for it in b.items)
+        secs += sum(it.spec.gen.duration_s for it in conts)
         bar = Progress(TextColumn("[bold]{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
                        TextColumn("{task.fields[extra]}"), TimeElapsedColumn(), transient=False)
         with self._lock:

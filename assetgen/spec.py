@@ -33,6 +33,7 @@ TTS_MODEL = "tts"  # narration: the prompt is the spoken line, synthesised by es
 DEFAULT_TTS_VOICE = "en-us"  # espeak-ng voice of a tts row without a ``voice`` cell
 DEFAULT_TTS_RATE = 160  # espeak-ng speaking rate of a tts row without a ``rate`` cell, words per minute
 PLACEHOLDER_VO = "PLACEHOLDER VO"  # starts the model label of tts takes (and appears in their mixes' labels)
+DEFAULT_PROMPT_S = 2.0  # seconds of the base's delivered take that prompt a continuation without ``prompt_s``
 BEATS_PER_BAR = 4  # loops are counted in 4/4 bars
 
 
@@ -80,6 +81,10 @@ class GenParams:
     source_sha256: str = ""
     source_start_s: float = 0.0
     source_end_s: float = 0.0
+    # continuations only (music rows with ``continue_from``): the base asset ``scene/asset`` or ``scene/asset@vN``
+    # whose delivered take's last ``prompt_s`` seconds prompt the model; empty / 0 elsewhere (not in other keys)
+    continue_from: str = ""
+    prompt_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,10 @@ class GenRequest:
     prompt: str
     seed: int
     params: GenParams
+    # continuation prompt: float32 (channels, samples) at ``prompt_sr`` Hz, or None for a text-only request;
+    # the backend resamples it to the model's rate and returns only the continuation after it
+    prompt_audio: Any = None
+    prompt_sr: int = 0
 
 
 @dataclass

@@ -160,6 +160,8 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
                     log.warning("QC round %d: generating %d take(s) again: %s", n_round, len(rerolls),
                                 ", ".join(f"{it.spec.ident} (attempt {it.attempt})" for it in rerolls[:10]))
                 batches = render.reroll_batches(rerolls, batch_size)
+            outcomes += _render_continuations(store, prepared, outcomes, batch_size, previous,
+                                              (model_dir, device, runner, isolated), run_id, bars, log)
             outcomes += _render_mixes(store, root, prepared, outcomes, run_id, bars)
             summary = render.summary(prepared, outcomes, run_id)
             for version in summary["versions"]:
@@ -220,6 +222,31 @@ def _generate_round(store, batches, model_dir, device, runner, isolated, previou
             outcomes.append(render.record_settled(store, settled, run_id))
             bars.advance("write", 1)
     return previous
+
+
+def _render_continuations(store, prepared, outcomes, batch_size, previous, where, run_id, bars,
+                          log) -> list[render.Outcome]:
+    """Rows with ``continue_from``, phase by phase (``plan.continuation_phases``), each phase generated once the
+    takes it continues landed; ``where`` is (model_dir, device, runner, isolated) as for the first phase."""
+    from assetgen import continuation
+    from assetgen.plan import continuation_phases, make_batches
+
+    results: list[render.Outcome] = []
+    keys = {it.spec.ident: it.key for it in prepared.plan.items}
+    for items in continuation_phases(prepared.plan.pending):
+        phase = continuation.prepare_phase(store, items, {o.ident for o in [*outcomes, *results] if not o.ok}, keys)
+        for item, failure in phase.blocked:
+            results.append(render.record_failure(store, item, failure, run_id))
+            bars.advance("write", 1)
+        chooser = render.TakeChooser(phase.ready, external=render.delivered_siblings(store, prepared.plan.items))
+        batches = make_batches(phase.ready, batch_size, phase.prompts)
+        while batches:
+            previous = _generate_round(store, batches, *where, previous, chooser, results, run_id, bars, log)
+            for settled in chooser.settled():
+                results.append(render.record_settled(store, settled, run_id))
+                bars.advance("write", 1)
+            batches = make_batches(chooser.rerolls(), batch_size, phase.prompts)
+    return results
 
 
 def _render_mixes(store, root, prepared, outcomes, run_id, bars) -> list[render.Outcome]:

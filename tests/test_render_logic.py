@@ -16,7 +16,7 @@ import soundfile as sf
 from assetgen import render
 from assetgen.models.base import CheckpointRefused, GenerationError
 from assetgen.models.registry import ModelUnavailable
-from assetgen.plan import Batch, PlanItem
+from assetgen.plan import Batch, Plan, PlanItem
 from assetgen.progress import RenderProgress
 from assetgen.render import Failure, GenResult, ModelLoadError
 from assetgen.seeds import attempt_seed
@@ -301,6 +301,7 @@ def test_progress_bars_count_and_disabled_bars_do_nothing():
     class Prepared:
         batches = [Batch("sfx", GenParams(duration_s=2.0), (item("a"), item("b")))]
         mixes = [mix_item(("a",))]
+        plan = Plan([item("a"), item("b")])  # no continuations: every generation is in ``batches``
 
     off = RenderProgress(False)
     off.start(Prepared())

@@ -200,6 +200,9 @@ class Lab:
         from assetgen.store.store import encode_for_delivery
 
         clips = [it for it in items if not it.spec.is_mix]
+        continuing = sorted(it.spec.ident for it in clips if it.spec.gen.continue_from)
+        if continuing:  # the lab keeps no delivered takes to continue from
+            raise _TakeFailed(f"continue_from is rendered by `assetgen render`, not the lab: {', '.join(continuing)}")
         # the render's own re-roll loop: a take failing a generation-dependent gate is generated again with
         # the next attempt's seed, so the delivered take is the one `assetgen render` of the kept rows delivers
         chooser = render.TakeChooser(clips)

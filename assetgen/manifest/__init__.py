@@ -37,6 +37,7 @@ from assetgen.manifest._read import ReadError, Table, read_table, too_many_rows
 from assetgen.names import shorten, slug
 from assetgen.seeds import derive_seed
 from assetgen.spec import (
+    DEFAULT_PROMPT_S,
     DEFAULT_TTS_RATE,
     DEFAULT_TTS_VOICE,
     FILE_MODEL,
@@ -185,6 +186,8 @@ def _load(paths: Sequence[Path | str], max_assets: int, found: list[ManifestWarn
     issues += mix_issues
     issues += _stem_sets(specs)
     issues += _duplicates(specs)
+    if not issues:  # a base whose row failed validation would look missing
+        issues += _continuations(specs)
     if issues:
         raise ManifestError(issues)
     return specs
@@ -618,7 +621,33 @@ def _audio_params(values: dict) -> tuple[str, GenParams, PostParams]:
         gen_kw = source
     elif any(k in values for k in _SOURCE_FIELDS):
         raise BadValue(f"source, source_start_s and source_end_s apply only to model file, not {model}")
+    if "continue_from" in values:
+        gen_kw.update(_continuation_params(values, model))
+    elif "prompt_s" in values:
+        raise BadValue("prompt_s applies only to a row with continue_from", "prompt_s", f"{values['prompt_s']:g}")
     return model, GenParams(duration_s=gen_s, **gen_kw), post
+
+
+def _continuation_params(values: dict, model: str) -> dict:
+    """``GenParams`` fields of a continuation: the base ``scene/asset[@vN]`` (a bare asset is in the row's scene)
+    and ``prompt_s``; only MusicGen rows can continue audio (audiocraft's ``generate_continuation``)."""
+    ref = values["continue_from"]
+    if not _continues_music(model):
+        raise BadValue(f"continue_from needs a MusicGen model (music, facebook/musicgen-*, or a music checkpoint "
+                       f"directory), not {model}", "continue_from", ref)
+    if ref.startswith("/"):
+        ref = values["scene"] + ref
+    return {"continue_from": ref, "prompt_s": float(values.get("prompt_s", DEFAULT_PROMPT_S))}
+
+
+def _continues_music(model: str) -> bool:
+    if model == "music" or model.startswith("facebook/musicgen-"):
+        return True
+    if Path(model).is_absolute():  # a checkpoint directory (parse_model made it absolute)
+        from assetgen.models.registry import checkpoint_kind
+
+        return checkpoint_kind(model) == "music"
+    return False
 
 
 def _source_params(values: dict, post: PostParams, target: float) -> dict:
@@ -743,6 +772,45 @@ def _stem_sets(specs: list[AssetSpec]) -> list[ValidationIssue]:
                     bad(spec, "duration_s", f"{spec.target_duration_s:g}",
                         f"stem set '{name}': {n_mine} samples long, {first.ident} is {n_first} (the stems of a set "
                         "share one length)")
+    return issues
+
+
+def _continuations(specs: list[AssetSpec]) -> list[ValidationIssue]:
+    """Every ``continue_from`` names an asset of this run that is not a scene mix, and no chain of
+    continuations returns to where it started."""
+    by_ident = {s.ident: s for s in specs}
+    issues = []
+
+    def bad(spec, message):
+        where = (spec.source.file, spec.source.row) if spec.source else ("(generated)", None)
+        issues.append(ValidationIssue(*where, "continue_from", spec.gen.continue_from, message))
+
+    bases = {}
+    for spec in specs:
+        ref = spec.gen.continue_from
+        if not ref:
+            continue
+        base = ref.partition("@v")[0]
+        target = by_ident.get(base)
+        if target is None:
+            hint = closest(base, list(by_ident))
+            bad(spec, f"no asset {base} in this run's manifests (a base must be rendered in the same run: pass "
+                "its manifest too)" + (f"; did you mean {hint}?" if hint else ""))
+        elif target.is_mix:
+            bad(spec, f"{base} is a scene mix, rendered after every generated asset: continue one of its layers")
+        else:
+            bases[spec.ident] = base
+    reported: set[str] = set()
+    for start in sorted(bases):
+        chain, ident = [start], bases[start]
+        while ident in bases and ident not in chain:
+            chain.append(ident)
+            ident = bases[ident]
+        if ident in chain and ident not in reported:  # a cycle through ident
+            cycle = chain[chain.index(ident):]
+            reported.update(cycle)
+            bad(by_ident[ident], "continue_from cycle: " + " -> ".join([*cycle, ident])
+                + " (each asset would have to render before the others)")
     return issues
 
 

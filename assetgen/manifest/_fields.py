@@ -170,6 +170,19 @@ def parse_scene(raw: str) -> str:
     return parse_name(name)
 
 
+def parse_continue_from(raw: str) -> str:
+    """``scene/asset`` or ``asset`` (same scene), optionally pinned to a version ``@vN``; returned as
+    ``scene/asset[@vN]`` with an empty scene for a bare asset (the row's scene is filled in later)."""
+    ref, at, version = nfc(raw).partition("@")
+    if at and not re.fullmatch(r"v[1-9][0-9]{0,8}", version):
+        raise BadValue("expected scene/asset or scene/asset@vN (N a version number >= 1)")
+    scene, slash, asset = ref.rpartition("/")
+    if slash and not scene:
+        raise BadValue("expected scene/asset or scene/asset@vN: the scene is empty")
+    scene = parse_scene(scene) if scene else ""
+    return f"{scene}/{parse_name(asset)}" + (f"@{version}" if at else "")
+
+
 # --- models --------------------------------------------------------------------------------------
 
 
@@ -276,13 +289,15 @@ PARSERS: dict[str, tuple[Callable[[str], Any], bool]] = {
     "duck_attack_s": (_number(float, "seconds between 0 and 10", ge=0, le=10), True),
     "duck_release_s": (_number(float, "seconds between 0 and 30", ge=0, le=30), True),
     "stem_set": (parse_name, False),
+    "continue_from": (parse_continue_from, False),
+    "prompt_s": (_number(float, "seconds of the base's end between 0.04 and 30", ge=0.04, le=30), False),
     "source": (parse_text, False),  # parsed by parse_source, which needs the manifest's folder
     "source_start_s": (_number(float, "seconds from the recording's start, >= 0", ge=0), True),
     "source_end_s": (_number(float, "seconds from the recording's start, > 0", gt=0), True),
 }
 KNOWN = frozenset(PARSERS)
 TEXT_COLUMNS = frozenset(("scene", "asset", "model", "prompt", "layer", "fx", "category", "tags", "loudness_mode",
-                          "qc", "voice", "source", "stem_set"))
+                          "qc", "voice", "source", "stem_set", "continue_from"))
 
 # names people write for known columns (other tools' spellings, units in the name): column -> known column
 ALIASES = {
@@ -313,6 +328,8 @@ ALIASES = {
     "source_file": "source", "source_path": "source", "recording": "source", "audio_file": "source",
     "source_start": "source_start_s", "source_end": "source_end_s", "in_s": "source_start_s",
     "out_s": "source_end_s", "stems": "stem_set", "stem_group": "stem_set", "stem": "stem_set",
+    "continue": "continue_from", "continuation_of": "continue_from", "continues": "continue_from",
+    "prompt_seconds": "prompt_s", "prompt_duration_s": "prompt_s", "prompt_length_s": "prompt_s",
 }  # fmt: skip
 _UNITS = ("_hz", "_db", "_dbtp", "_lufs", "_s", "_sec", "_seconds", "_ms")
 

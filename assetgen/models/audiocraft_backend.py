@@ -86,9 +86,11 @@ class AudiocraftBackend:
         # audiocraft generates int(duration * frame_rate) frames: round up to whole frames, trim to the sample
         frames = math.ceil(params.duration_s * self.model.frame_rate - 1e-6)
         samples = round(params.duration_s * self.sample_rate)
-        duration = (frames + 0.5) / self.model.frame_rate
-        if params.duration_s <= self.max_duration_s:  # stay in the single-window path
-            duration = min(duration, self.max_duration_s)
+        prompt, prompt_frames = self._prompt(requests)
+        # a continuation's frames count the prompt's: audiocraft returns prompt + continuation
+        duration = (prompt_frames + frames + 0.5) / self.model.frame_rate
+        if params.duration_s + prompt_frames / self.model.frame_rate <= self.max_duration_s:
+            duration = min(duration, self.max_duration_s)  # stay in the single-window path
         self.model.set_generation_params(
             duration=duration, temperature=params.temperature, top_k=params.top_k,
             top_p=params.top_p, cfg_coef=params.cfg_coef)
@@ -101,11 +103,37 @@ class AudiocraftBackend:
             report = self.on_progress
             if report is not None:
                 self.model.set_custom_progress_callback(lambda done, total: report(min(1.0, done / max(total, 1))))
+            texts = [r.prompt for r in requests]
             with torch.inference_mode():
-                wav = self.model.generate([r.prompt for r in requests], progress=report is not None)
+                if prompt is None:
+                    wav = self.model.generate(texts, progress=report is not None)
+                else:
+                    wav = self.model.generate_continuation(prompt, self.sample_rate, texts,
+                                                           progress=report is not None)
         finally:
             _rows.generators = None
-        return [w[..., :samples].detach().to("cpu", torch.float32).numpy() for w in wav]
+        skip = prompt_frames * round(self.sample_rate / self.model.frame_rate)  # the prompt's decoded samples
+        return [w[..., skip:skip + samples].detach().to("cpu", torch.float32).numpy() for w in wav]
+
+    def _prompt(self, requests: Sequence[GenRequest]) -> tuple[torch.Tensor | None, int]:
+        """The batch's continuation prompts at the model's rate and channels, [B, C, T], and their length in
+        frames (None, 0 for text-only requests). All or none of a batch must have a prompt, of one length."""
+        given = [r.prompt_audio is not None for r in requests]
+        if not any(given):
+            return None, 0
+        if not all(given) or len({(np.shape(r.prompt_audio), r.prompt_sr) for r in requests}) != 1:
+            raise ValueError("a continuation batch needs a prompt of one length and rate on every request; "
+                             "group requests with plan.make_batches")
+        from audiocraft.data.audio_utils import convert_audio
+
+        audio = torch.from_numpy(np.stack([np.asarray(r.prompt_audio, dtype=np.float32) for r in requests]))
+        audio = convert_audio(audio, requests[0].prompt_sr, self.sample_rate, self.model.audio_channels)
+        hop = round(self.sample_rate / self.model.frame_rate)
+        n = audio.shape[-1] // hop  # whole frames, the latest ones: the prompt's tokens then decode to n * hop samples
+        if n < 1:
+            raise ValueError(f"a continuation prompt needs at least one frame ({hop} samples at "
+                             f"{self.sample_rate} Hz)")
+        return audio[..., audio.shape[-1] - n * hop:].contiguous().to(self.device), n
 
     def free_memory(self) -> None:
         """Release cached device memory after an out-of-memory error."""

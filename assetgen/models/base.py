@@ -20,7 +20,9 @@ class ModelBackend(Protocol):
 
     def generate(self, requests: Sequence[GenRequest]) -> list[np.ndarray | BaseException]:
         """Return float32 arrays shaped (channels, samples), one per request, in request order; a request that
-        fails on its own (not the batch) may have its exception in its place instead."""
+        fails on its own (not the batch) may have its exception in its place instead. A request with
+        ``prompt_audio`` continues that audio (only music backends get such requests) and returns only the new
+        part, ``params.duration_s`` long."""
         ...
 
 

@@ -91,6 +91,11 @@ def _kind_of(path: Path, hint: str) -> str:
     return "sfx" if "audiogen" in hint.lower() or "audiogen" in str(path).lower() else "music"
 
 
+def checkpoint_kind(path: str | Path) -> str:
+    """``music`` or ``sfx``: what a checkpoint directory generates (its marker, else its name)."""
+    return _kind_of(Path(path), str(path))
+
+
 def _placeholder(path: Path) -> bool:
     marker = path / MARKER_FILE
     return marker.is_file() and bool(json.loads(marker.read_text()).get("placeholder", False))
