@@ -119,10 +119,14 @@ def loudest_frame_dbfs(audio: np.ndarray, sr: int, frame_s: float = SILENCE_FRAM
 
 def silence_gate(raw: np.ndarray, sr: int, threshold_dbfs: float = DEFAULTS["silence"]) -> GateResult:
     """Fails a take whose loudest 50 ms (raw model output, ``sr`` Hz) stays below ``threshold_dbfs`` RMS."""
-    level = loudest_frame_dbfs(raw, sr)
-    value = max(level, -200.0)  # -inf does not survive JSON
-    return _result("silence", level >= threshold_dbfs, value, threshold_dbfs,
-                   f"loudest 50 ms at {level:.1f} dBFS < {threshold_dbfs:g} dBFS (silent or near-silent take)")
+    return silence_result(loudest_frame_dbfs(raw, sr), threshold_dbfs)
+
+
+def silence_result(level_dbfs: float, threshold_dbfs: float) -> GateResult:
+    """The silence gate on an already measured loudest-50-ms level (dBFS)."""
+    value = max(level_dbfs, -200.0)  # -inf does not survive JSON
+    return _result("silence", level_dbfs >= threshold_dbfs, value, threshold_dbfs,
+                   f"loudest 50 ms at {level_dbfs:.1f} dBFS < {threshold_dbfs:g} dBFS (silent or near-silent take)")
 
 
 def longest_full_scale_run(audio: np.ndarray, full_scale: float = FULL_SCALE) -> int:
@@ -140,9 +144,13 @@ def longest_full_scale_run(audio: np.ndarray, full_scale: float = FULL_SCALE) ->
 
 def clipping_gate(raw: np.ndarray, max_run: float = DEFAULTS["clipping"]) -> GateResult:
     """Fails a raw model take with a run of more than ``max_run`` consecutive full-scale samples (a clamp)."""
-    run = longest_full_scale_run(raw)
+    return clipping_result(longest_full_scale_run(raw), max_run)
+
+
+def clipping_result(run: float, max_run: float) -> GateResult:
+    """The clipping gate on an already measured longest full-scale run (samples)."""
     return _result("clipping", run <= max_run, run, max_run,
-                   f"{run} consecutive full-scale samples in the model output (> {max_run:g}: clipped)")
+                   f"{run:g} consecutive full-scale samples in the model output (> {max_run:g}: clipped)")
 
 
 def dc_gate(audio: np.ndarray, threshold: float = DEFAULTS["dc"], measured: float | None = None) -> GateResult:
@@ -263,8 +271,13 @@ def near_duplicate_gate(emb: Iterable[float], siblings: Mapping[str, Iterable[fl
     if not dists:
         return _result("near_duplicate", True, None, threshold, "")
     name = min(dists, key=lambda k: (dists[k], k))
-    return _result("near_duplicate", dists[name] >= threshold, dists[name], threshold,
-                   f"near-duplicate of {name} (distance {dists[name]:.3f} < {threshold:g})")
+    return near_duplicate_result(name, dists[name], threshold)
+
+
+def near_duplicate_result(nearest: str, distance: float, threshold: float) -> GateResult:
+    """The near-duplicate gate on an already measured smallest distance, to the sibling ``nearest``."""
+    return _result("near_duplicate", distance >= threshold, distance, threshold,
+                   f"near-duplicate of {nearest} (distance {distance:.3f} < {threshold:g})")
 
 
 # --- which gates a row runs -------------------------------------------------------------------------------------

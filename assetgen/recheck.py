@@ -72,32 +72,27 @@ def spec_of(row: Mapping[str, Any]) -> AssetSpec:
 
 
 def rethreshold(stored: Mapping[str, Any], threshold: float) -> qc.GateResult:
-    """A raw-take gate's stored result (``GateResult.as_dict``) judged against ``threshold``: the pass rule
-    and the failure text of the gate function that measured it."""
+    """A raw-take gate's stored result (``GateResult.as_dict``) judged against ``threshold`` by the gate's own
+    rule (``qc.silence_result`` / ``clipping_result`` / ``near_duplicate_result``). A passing near-duplicate
+    result stores no reason, so its sibling is named only when the stored result failed."""
     name, value = stored["name"], stored.get("value")
     if name == "near_duplicate" and value is None:
         return qc.GateResult(name, True, None, float(threshold), qc.UNITS[name])
     if value is None:
         return qc.GateResult(name, False, None, float(threshold), qc.UNITS[name], f"{name}: no stored value")
-    value = float(value)
     if name == "silence":
-        passed, reason = value >= threshold, f"loudest 50 ms at {value:.1f} dBFS < {threshold:g} dBFS (silent or " \
-                                             "near-silent take)"
-    elif name == "clipping":
-        passed, reason = value <= threshold, (f"{value:g} consecutive full-scale samples in the model output "
-                                              f"(> {threshold:g}: clipped)")
-    elif name == "near_duplicate":
-        nearest = str(stored.get("reason") or "").split(" (distance")[0] or "a sibling"
-        passed, reason = value >= threshold, f"{nearest} (distance {value:.3f} < {threshold:g})"
-        if not nearest.startswith("near-duplicate"):
-            reason = f"near-duplicate of a sibling (distance {value:.3f} < {threshold:g})"
-    else:
-        raise ValueError(f"{name}: not a raw-take gate")
-    return qc.GateResult(name, bool(passed), value, float(threshold), qc.UNITS[name], "" if passed else reason)
+        return qc.silence_result(float(value), threshold)
+    if name == "clipping":
+        return qc.clipping_result(float(value), threshold)
+    if name == "near_duplicate":
+        prefix, reason = "near-duplicate of ", str(stored.get("reason") or "")
+        nearest = reason[len(prefix):].split(" (distance")[0] if reason.startswith(prefix) else "a sibling"
+        return qc.near_duplicate_result(nearest, float(value), threshold)
+    raise ValueError(f"{name}: not a raw-take gate")
 
 
-def delivered(root: Path, row: Mapping[str, Any]) -> tuple[ProcessedAudio, Any]:
-    """The delivered file measured again, as the gates read a post-processed take; and its audio."""
+def delivered(root: Path, row: Mapping[str, Any]) -> ProcessedAudio:
+    """The delivered file measured again, as the gates read a post-processed take."""
     import soundfile as sf
 
     from assetgen.dsp.loudness import measure
@@ -116,7 +111,7 @@ def delivered(root: Path, row: Mapping[str, Any]) -> tuple[ProcessedAudio, Any]:
         lra_lu=m.lra_lu, max_momentary_lufs=m.max_momentary_lufs, max_short_term_lufs=m.max_short_term_lufs,
         sample_peak_dbfs=m.sample_peak_dbfs, dc_offset=m.dc_offset, loudness_shortfall_lu=shortfall,
         tempo_bpm=row.get("tempo_bpm"))
-    return processed, x
+    return processed
 
 
 def recheck_row(root: Path, row: Mapping[str, Any], chosen_gates: list[dict] | None, override: str = "") -> Recheck:
@@ -132,7 +127,7 @@ def recheck_row(root: Path, row: Mapping[str, Any], chosen_gates: list[dict] | N
     head = dict(scene=row["scene"], asset=row["asset"], version=int(row["version"]), path=row["path"],
                 stored_qc=row.get("qc"))
     try:
-        processed, _ = delivered(root, row)
+        processed = delivered(root, row)
     except Exception as exc:  # noqa: BLE001 - any unreadable file fails its check, the others go on
         reason = f"file: cannot read {row['path']} ({type(exc).__name__}: {exc})"
         return Recheck(**head, qc="fail", reasons=(reason,), gates=(), error=reason)
