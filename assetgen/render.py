@@ -563,7 +563,7 @@ def delivered_siblings(store: AssetStore, items: Sequence) -> dict[tuple, list[t
             if it.state in ("new", "changed", "repair") and not it.spec.is_mix
             and "near_duplicate" in qc.gates_for(it.spec, qc.asset_kind(it.spec))}
     out: dict[tuple, list[tuple[str, tuple[float, ...]]]] = {}
-    for it in sorted(items, key=lambda i: i.spec.ident):
+    for it in items:
         group = sibling_group(it.spec)
         if it.state == "up-to-date" and group in todo and not it.spec.is_mix:
             emb = store.latest_embedding(it.spec.scene, it.spec.asset)
@@ -632,7 +632,7 @@ class TakeChooser:
             self._groups.setdefault(sibling_group(it.spec), []).append(it.spec.ident)
         for members in self._groups.values():
             members.sort()
-        self._external = {g: list(v) for g, v in (external or {}).items()}
+        self._external = {g: sorted(v) for g, v in (external or {}).items()}  # in ident order, as siblings are
         self._rerolls: list = []
         self._settled: list[Settled] = []
 
@@ -668,7 +668,7 @@ class TakeChooser:
         self._rerolls.append(dataclasses.replace(a.attempts[-1].item, attempt=a.attempts[-1].item.attempt + 1))
 
     def _decide(self, group: tuple) -> None:
-        external = sorted(self._external.get(group, []))
+        external = self._external.get(group, [])
         accepted, e = [], 0
         for ident in self._groups[group]:
             while e < len(external) and external[e][0] < ident:  # delivered siblings before this asset
