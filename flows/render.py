@@ -76,7 +76,7 @@ def _gpu_annotation(runner: str):
 def _artifacts(summary: dict) -> None:
     failed = summary["failed"]
     # the run report's QC failures: the whole set the manifests name, up-to-date takes too (as the state)
-    qc_failed = (summary.get("report") or {}).get("qc_failed", summary.get("qc_failed", []))
+    qc_failed = summary["report"]["qc_failed"]
     lines = [f"# assetgen render {summary['run_id']}", "",
              "| plan | count |", "|---|---|", *[f"| {k} | {v} |" for k, v in summary["plan"].items()], "",
              f"Rendered **{summary['rendered']}** new versions, repaired **{len(summary.get('repaired', []))}**, "
@@ -178,7 +178,7 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
         return Failed(message=problem, data=exc)
     bars.stop()
     _artifacts(summary)
-    message = runreport.failure_message(summary["failed"], summary["report"].get("qc_failed", []), fail_on)
+    message = runreport.failure_message(summary["failed"], summary["report"]["qc_failed"], fail_on)
     if message:
         return Failed(message=message, data=render.AssetsFailed(message, summary))
     return Completed(message=f"{summary['rendered']} new version(s)", data=summary)
