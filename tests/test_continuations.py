@@ -235,3 +235,41 @@ def test_prompt_is_the_end_of_the_delivered_take_and_blocked_bases_fail(tmp_path
     v9 = PlanItem(specs["game/pinned"].replace(gen=GenParams(
         3.0, continue_from="game/theme@v9", prompt_s=2.0)), "k9", "new")
     assert prepare_phase(store, [v9], set(), {}).blocked[0][1].text == "game/theme has no delivered version 9"
+
+
+@pytest.mark.slow
+def test_stems_continued_from_the_first_stem_are_delivered_on_its_grid(tmp_path, tiny_models):
+    """A generated stem set whose later stems continue the first: one length, one loop, and the set check of
+    the run report (read back from the files with an independent RIFF reader) holds."""
+    import json
+
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    from assetgen.cli import app
+    from assetgen.stems import Stem, check_stem_set
+    from assetgen.store.index import Index
+    from wavinfo import WavInfoReader
+
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("scene,asset,model,prompt,duration_s,loop,bpm,bars,stem_set,continue_from,prompt_s\n"
+                        "groove,drums,music,driving drums,3,true,120,1,groove,,\n"
+                        "groove,bass,music,deep bass line,3,true,120,1,groove,drums,1\n"
+                        "groove,pad,music,warm pad,3,true,120,1,groove,drums,1\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [str(a) for a in ("render", manifest, "--out", out, "--model-dir", tiny_models,
+                                                       "--no-progress", "--fail-on", "error")],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = {r["asset"]: r for r in Index(out).rows()}
+    assert {json.loads(rows[a]["params"])["gen"]["continue_from"] for a in ("bass", "pad")} == {"groove/drums"}
+    stems = {}
+    for asset, row in rows.items():
+        audio, sr = sf.read(out / row["path"], dtype="float32", always_2d=True)
+        assert sr == 48_000 and len(audio) == 96_000  # one bar at 120 BPM: 2 s
+        [loop] = WavInfoReader(str(out / row["path"])).smpl.sample_loops
+        assert (loop.start, loop.end) == (0, 95_999)  # smpl's end is inclusive
+        stems[asset] = Stem(audio.T, sr, (int(row["loop_start"]), int(row["loop_end"])))
+    assert check_stem_set(stems).passed
+    report = json.loads((out / "runs" / "latest.json").read_text())
+    assert not [r for e in report["assets"] for r in e.get("qc_reasons", []) if r.startswith("stem_set")]
