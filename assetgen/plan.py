@@ -255,8 +255,9 @@ def make_batches(items: Sequence[PlanItem], batch_size: int, prompts: Mapping[st
     Items with a base (``GenParams.base``) are batched only with ``prompts`` (ident -> (audio, rate) of their
     prompt or melody: they render after their bases, see :func:`continuation_phases`), continuations grouped also
     by prompt shape and rate (audiocraft continues a batch from prompts of one length), their bases ignored (the
-    audio carries them); without ``prompts`` they are skipped. Melodies (recordings or takes, of any length)
-    do not split batches: each request carries its own. Deterministic: groups sorted by model and params, items within a group by
+    audio carries them); without ``prompts`` they are skipped. Each request carries its own melody (a recording or
+    a take); melodies are grouped by length and rate: audiocraft pads a batch's melodies to the longest, which
+    would change a shorter melody's chroma, so a take would depend on its batch neighbours. Deterministic: groups sorted by model and params, items within a group by
     ident. Pass ``plan.pending`` to batch only what needs rendering.
     """
     if batch_size < 1:
@@ -268,22 +269,35 @@ def make_batches(items: Sequence[PlanItem], batch_size: int, prompts: Mapping[st
             continue
         gen = dataclasses.replace(spec.gen, melody="", melody_sha256="") if spec.gen.melody else spec.gen
         if not spec.gen.base:
-            groups.setdefault((spec.model, gen, ()), []).append(item)
+            inputs = ("file", _recording_length(spec.gen.melody), 0) if spec.gen.melody else ()
+            groups.setdefault((spec.model, gen, inputs), []).append(item)
         elif prompts is not None and spec.ident in prompts:
+            audio, sr = prompts[spec.ident]
             if spec.gen.continue_from:
-                audio, sr = prompts[spec.ident]
-                groups.setdefault((spec.model, dataclasses.replace(gen, continue_from=""), (tuple(audio.shape), sr)),
-                                  []).append(item)
-            else:  # a melody from an asset: any length
-                groups.setdefault((spec.model, gen, ((), 0)), []).append(item)
+                gen, inputs = dataclasses.replace(gen, continue_from=""), ("prompt", tuple(audio.shape), sr)
+            else:
+                inputs = ("take", (audio.shape[-1],), sr)
+            groups.setdefault((spec.model, gen, inputs), []).append(item)
     batches = []
-    for model, gen, shape in sorted(groups, key=lambda g: (*_gen_sort_key(*g[:2]), g[2])):
-        members = sorted(groups[model, gen, shape], key=lambda i: i.spec.ident)
+    for model, gen, inputs in sorted(groups, key=lambda g: (*_gen_sort_key(*g[:2]), g[2])):
+        members = sorted(groups[model, gen, inputs], key=lambda i: i.spec.ident)
         for start in range(0, len(members), batch_size):
             chunk = tuple(members[start : start + batch_size])
-            batch_prompts = tuple(prompts[i.spec.ident] for i in chunk) if shape else ()
+            batch_prompts = tuple(prompts[i.spec.ident] for i in chunk) if inputs and inputs[0] != "file" else ()
             batches.append(Batch(model, gen, chunk, batch_prompts))
     return batches
+
+
+def _recording_length(path: str) -> tuple[int, int]:
+    """(frames, rate Hz) of a melody recording, as validation found it (``sources.probe``, cached per file
+    version)."""
+    from assetgen.sources import SourceError, probe
+
+    try:
+        rec = probe(path)
+    except SourceError:  # changed or gone since validation: the backend refuses it with the reason
+        return (0, 0)
+    return (rec.frames, rec.sample_rate)
 
 
 def plan_summary(plan: Plan, batches: Sequence[Batch]) -> dict:

@@ -653,6 +653,8 @@ def _melody_params(values: dict, model: str) -> dict:
     from assetgen.sources import Recording
 
     value = values["melody"]
+    if not isinstance(value, Recording) and value.startswith("/"):
+        value = values["scene"] + value
     shown = value.path if isinstance(value, Recording) else value
     if not model_takes_melody(model):
         raise BadValue(f"melody needs a model with a chroma conditioner (melody, facebook/musicgen-melody, or a "
@@ -662,7 +664,7 @@ def _melody_params(values: dict, model: str) -> dict:
                        "conditioning): give the row one of them", "melody", shown)
     if isinstance(value, Recording):
         return {"melody": value.path, "melody_sha256": value.sha256}
-    return {"melody": values["scene"] + value if value.startswith("/") else value}
+    return {"melody": value}
 
 
 def _continues_music(model: str) -> bool:

@@ -89,9 +89,9 @@ class AudiocraftBackend:
 
     def generate(self, requests: Sequence[GenRequest]) -> list[np.ndarray | RequestRefused]:
         """Generate one batch; all requests must share ``params`` (the planner groups them so). Requests with a
-        melody go through ``generate_with_chroma`` (each with its own melody, next to requests without one); a
-        request whose melody recording cannot be read, or any melody on a model without a chroma conditioner, is
-        refused alone."""
+        melody go through ``generate_with_chroma`` (each with its own melody, of one length: audiocraft pads them to
+        the longest, which changes a shorter one's chroma); a request whose melody recording cannot be read, or any
+        melody on a model without a chroma conditioner, is refused alone."""
         params = requests[0].params
         if any(r.params != params for r in requests):
             raise ValueError("a batch must share one GenParams; group requests with plan.make_batches")
@@ -168,6 +168,9 @@ class AudiocraftBackend:
                 continue
             wav = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
             melodies[i] = convert_audio(wav, int(sr), self.sample_rate, self.model.audio_channels).to(self.device)
+        if len({m.shape[-1] for m in melodies if m is not None}) > 1:
+            raise ValueError("a batch's melodies must have one length and rate; group requests with "
+                             "plan.make_batches")
         return melodies, refused
 
     def _prompt(self, requests: Sequence[GenRequest]) -> tuple[torch.Tensor | None, int]:

@@ -156,6 +156,29 @@ _SEPARATOR = {"sources": ["drums", "bass", "other", "vocals"], "audio_channels":
 SEPARATOR_SIGNATURE = "tinyhtdemucs"
 
 
+def _shape_separator(model) -> None:
+    """Make the random separator keep the melody's pitch; in place.
+
+    At random initialisation its biases' fixed output dominates whatever the input, so every melody would give the
+    same chroma. Without biases, and with the spectral branch silenced (its frequency convolutions smear a tone
+    over hundreds of Hz), the output is the temporal branch's: convolutions in time, which keep each partial's
+    frequency (their nonlinearities add octaves, the same pitch class). Scaled so that the melody stems (``vocals``
+    and ``other``) of white noise come out at the noise's RMS.
+    """
+    import torch
+
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.ConvTranspose1d, torch.nn.ConvTranspose2d,
+                                torch.nn.Linear)) and mod.bias is not None:
+                mod.bias.zero_()
+        model.decoder[-1].conv_tr.weight.zero_()  # the spectral branch's last layer
+        noise = 0.1 * torch.randn(1, model.audio_channels, round(model.segment * model.samplerate))
+        melody = [model.sources.index("vocals"), model.sources.index("other")]
+        rms = model.eval()(noise)[:, melody].sum(1).pow(2).mean().sqrt()
+        model.tdecoder[-1].conv_tr.weight.mul_(0.1 / max(float(rms), 1e-9))
+
+
 def write_separator(repo: Path, sample_rate: int, seed: int = 0) -> Path:
     """Write a random-weight HTDemucs as a demucs local model repository (``demucs.repo.LocalRepo``: the package
     ``<signature>-<first 8 hex of its sha256>.th`` made by ``demucs.states.serialize_model``, and the bag
@@ -176,6 +199,7 @@ def write_separator(repo: Path, sample_rate: int, seed: int = 0) -> Path:
     repo.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     model = HTDemucs(samplerate=sample_rate, **_SEPARATOR)
+    _shape_separator(model)
     buf = io.BytesIO()
     torch.save(serialize_model(model, OmegaConf.create({}), half=False), buf)
     data = buf.getvalue()
