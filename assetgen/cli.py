@@ -149,7 +149,9 @@ def _print_plan(summary: dict, prepared, out: Path) -> None:
     console.print(f"audio-seconds to generate: {summary['generate_audio_s']:g}; "
                   f"scene mixes to render: {summary['mixes_to_render']}"
                   + (f"; continuations to render after their bases: {summary['continuations_to_render']}"
-                     if summary.get("continuations_to_render") else ""))
+                     if summary.get("continuations_to_render") else "")
+                  + (f"; melodies from assets to render after them: {summary['melodies_to_render']}"
+                     if summary.get("melodies_to_render") else ""))
     for ref, model in prepared.models.items():
         if model.placeholder:
             console.print(f"[yellow]PLACEHOLDER AUDIO[/]: {ref} -> {model.source} ({model.placeholder_note})")
@@ -509,7 +511,8 @@ def index_export(out: Path = OUT, fmt: str = typer.Option("csv", "--format", hel
 
 
 @models_app.command("make-tiny")
-def make_tiny_cmd(directory: Path = typer.Argument(..., help="Writes DIR/music (32 kHz) and DIR/sfx (16 kHz)."),
+def make_tiny_cmd(directory: Path = typer.Argument(..., help="Writes DIR/music (32 kHz), DIR/sfx (16 kHz) and "
+                                                   "DIR/melody (32 kHz, melody conditioning)."),
                   dim: int = typer.Option(128, "--dim"), layers: int = typer.Option(2, "--layers")) -> None:
     """Write tiny random-weight checkpoints in audiocraft's format (PLACEHOLDER audio, for tests/demo)."""
     from assetgen.models.tiny import make_tiny

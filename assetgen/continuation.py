@@ -1,5 +1,6 @@
-"""Continuation phases of a render: rows with ``continue_from`` generate from the end of their base's
-delivered take (audiocraft's ``generate_continuation``), after the base is delivered.
+"""Dependency phases of a render: rows with ``continue_from`` generate from the end of their base's
+delivered take (audiocraft's ``generate_continuation``), rows whose ``melody`` names an asset of the run take that
+asset's whole delivered take as their melody (``generate_with_chroma``); both after the base is delivered.
 
 The delivered take of a continuation is only the new part (``duration_s`` long, as any row); the prompt is the
 last ``prompt_s`` seconds of the base's delivered WAV: its latest version, which this run delivered first when the
@@ -21,7 +22,7 @@ from assetgen.render import Failure
 
 @dataclass
 class Phase:
-    """One phase's continuations ready to generate, their prompts (ident -> (audio, rate Hz)), and the ones
+    """One phase's items ready to generate, their prompts or melodies (ident -> (audio, rate Hz)), and the ones
     that cannot run, each with its failure."""
 
     ready: list = field(default_factory=list)
@@ -34,12 +35,14 @@ def prepare_phase(store, items: Sequence, failed: set[str], plan_keys: dict[str,
     run; ``plan_keys``: ident -> content key the plan expects of each asset."""
     phase = Phase()
     for item in items:
-        base, version = split_base(item.spec.gen.continue_from)
+        gen = item.spec.gen
+        base, version = split_base(gen.base)
         if base in failed:
             phase.blocked.append((item, Failure("generate", "", f"its base {base} failed in this run")))
             continue
-        try:
-            phase.prompts[item.spec.ident] = prompt_audio(store, base, version, item.spec.gen.prompt_s,
+        try:  # a melody is the whole take
+            phase.prompts[item.spec.ident] = prompt_audio(store, base, version,
+                                                          gen.prompt_s if gen.continue_from else None,
                                                           None if version else plan_keys.get(base))
         except LookupError as exc:
             phase.blocked.append((item, Failure("generate", "", str(exc))))
@@ -48,9 +51,9 @@ def prepare_phase(store, items: Sequence, failed: set[str], plan_keys: dict[str,
     return phase
 
 
-def prompt_audio(store, base: str, version: int | None, prompt_s: float,
+def prompt_audio(store, base: str, version: int | None, prompt_s: float | None,
                  expected_key: str | None = None) -> tuple[np.ndarray, int]:
-    """The last ``prompt_s`` seconds (the whole take when shorter) of ``base``'s delivered take (version
+    """The last ``prompt_s`` seconds (the whole take when shorter or None) of ``base``'s delivered take (version
     ``version``, or the latest), float32 ``(channels, samples)`` and its rate (Hz). LookupError when there is no
     such version, or the latest is not the one with ``expected_key``."""
     import soundfile as sf
@@ -66,5 +69,5 @@ def prompt_audio(store, base: str, version: int | None, prompt_s: float,
         data, sr = sf.read(store.root / row["path"], dtype="float32", always_2d=True)
     except (OSError, RuntimeError) as exc:  # soundfile raises LibsndfileError (a RuntimeError) on bad files
         raise LookupError(f"cannot read {base} v{row['version']}: {exc}") from None
-    n = min(len(data), max(1, round(prompt_s * sr)))
+    n = len(data) if prompt_s is None else min(len(data), max(1, round(prompt_s * sr)))
     return np.ascontiguousarray(data[len(data) - n:].T), int(sr)

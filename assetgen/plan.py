@@ -8,6 +8,8 @@ delivered, and whether it passes) and ``POSTPROCESS_VERSION``. Names, row order,
 columns do not enter it.
 A continuation's key adds its base (``continue_from``, ``prompt_s``) and the base's key, so a changed base
 re-renders its continuations; a pinned base (``@vN``) adds only its name and version (a version never changes).
+A melody's key adds the recording's sha256 (``melody`` a file), or the asset's name and, as for a continuation, its
+key (``melody`` an asset of the run: the same dependency, phased the same way after its base).
 A mix's key hashes its own delivery settings and, per layer, the layer's key plus its placement
 (gain, start, fades, ducking), so a changed layer or placement changes the mix and nothing else.
 """
@@ -40,6 +42,8 @@ def _gen_text(gen: GenParams) -> str:
         text += f",src={gen.source_sha256},{gen.source_start_s!r},{gen.source_end_s!r}"
     if gen.continue_from:  # continuations only: other keys stay what they were before continuations existed
         text += f",cont={gen.continue_from},{gen.prompt_s!r}"
+    if gen.melody:  # melody rows only: a recording is its bytes wherever it lies, an asset its name (and base key)
+        text += f",mel={gen.melody_sha256 or gen.melody}"
     return f"{text},{gen.voice},{gen.rate!r}" if gen.voice or gen.rate else text
 
 
@@ -63,7 +67,8 @@ def content_key(spec: AssetSpec, model_fingerprint: str, layer_keys: Sequence[st
     """Hex sha256 of what changes ``spec``'s audio.
 
     For a mix, ``layer_keys`` are the layers' placed keys (``placed_layer_key``) in ``spec.layers`` order
-    and ``model_fingerprint`` is ignored. For a continuation of an unpinned base, ``base_key`` is the base's key.
+    and ``model_fingerprint`` is ignored. For a continuation of an unpinned base, or a melody taken from one,
+    ``base_key`` is the base's key.
     """
     version = f"k{KEY_SCHEMA}p{POSTPROCESS_VERSION}"
     if spec.is_mix:
@@ -78,9 +83,9 @@ def content_key(spec: AssetSpec, model_fingerprint: str, layer_keys: Sequence[st
     return _sha(version, model_fingerprint, prompt, seed, _gen_text(spec.gen), post)
 
 
-def split_base(continue_from: str) -> tuple[str, int | None]:
-    """``scene/asset[@vN]`` -> (``scene/asset``, N or None)."""
-    ident, _, version = continue_from.partition("@v")
+def split_base(ref: str) -> tuple[str, int | None]:
+    """``scene/asset[@vN]`` (``continue_from``, or ``melody`` naming an asset) -> (``scene/asset``, N or None)."""
+    ident, _, version = ref.partition("@v")
     return ident, (int(version) if version else None)
 
 
@@ -150,12 +155,12 @@ def _make_plan(specs, index_latest, fingerprints, damaged) -> Plan:
     for ident, spec in zip(idents, specs):
         if spec.is_mix:
             mixes.append((ident, spec))
-        elif spec.gen.continue_from:
+        elif spec.gen.base:  # a continuation, or a melody from an asset of the run
             continuations.append((ident, spec))
         else:
             keys[ident] = content_key(spec, fingerprints[spec.model])
     for ident, spec in _in_dependency_order(continuations):
-        base, pinned = split_base(spec.gen.continue_from)
+        base, pinned = split_base(spec.gen.base)
         base_key = "" if pinned is not None else keys.get(base, "")
         keys[ident] = content_key(spec, fingerprints[spec.model], base_key=base_key)
     for ident, spec in mixes:
@@ -178,15 +183,15 @@ def _make_plan(specs, index_latest, fingerprints, damaged) -> Plan:
 
 
 def _in_dependency_order(continuations: list[tuple[str, AssetSpec]]) -> list[tuple[str, AssetSpec]]:
-    """Continuations with each after its base when the base is a continuation too (the manifest refuses
-    cycles; a cycle left here raises ValueError)."""
+    """Specs with a base (``GenParams.base``: continuations, melodies from assets) with each after its base when
+    the base has one too (the manifest refuses cycles; a cycle left here raises ValueError)."""
     todo = dict(continuations)
     done: set[str] = set()
     out = []
     while todo:
-        ready = [(i, s) for i, s in todo.items() if split_base(s.gen.continue_from)[0] not in todo]
+        ready = [(i, s) for i, s in todo.items() if split_base(s.gen.base)[0] not in todo]
         if not ready:
-            raise ValueError(f"continue_from cycle among: {', '.join(sorted(todo))}")
+            raise ValueError(f"dependency cycle among: {', '.join(sorted(todo))}")
         for ident, spec in ready:
             out.append((ident, spec))
             done.add(ident)
@@ -195,13 +200,14 @@ def _in_dependency_order(continuations: list[tuple[str, AssetSpec]]) -> list[tup
 
 
 def continuation_phases(items: Sequence[PlanItem]) -> list[list[PlanItem]]:
-    """Pending continuation items in render phases: phase 1 continues bases that are not continuations, phase
-    k+1 continues the takes of phase k (a base always renders before its continuations)."""
-    conts = {it.spec.ident: it for it in items if it.spec.gen.continue_from}
+    """Pending items with a base (continuations, melodies from assets of the run) in render phases: phase 1
+    depends on bases without one, phase k+1 on the takes of phase k (a base always renders before the items that
+    continue it or take it as their melody)."""
+    conts = {it.spec.ident: it for it in items if it.spec.gen.base}
     ordered = _in_dependency_order([(i, it.spec) for i, it in conts.items()])
     depth: dict[str, int] = {}
     for ident, spec in ordered:
-        base = split_base(spec.gen.continue_from)[0]
+        base = split_base(spec.gen.base)[0]
         depth[ident] = depth.get(base, 0) + 1
     phases: list[list[PlanItem]] = [[] for _ in range(max(depth.values(), default=0))]
     for ident in sorted(depth):
@@ -211,19 +217,30 @@ def continuation_phases(items: Sequence[PlanItem]) -> list[list[PlanItem]]:
 
 @dataclass(frozen=True)
 class Batch:
-    """Generation requests that one model call can serve together (same model, same GenParams; for
-    continuations the same prompt length and rate, with ``params.continue_from`` cleared)."""
+    """Generation requests that one model call can serve together (same model, same GenParams with the melody
+    cleared: each request brings its own; for continuations the same prompt length and rate, with
+    ``params.continue_from`` cleared)."""
 
     model: str
     params: GenParams
     items: tuple[PlanItem, ...]
-    prompts: tuple = ()  # continuations: (audio (channels, samples), rate Hz) per item
+    # items with a base: (audio (channels, samples), rate Hz) per item, the continuation's prompt or the melody
+    prompts: tuple = ()
 
     def requests(self) -> list[GenRequest]:
-        if self.prompts:
-            return [GenRequest(i.key, i.spec.prompt, i.seed, self.params, a, sr)
-                    for i, (a, sr) in zip(self.items, self.prompts)]
-        return [GenRequest(i.key, i.spec.prompt, i.seed, self.params) for i in self.items]
+        out = []
+        for n, item in enumerate(self.items):
+            gen, kw = item.spec.gen, {}
+            if gen.melody_sha256:  # a recording: the backend reads it (and checks its bytes)
+                kw.update(melody_file=gen.melody, melody_sha256=gen.melody_sha256)
+            if self.prompts:
+                audio, sr = self.prompts[n]
+                if gen.continue_from:
+                    kw.update(prompt_audio=audio, prompt_sr=sr)
+                else:
+                    kw.update(melody_audio=audio, melody_sr=sr)
+            out.append(GenRequest(item.key, item.spec.prompt, item.seed, self.params, **kw))
+        return out
 
 
 def _gen_sort_key(model: str, gen: GenParams) -> tuple:
@@ -235,10 +252,12 @@ def make_batches(items: Sequence[PlanItem], batch_size: int, prompts: Mapping[st
                  ) -> list[Batch]:
     """Group generating items (mixes skipped) by (model, GenParams), at most ``batch_size`` per batch.
 
-    Continuations are batched only with ``prompts`` (ident -> (audio, rate) of their prompt: they render after
-    their bases, see :func:`continuation_phases`), grouped also by prompt shape and rate (audiocraft continues
-    a batch from prompts of one length), their bases ignored (the prompt audio carries them); without
-    ``prompts`` they are skipped. Deterministic: groups sorted by model and params, items within a group by
+    Items with a base (``GenParams.base``) are batched only with ``prompts`` (ident -> (audio, rate) of their
+    prompt or melody: they render after their bases, see :func:`continuation_phases`), continuations grouped also
+    by prompt shape and rate (audiocraft continues a batch from prompts of one length), their bases ignored (the
+    audio carries them); without ``prompts`` they are skipped. Each request carries its own melody (a recording or
+    a take); melodies are grouped by length and rate: audiocraft pads a batch's melodies to the longest, which
+    would change a shorter melody's chroma, so a take would depend on its batch neighbours. Deterministic: groups sorted by model and params, items within a group by
     ident. Pass ``plan.pending`` to batch only what needs rendering.
     """
     if batch_size < 1:
@@ -248,20 +267,37 @@ def make_batches(items: Sequence[PlanItem], batch_size: int, prompts: Mapping[st
         spec = item.spec
         if spec.is_mix:
             continue
-        if not spec.gen.continue_from:
-            groups.setdefault((spec.model, spec.gen, ()), []).append(item)
+        gen = dataclasses.replace(spec.gen, melody="", melody_sha256="") if spec.gen.melody else spec.gen
+        if not spec.gen.base:
+            inputs = ("file", _recording_length(spec.gen.melody), 0) if spec.gen.melody else ()
+            groups.setdefault((spec.model, gen, inputs), []).append(item)
         elif prompts is not None and spec.ident in prompts:
             audio, sr = prompts[spec.ident]
-            gen = dataclasses.replace(spec.gen, continue_from="")
-            groups.setdefault((spec.model, gen, (tuple(audio.shape), sr)), []).append(item)
+            if spec.gen.continue_from:
+                gen, inputs = dataclasses.replace(gen, continue_from=""), ("prompt", tuple(audio.shape), sr)
+            else:
+                inputs = ("take", (audio.shape[-1],), sr)
+            groups.setdefault((spec.model, gen, inputs), []).append(item)
     batches = []
-    for model, gen, shape in sorted(groups, key=lambda g: (*_gen_sort_key(*g[:2]), g[2])):
-        members = sorted(groups[model, gen, shape], key=lambda i: i.spec.ident)
+    for model, gen, inputs in sorted(groups, key=lambda g: (*_gen_sort_key(*g[:2]), g[2])):
+        members = sorted(groups[model, gen, inputs], key=lambda i: i.spec.ident)
         for start in range(0, len(members), batch_size):
             chunk = tuple(members[start : start + batch_size])
-            batch_prompts = tuple(prompts[i.spec.ident] for i in chunk) if shape else ()
+            batch_prompts = tuple(prompts[i.spec.ident] for i in chunk) if inputs and inputs[0] != "file" else ()
             batches.append(Batch(model, gen, chunk, batch_prompts))
     return batches
+
+
+def _recording_length(path: str) -> tuple[int, int]:
+    """(frames, rate Hz) of a melody recording, as validation found it (``sources.probe``, cached per file
+    version)."""
+    from assetgen.sources import SourceError, probe
+
+    try:
+        rec = probe(path)
+    except SourceError:  # changed or gone since validation: the backend refuses it with the reason
+        return (0, 0)
+    return (rec.frames, rec.sample_rate)
 
 
 def plan_summary(plan: Plan, batches: Sequence[Batch]) -> dict:
@@ -283,9 +319,10 @@ def plan_summary(plan: Plan, batches: Sequence[Batch]) -> dict:
             }
             for b in batches
         ],
-        # continuations are batched once their bases are delivered: counted here, not in ``batches``
+        # items with a base are batched once their bases are delivered: counted here, not in ``batches``
         "generate_audio_s": round(sum(b.params.duration_s * len(b.items) for b in batches)
-                                  + sum(i.spec.gen.duration_s for i in pending if i.spec.gen.continue_from), 3),
+                                  + sum(i.spec.gen.duration_s for i in pending if i.spec.gen.base), 3),
         "mixes_to_render": sum(1 for i in pending if i.spec.is_mix),
         "continuations_to_render": sum(1 for i in pending if i.spec.gen.continue_from),
+        "melodies_to_render": sum(1 for i in pending if i.spec.gen.base and not i.spec.gen.continue_from),
     }

@@ -355,12 +355,12 @@ def canonical_qc(text: str) -> str:
 
 def asset_kind(spec: "AssetSpec", model_kind: str | None = None) -> str:
     """The gate defaults an asset gets (:data:`KINDS`): ``mix``, ``loop``, ``music`` (a MusicGen one-shot, by
-    the resolved ``model_kind`` or the ``music`` alias) or ``one-shot``."""
+    the resolved ``model_kind`` or the ``music`` / ``melody`` alias) or ``one-shot``."""
     if spec.is_mix:
         return "mix"
     if spec.post.loop:
         return "loop"
-    kind = model_kind or ("music" if spec.model == "music" or "musicgen" in spec.model.lower() else "sfx")
+    kind = model_kind or ("music" if spec.model in ("music", "melody") or "musicgen" in spec.model.lower() else "sfx")
     return "music" if kind == "music" else "one-shot"
 
 

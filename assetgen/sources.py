@@ -7,6 +7,7 @@ one of ``FFMPEG_FORMATS`` (no playlists, concat lists or image sequences, which 
 decoder is limited to the ``file`` protocol. A recording is
 identified by the sha256 of its bytes: the manifest checks every source when it validates (so a missing,
 unreadable or corrupt file is a validation error) and the reader refuses a file whose bytes changed since.
+The ``melody`` column's recordings are read the same way.
 """
 
 from __future__ import annotations
@@ -236,9 +237,9 @@ def probe(path: str | Path) -> Recording:
     return _probe(path, st.st_size, st.st_mtime_ns)
 
 
-def read_segment(path: str, start_s: float, end_s: float, sha256: str = "") -> tuple[np.ndarray, int]:
-    """Samples ``[start_s, end_s)`` of the recording at ``path`` at its own rate; with ``sha256``, a file whose
-    bytes differ (changed since validation) is refused."""
+def read_recording(path: str, sha256: str = "") -> tuple[np.ndarray, int]:
+    """The whole recording at ``path`` at its own rate (float32 ``(channels, samples)``, Hz); with ``sha256``, a
+    file whose bytes differ (changed since validation) is refused."""
     if sha256:
         try:
             now = file_sha256(path)
@@ -246,7 +247,13 @@ def read_segment(path: str, start_s: float, end_s: float, sha256: str = "") -> t
             raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from None
         if now != sha256:
             raise SourceError(f"{path} changed since the manifest was validated (sha256 differs); render again")
-    audio, sr = decode(path)
+    return decode(path)
+
+
+def read_segment(path: str, start_s: float, end_s: float, sha256: str = "") -> tuple[np.ndarray, int]:
+    """Samples ``[start_s, end_s)`` of the recording at ``path`` at its own rate; with ``sha256``, a file whose
+    bytes differ (changed since validation) is refused."""
+    audio, sr = read_recording(path, sha256)
     a, b = round(start_s * sr), min(audio.shape[1], round(end_s * sr))
     if b <= a:
         raise SourceError(f"{path}: segment {start_s:g}..{end_s:g} s is empty (the file holds "

@@ -26,7 +26,7 @@ DEFAULT_LOUDNESS_LUFS = LOUDNESS_PROFILES["ebu-r128"]
 DEFAULT_TRUE_PEAK_DBTP = -1.0
 DEFAULT_SAMPLE_RATE = 48_000
 DEFAULT_BIT_DEPTH = 24  # 16 and 24 are PCM, 32 means 32-bit float
-MODEL_ALIASES = ("music", "sfx")
+MODEL_ALIASES = ("music", "sfx", "melody")  # melody: facebook/musicgen-melody (a music model taking a melody)
 MIX_MODEL = "mix"  # pseudo-model of a scene's mix asset: rendered from its layers, not generated
 FILE_MODEL = "file"  # recorded source: the row's ``source`` file is read instead of generated (assetgen.sources)
 TTS_MODEL = "tts"  # narration: the prompt is the spoken line, synthesised by espeak-ng (placeholder VO)
@@ -85,6 +85,17 @@ class GenParams:
     # whose delivered take's last ``prompt_s`` seconds prompt the model; empty / 0 elsewhere (not in other keys)
     continue_from: str = ""
     prompt_s: float = 0.0
+    # melody conditioning (MusicGen-melody rows with ``melody``): a recording (absolute path, with its sha256) or
+    # an asset of the run, ``scene/asset`` or ``scene/asset@vN`` (``melody_sha256`` empty), whose delivered take
+    # conditions the model; empty elsewhere (not in other keys)
+    melody: str = ""
+    melody_sha256: str = ""
+
+    @property
+    def base(self) -> str:
+        """The asset of the run this generation needs delivered first (``scene/asset[@vN]``): the one it continues
+        or whose take is its melody; empty when it needs none."""
+        return self.continue_from or (self.melody if self.melody and not self.melody_sha256 else "")
 
 
 @dataclass(frozen=True)
@@ -181,6 +192,16 @@ class GenRequest:
     # the backend resamples it to the model's rate and returns only the continuation after it
     prompt_audio: Any = None
     prompt_sr: int = 0
+    # melody (models with a chroma conditioner): float32 (channels, samples) at ``melody_sr`` Hz (an asset's delivered
+    # take), or a recording the backend reads, ``melody_file`` checked against ``melody_sha256``; neither: no melody
+    melody_audio: Any = None
+    melody_sr: int = 0
+    melody_file: str = ""
+    melody_sha256: str = ""
+
+    @property
+    def has_melody(self) -> bool:
+        return self.melody_audio is not None or bool(self.melody_file)
 
 
 @dataclass

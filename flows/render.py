@@ -226,8 +226,9 @@ def _generate_round(store, batches, model_dir, device, runner, isolated, previou
 
 def _render_continuations(store, prepared, outcomes, batch_size, previous, where, run_id, bars,
                           log) -> list[render.Outcome]:
-    """Rows with ``continue_from``, phase by phase (``plan.continuation_phases``), each phase generated once the
-    takes it continues landed; ``where`` is (model_dir, device, runner, isolated) as for the first phase."""
+    """Rows with a base (``continue_from``, or a ``melody`` naming an asset of the run), phase by phase
+    (``plan.continuation_phases``), each phase generated once the takes it continues or takes as melodies landed;
+    ``where`` is (model_dir, device, runner, isolated) as for the first phase."""
     from assetgen import continuation
     from assetgen.plan import continuation_phases, make_batches
 

@@ -28,6 +28,7 @@ from assetgen.manifest._fields import (
     PARSERS,
     REQUIRED,
     BadValue,
+    parse_melody,
     parse_model,
     parse_source,
     parse_text,
@@ -74,9 +75,10 @@ _TTS_FIELDS = ("voice", "rate")
 _DUCK_FIELDS = ("duck_db", "duck_attack_s", "duck_release_s")
 _SOURCE_FIELDS = ("source", "source_start_s", "source_end_s")
 # a recording is read, not generated: no randomness to set, nothing to re-roll, no takes to vary
-_NOT_FOR_FILE = ("temperature", "top_k", "top_p", "cfg_coef", "seed", "variants", "max_attempts", *_TTS_FIELDS)
+_NOT_FOR_FILE = ("temperature", "top_k", "top_p", "cfg_coef", "seed", "variants", "max_attempts", "melody",
+                 *_TTS_FIELDS)
 _NOT_FOR_MIX = ("temperature", "top_k", "top_p", "cfg_coef", "seed", "layer", "max_attempts", *_TTS_FIELDS,
-                *_DUCK_FIELDS, *_SOURCE_FIELDS, "stem_set")
+                *_DUCK_FIELDS, *_SOURCE_FIELDS, "stem_set", "melody")
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,7 @@ def _load(paths: Sequence[Path | str], max_assets: int, found: list[ManifestWarn
     issues += _stem_sets(specs)
     issues += _duplicates(specs)
     if not issues:  # a base whose row failed validation would look missing
-        issues += _continuations(specs)
+        issues += _dependencies(specs)
     if issues:
         raise ManifestError(issues)
     return specs
@@ -340,6 +342,8 @@ def _parse_cell(table: Table, column: str, raw: str, cache: dict[str, Any]) -> A
             value = parse_model(raw, table.folder)
         elif column == "source":
             value = parse_source(raw, table.folder)
+        elif column == "melody":
+            value = parse_melody(raw, table.folder)
         else:
             value = PARSERS[column][0](raw) if column in PARSERS else parse_text(raw)
     except BadValue as exc:
@@ -625,6 +629,8 @@ def _audio_params(values: dict) -> tuple[str, GenParams, PostParams]:
         gen_kw.update(_continuation_params(values, model))
     elif "prompt_s" in values:
         raise BadValue("prompt_s applies only to a row with continue_from", "prompt_s", f"{values['prompt_s']:g}")
+    if "melody" in values:
+        gen_kw.update(_melody_params(values, model))
     return model, GenParams(duration_s=gen_s, **gen_kw), post
 
 
@@ -640,8 +646,29 @@ def _continuation_params(values: dict, model: str) -> dict:
     return {"continue_from": ref, "prompt_s": float(values.get("prompt_s", DEFAULT_PROMPT_S))}
 
 
+def _melody_params(values: dict, model: str) -> dict:
+    """``GenParams`` fields of a melody: a recording (its path and sha256) or an asset ``scene/asset[@vN]`` (a bare
+    asset is in the row's scene); only models with a chroma conditioner take one (``generate_with_chroma``)."""
+    from assetgen.models.melody import model_takes_melody
+    from assetgen.sources import Recording
+
+    value = values["melody"]
+    if not isinstance(value, Recording) and value.startswith("/"):
+        value = values["scene"] + value
+    shown = value.path if isinstance(value, Recording) else value
+    if not model_takes_melody(model):
+        raise BadValue(f"melody needs a model with a chroma conditioner (melody, facebook/musicgen-melody, or a "
+                       f"melody checkpoint directory), not {model}", "melody", shown)
+    if "continue_from" in values:
+        raise BadValue("melody and continue_from cannot be combined (audiocraft continues a take without melody "
+                       "conditioning): give the row one of them", "melody", shown)
+    if isinstance(value, Recording):
+        return {"melody": value.path, "melody_sha256": value.sha256}
+    return {"melody": value}
+
+
 def _continues_music(model: str) -> bool:
-    if model == "music" or model.startswith("facebook/musicgen-"):
+    if model in ("music", "melody") or model.startswith("facebook/musicgen-"):
         return True
     if Path(model).is_absolute():  # a checkpoint directory (parse_model made it absolute)
         from assetgen.models.registry import checkpoint_kind
@@ -775,29 +802,31 @@ def _stem_sets(specs: list[AssetSpec]) -> list[ValidationIssue]:
     return issues
 
 
-def _continuations(specs: list[AssetSpec]) -> list[ValidationIssue]:
-    """Every ``continue_from`` names an asset of this run that is not a scene mix, and no chain of
-    continuations returns to where it started."""
+def _dependencies(specs: list[AssetSpec]) -> list[ValidationIssue]:
+    """Every base (``continue_from``, or ``melody`` naming an asset: ``GenParams.base``) is an asset of this run
+    that is not a scene mix, and no chain of bases returns to where it started."""
     by_ident = {s.ident: s for s in specs}
     issues = []
 
     def bad(spec, message):
         where = (spec.source.file, spec.source.row) if spec.source else ("(generated)", None)
-        issues.append(ValidationIssue(*where, "continue_from", spec.gen.continue_from, message))
+        column = "continue_from" if spec.gen.continue_from else "melody"
+        issues.append(ValidationIssue(*where, column, spec.gen.base, message))
 
     bases = {}
     for spec in specs:
-        ref = spec.gen.continue_from
+        ref = spec.gen.base
         if not ref:
             continue
         base = ref.partition("@v")[0]
         target = by_ident.get(base)
+        use = "continue" if spec.gen.continue_from else "take the melody of"
         if target is None:
             hint = closest(base, list(by_ident))
             bad(spec, f"no asset {base} in this run's manifests (a base must be rendered in the same run: pass "
                 "its manifest too)" + (f"; did you mean {hint}?" if hint else ""))
         elif target.is_mix:
-            bad(spec, f"{base} is a scene mix, rendered after every generated asset: continue one of its layers")
+            bad(spec, f"{base} is a scene mix, rendered after every generated asset: {use} one of its layers")
         else:
             bases[spec.ident] = base
     reported: set[str] = set()
@@ -809,8 +838,9 @@ def _continuations(specs: list[AssetSpec]) -> list[ValidationIssue]:
         if ident in chain and ident not in reported:  # a cycle through ident
             cycle = chain[chain.index(ident):]
             reported.update(cycle)
-            bad(by_ident[ident], "continue_from cycle: " + " -> ".join([*cycle, ident])
-                + " (each asset would have to render before the others)")
+            spec = by_ident[ident]
+            bad(spec, ("continue_from" if spec.gen.continue_from else "melody") + " cycle: "
+                + " -> ".join([*cycle, ident]) + " (each asset would have to render before the others)")
     return issues
 
 

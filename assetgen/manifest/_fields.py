@@ -226,6 +226,21 @@ def parse_source(raw: str, base_dir: Path):
         raise BadValue(str(exc)) from None
 
 
+def parse_melody(raw: str, base_dir: Path):
+    """A melody: a recording (a path ending in an audio file extension, relative to the manifest's folder,
+    checked as ``source`` is: an ``assetgen.sources.Recording``), else an asset of the run written as
+    ``continue_from`` is (``scene/asset[@vN]``, or ``asset`` in the row's scene; returned as text)."""
+    from assetgen.sources import FFMPEG_SUFFIXES, SOUNDFILE_SUFFIXES
+
+    if Path(raw).suffix.lower() in SOUNDFILE_SUFFIXES | FFMPEG_SUFFIXES:
+        return parse_source(raw, base_dir)
+    try:
+        return parse_continue_from(raw)
+    except BadValue as exc:
+        raise BadValue(f"{exc} (an asset of this run), or a recording's path ending in an audio file extension "
+                       "such as .wav") from None
+
+
 _VOICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_/-]{0,63}(\+[A-Za-z0-9_-]{1,32})?")
 
 
@@ -292,12 +307,13 @@ PARSERS: dict[str, tuple[Callable[[str], Any], bool]] = {
     "continue_from": (parse_continue_from, False),
     "prompt_s": (_number(float, "seconds of the base's end between 0.04 and 30", ge=0.04, le=30), False),
     "source": (parse_text, False),  # parsed by parse_source, which needs the manifest's folder
+    "melody": (parse_text, False),  # parsed by parse_melody, which needs the manifest's folder
     "source_start_s": (_number(float, "seconds from the recording's start, >= 0", ge=0), True),
     "source_end_s": (_number(float, "seconds from the recording's start, > 0", gt=0), True),
 }
 KNOWN = frozenset(PARSERS)
 TEXT_COLUMNS = frozenset(("scene", "asset", "model", "prompt", "layer", "fx", "category", "tags", "loudness_mode",
-                          "qc", "voice", "source", "stem_set", "continue_from"))
+                          "qc", "voice", "source", "stem_set", "continue_from", "melody"))
 
 # names people write for known columns (other tools' spellings, units in the name): column -> known column
 ALIASES = {
@@ -330,6 +346,8 @@ ALIASES = {
     "out_s": "source_end_s", "stems": "stem_set", "stem_group": "stem_set", "stem": "stem_set",
     "continue": "continue_from", "continuation_of": "continue_from", "continues": "continue_from",
     "prompt_seconds": "prompt_s", "prompt_duration_s": "prompt_s", "prompt_length_s": "prompt_s",
+    "melody_file": "melody", "melody_path": "melody", "melody_wav": "melody", "chroma": "melody",
+    "reference_melody": "melody", "melody_from": "melody", "tune": "melody",
 }  # fmt: skip
 _UNITS = ("_hz", "_db", "_dbtp", "_lufs", "_s", "_sec", "_seconds", "_ms")
 

@@ -23,8 +23,11 @@ import torch
 import audiocraft.utils.utils as ac_utils
 from audiocraft.models import AudioGen, MusicGen
 
+from assetgen.models.base import RequestRefused
+from assetgen.models.melody import SEPARATOR_GLOBALS, has_local_separator, local_separator, model_takes_melody
 from assetgen.models.registry import ResolvedModel
 from assetgen.models.safe_load import safe_torch_load
+from assetgen.sources import SourceError, read_recording
 from assetgen.spec import GenRequest
 
 _rows = threading.local()
@@ -62,8 +65,11 @@ class AudiocraftBackend:
         cls = AudioGen if resolved.kind == "sfx" else MusicGen
         env_before = os.environ.get("HF_HUB_OFFLINE")
         os.environ["HF_HUB_OFFLINE"] = "1"  # never reach for the hub: resolve() found local files
+        chroma = cls is MusicGen and model_takes_melody(resolved.ref) or has_local_separator(resolved.checkpoint_dir)
         try:
-            with safe_torch_load():
+            # a melody checkpoint's separator is a demucs package: its model class may be unpickled (demucs builds
+            # it from the package's kwargs), from the checkpoint's own separator repository when it has one
+            with safe_torch_load(SEPARATOR_GLOBALS if chroma else ()), local_separator(resolved.checkpoint_dir):
                 self.model = cls.get_pretrained(resolved.source, device=device)
         finally:
             if env_before is None:
@@ -76,13 +82,29 @@ class AudiocraftBackend:
         self.placeholder = resolved.placeholder
         self.sample_rate = int(self.model.sample_rate)
         self.max_duration_s = float(self.model.max_duration)
+        # MusicGen-melody's chroma conditioner: only such a model takes a melody (generate_with_chroma)
+        self.takes_melody = "self_wav" in getattr(getattr(self.model.lm, "condition_provider", None),
+                                                  "conditioners", {})
         self.on_progress: Callable[[float], None] | None = None  # fraction of tokens generated (the lab sets it)
 
-    def generate(self, requests: Sequence[GenRequest]) -> list[np.ndarray]:
-        """Generate one batch; all requests must share ``params`` (the planner groups them so)."""
+    def generate(self, requests: Sequence[GenRequest]) -> list[np.ndarray | RequestRefused]:
+        """Generate one batch; all requests must share ``params`` (the planner groups them so). Requests with a
+        melody go through ``generate_with_chroma`` (each with its own melody, of one length: audiocraft pads them to
+        the longest, which changes a shorter one's chroma); a request whose melody recording cannot be read, or any
+        melody on a model without a chroma conditioner, is refused alone."""
         params = requests[0].params
         if any(r.params != params for r in requests):
             raise ValueError("a batch must share one GenParams; group requests with plan.make_batches")
+        melodies, refused = self._melodies(requests)
+        keep = [i for i in range(len(requests)) if i not in refused]
+        kept = [melodies[i] for i in keep] if melodies is not None else None
+        if kept is not None and all(m is None for m in kept):
+            kept = None  # no melody left: the text-only path, as for any other batch
+        made = iter(self._generate([requests[i] for i in keep], kept) if keep else [])
+        return [refused[i] if i in refused else next(made) for i in range(len(requests))]
+
+    def _generate(self, requests: Sequence[GenRequest], melodies: list | None) -> list[np.ndarray]:
+        params = requests[0].params
         # audiocraft generates int(duration * frame_rate) frames: round up to whole frames, trim to the sample
         frames = math.ceil(params.duration_s * self.model.frame_rate - 1e-6)
         samples = round(params.duration_s * self.sample_rate)
@@ -105,7 +127,13 @@ class AudiocraftBackend:
                 self.model.set_custom_progress_callback(lambda done, total: report(min(1.0, done / max(total, 1))))
             texts = [r.prompt for r in requests]
             with torch.inference_mode():
-                if prompt is None:
+                if melodies is not None:
+                    if prompt is not None:
+                        raise ValueError("audiocraft continues a prompt without melody conditioning: a batch "
+                                         "holds continuations or melodies, not both")
+                    wav = self.model.generate_with_chroma(texts, melodies, self.sample_rate,
+                                                          progress=report is not None)
+                elif prompt is None:
                     wav = self.model.generate(texts, progress=report is not None)
                 else:
                     wav = self.model.generate_continuation(prompt, self.sample_rate, texts,
@@ -114,6 +142,36 @@ class AudiocraftBackend:
             _rows.generators = None
         skip = prompt_frames * round(self.sample_rate / self.model.frame_rate)  # the prompt's decoded samples
         return [w[..., skip:skip + samples].detach().to("cpu", torch.float32).numpy() for w in wav]
+
+    def _melodies(self, requests: Sequence[GenRequest]) -> tuple[list | None, dict[int, RequestRefused]]:
+        """Each request's melody at the model's rate and channels (``[C, T]`` tensor, None without one), or None
+        when no request has one; and the requests refused (index -> ``RequestRefused``)."""
+        if not any(r.has_melody for r in requests):
+            return None, {}
+        from audiocraft.data.audio_utils import convert_audio
+
+        melodies: list = []
+        refused: dict[int, RequestRefused] = {}
+        for i, r in enumerate(requests):
+            melodies.append(None)
+            if not r.has_melody:
+                continue
+            if not self.takes_melody:
+                refused[i] = RequestRefused(f"model {self.name} has no chroma conditioner: it cannot take a melody "
+                                            "(use melody, facebook/musicgen-melody or a melody checkpoint)")
+                continue
+            try:
+                audio, sr = ((r.melody_audio, r.melody_sr) if r.melody_audio is not None
+                             else read_recording(r.melody_file, r.melody_sha256))
+            except SourceError as exc:
+                refused[i] = RequestRefused(f"melody: {exc}")
+                continue
+            wav = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+            melodies[i] = convert_audio(wav, int(sr), self.sample_rate, self.model.audio_channels).to(self.device)
+        if len({m.shape[-1] for m in melodies if m is not None}) > 1:
+            raise ValueError("a batch's melodies must have one length and rate; group requests with "
+                             "plan.make_batches")
+        return melodies, refused
 
     def _prompt(self, requests: Sequence[GenRequest]) -> tuple[torch.Tensor | None, int]:
         """The batch's continuation prompts at the model's rate and channels, [B, C, T], and their length in

@@ -1,6 +1,6 @@
 """Resolve a manifest's model reference to a loadable checkpoint, offline-first, without importing torch.
 
-A reference is an alias (``music``, ``sfx``; ``tts`` is espeak-ng, see ``espeak_backend``), a hub id (``facebook/musicgen-small``...) or a checkpoint directory.
+A reference is an alias (``music``, ``sfx``, ``melody``; ``tts`` is espeak-ng, see ``espeak_backend``), a hub id (``facebook/musicgen-small``...) or a checkpoint directory.
 Look-up order for aliases and hub ids: ``--model-dir`` / ``ASSETGEN_MODEL_DIR`` (``DIR/<alias>``, ``DIR/<hub id>``),
 then the local Hugging Face cache. Nothing is ever downloaded: a missing checkpoint is a ``ModelUnavailable``
 error that says which model, where it looked and how to point at a directory.
@@ -20,7 +20,9 @@ from assetgen.spec import PLACEHOLDER_VO
 
 MARKER_FILE = "assetgen.json"  # written next to tiny checkpoints; marks placeholder audio
 CHECKPOINT_FILES = ("state_dict.bin", "compression_state_dict.bin")
-DEFAULT_HUB_IDS = {"music": "facebook/musicgen-small", "sfx": "facebook/audiogen-medium"}
+DEFAULT_HUB_IDS = {"music": "facebook/musicgen-small", "sfx": "facebook/audiogen-medium",
+                   "melody": "facebook/musicgen-melody"}
+ALIAS_KINDS = {"music": "music", "sfx": "sfx", "melody": "music"}  # the model class an alias fixes
 HUB_IDS = tuple(f"facebook/musicgen-{s}" for s in ("small", "medium", "large", "melody")) + (
     "facebook/audiogen-medium",)
 MODEL_DIR_ENV = "ASSETGEN_MODEL_DIR"
@@ -133,7 +135,8 @@ def resolve(ref: str, model_dir: str | Path | None = None) -> ResolvedModel:
             if _has_checkpoints(local):
                 resolved = _dir_model(ref, local)
                 if ref in DEFAULT_HUB_IDS:  # the alias fixes the model class
-                    resolved = ResolvedModel(ref, ref, resolved.source, resolved.checkpoint_dir, resolved.placeholder)
+                    resolved = ResolvedModel(ref, ALIAS_KINDS[ref], resolved.source, resolved.checkpoint_dir,
+                                             resolved.placeholder)
                 return resolved
         if name in HUB_IDS:
             looked.append(f"Hugging Face cache ({name})")
@@ -177,8 +180,12 @@ def fingerprint(ref: str, model_dir: str | Path | None = None) -> str:
 
         h.update(resolved.source.encode())
         names = tuple(n for n in DATA_FILES if (resolved.checkpoint_dir / n).is_file())
-    for name in names:
-        path = resolved.checkpoint_dir / name
+    paths = [resolved.checkpoint_dir / name for name in names]
+    if resolved.kind != TTS_KIND:  # a melody checkpoint's own stem separator shapes its conditioning
+        from assetgen.models.melody import separator_files
+
+        paths += separator_files(resolved.checkpoint_dir)
+    for path in paths:
         st = path.stat()
         h.update(_file_digest(str(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns).encode())
     return h.hexdigest()

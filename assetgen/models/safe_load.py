@@ -48,9 +48,9 @@ def _import_global(qualname: str):
         raise ValueError(f"{TRUST_ENV}: cannot import {qualname!r}: {exc}") from None
 
 
-def allowed_globals() -> list:
-    """The allowlist plus the user's explicit opt-in globals."""
-    names = list(ALLOWLIST)
+def allowed_globals(extra: tuple[str, ...] = ()) -> list:
+    """The allowlist, ``extra`` and the user's explicit opt-in globals."""
+    names = list(ALLOWLIST) + list(extra)
     names += [n.strip() for n in os.environ.get(TRUST_ENV, "").split(",") if n.strip()]
     return [_import_global(n) for n in names]
 
@@ -62,8 +62,9 @@ def refused_global(exc: BaseException) -> str | None:
 
 
 @contextlib.contextmanager
-def safe_torch_load():
-    """Within this block every ``torch.load`` runs with ``weights_only=True`` and the allowlist."""
+def safe_torch_load(extra: tuple[str, ...] = ()):
+    """Within this block every ``torch.load`` runs with ``weights_only=True`` and the allowlist (plus ``extra``
+    globals, such as ``models.melody.SEPARATOR_GLOBALS`` while a melody checkpoint loads)."""
     import torch
 
     original = torch.load
@@ -85,7 +86,7 @@ def safe_torch_load():
                 f"with {TRUST_ENV}={name}"
             ) from None
 
-    with _PATCH_LOCK, torch.serialization.safe_globals(allowed_globals()):
+    with _PATCH_LOCK, torch.serialization.safe_globals(allowed_globals(extra)):
         torch.load = load
         try:
             yield
