@@ -56,6 +56,7 @@ SNAPSHOT_STATE = Path(".assetgen") / "snapshot.json"
 INDEX_KEY = "index.sqlite"
 JOURNAL_KEYS = (".assetgen/decisions.jsonl", ".assetgen/retirements.jsonl", ".assetgen/overrides.jsonl")
 RUNS_DIR = "runs"
+REPORT_DIR = "report"
 LOCK_KEY = ".assetgen.lock"
 SNAPSHOT_EVERY_S = 30.0  # a crash loses at most this much index history locally; reconcile re-adopts the files
 LOCK_REFRESH_S = 10.0
@@ -345,7 +346,7 @@ class RemoteFiles(Files):
             etag = resp.get("ETag", "")
         else:
             final = PurePosixPath(rel)
-            tmp = str(final.with_name(f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"))
+            tmp = str(final.with_name(f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().int % 10**9}"))  # TEMP_RE
             self.fs.pipe_file(self.key(tmp), bytes(data))
             try:
                 if self.exists(rel):
@@ -446,15 +447,12 @@ def _precondition_failed(exc: BaseException) -> bool:
 
 
 def _index_paths(db: Path) -> list[str]:
+    """ROOT-relative paths of the versions whose file the index at ``db`` holds as present."""
+    from assetgen.store.index import Index
+
     if not db.is_file():
         return []
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return [r[0] for r in con.execute("SELECT path FROM versions WHERE file_state = 'ok'")]
-    except sqlite3.Error:
-        return []
-    finally:
-        con.close()
+    return [r["path"] for r in Index(db.parent).rows() if r["file_state"] == "ok"]
 
 
 # -- index snapshot ---------------------------------------------------------------------------------------------

@@ -252,7 +252,7 @@ def read_chunks(path: str | os.PathLike | bytes) -> dict[bytes, bytes]:
         raise WavError(f"{where}: {exc}") from None
 
 
-def read_loop(path: str | os.PathLike) -> tuple[int, int] | None:
+def read_loop(path: str | os.PathLike | bytes) -> tuple[int, int] | None:
     """First ``smpl`` loop as (start, end) frames, end exclusive; None without a loop."""
     smpl = read_chunks(path).get(b"smpl")
     if not smpl or len(smpl) < 60 or struct.unpack_from("<I", smpl, 28)[0] < 1:
