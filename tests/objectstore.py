@@ -31,8 +31,8 @@ class Seaweed:
 
     @property
     def env(self) -> dict[str, str]:
-        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": "assetgen-test",
-                "AWS_SECRET_ACCESS_KEY": "assetgen-test-secret", "AWS_REGION": "us-east-1"}
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": "AKIDSEAWEEDTESTKEY",
+                "AWS_SECRET_ACCESS_KEY": "seaweed-test-secret-0f3a9c", "AWS_REGION": "us-east-1"}
 
     def stop(self) -> None:
         if self.proc.poll() is None:

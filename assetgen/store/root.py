@@ -324,6 +324,7 @@ class RemoteFiles(Files):
             return None
 
     def read_bytes(self, rel: str) -> bytes:
+        self.fs.invalidate_cache(self.key(rel))
         return self.fs.cat_file(self.key(rel))
 
     def exists(self, rel: str) -> bool:

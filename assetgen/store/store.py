@@ -189,11 +189,19 @@ class AssetStore:
             with _root.remote_lock(self.files, wait=wait, on_wait=on_wait, locked_error=RootLocked) as where:
                 _root.fetch_snapshot(self.root, self.files)
                 self._locked = True
+                failed = True
                 try:
                     yield Path(where)
+                    failed = False
                 finally:
                     self._locked = False
-                    _root.upload_snapshot(self.root, self.files)
+                    try:
+                        _root.upload_snapshot(self.root, self.files)
+                    except Exception:
+                        if not failed:
+                            raise
+                        # the block's own error is the one to report; the next writer fetches no newer
+                        # snapshot and reconcile adopts the objects its rows name
 
     def snapshot(self, force: bool = False) -> None:
         """Upload the index snapshot of a remote root (at most every ``SNAPSHOT_EVERY_S`` unless ``force``);
