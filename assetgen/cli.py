@@ -43,7 +43,14 @@ models_app = typer.Typer(no_args_is_help=True, help="Model checkpoints.")
 app.add_typer(index_app, name="index")
 app.add_typer(models_app, name="models")
 
-OUT = typer.Option(Path("outputs"), "--out", "-o", help="Output root (versioned WAVs, index.sqlite, report/).")
+OUT = typer.Option("outputs", "--out", "-o",
+                   help="Output root (versioned WAVs, index.sqlite, report/): a folder, or an fsspec URL such as "
+                        "s3://bucket/prefix (credentials and endpoint from the environment, e.g. AWS_PROFILE, "
+                        "AWS_ENDPOINT_URL).")
+INDEX = typer.Option(None, "--index",
+                     help="The index of a remote --out: a local path named index.sqlite (default: a folder under "
+                          "$ASSETGEN_REMOTE_HOME or ~/.cache/assetgen/remote); a local root's index is "
+                          "OUT/index.sqlite.")
 MANIFESTS = typer.Argument(..., help="Manifest files: .csv, .parquet or seed-style .json scene files.")
 MAX_ASSETS = typer.Option(10_000, "--max-assets", help="Refuse manifests that expand to more assets than this.")
 MAX_ATTEMPTS = typer.Option(3, "--max-attempts", min=1,
@@ -61,6 +68,42 @@ def _err(message: str, code: int = 2) -> None:
 
     Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _writer_root(out: str, index: Optional[Path] = None) -> Path:
+    """The local folder a writing command works in: ``out`` itself, or a remote root's working folder holding its
+    index (``store.root.writer_root``)."""
+    from assetgen.store.root import RemoteRootError, writer_root
+
+    try:
+        return writer_root(out, index)
+    except RemoteRootError as exc:
+        _err(str(exc))
+    except OSError as exc:  # unreachable endpoint, missing bucket, no credentials: botocore's words, no secrets
+        _err(f"cannot use --out {out}: {exc}")
+
+
+def _reader_root(out: str) -> Path:
+    """The local folder a reading command reads: ``out`` itself, or a remote root's mirror (the index snapshot and
+    the delivered files, fetched when changed)."""
+    from assetgen.store.root import RemoteRootError, is_url, reader_root
+
+    try:
+        root = reader_root(out)
+    except RemoteRootError as exc:
+        _err(str(exc))
+    except OSError as exc:
+        _err(f"cannot read --out {out}: {exc}")
+    if is_url(out) and not (root / "index.sqlite").is_file():
+        _err(f"no index at {out.rstrip('/')}/index.sqlite: render something into {out} first")
+    return root
+
+
+def _shown(out: str, rel: str) -> str:
+    """Where ``rel`` (ROOT-relative) is, as the user named the root."""
+    from assetgen.store.root import is_url
+
+    return f"{out.rstrip('/')}/{rel}" if is_url(out) else str(Path(out) / rel)
 
 
 def _load(manifests: List[Path], max_assets: int):
@@ -89,16 +132,17 @@ def validate(manifests: List[Path] = MANIFESTS, max_assets: int = MAX_ASSETS) ->
 
 
 @app.command()
-def plan(manifests: List[Path] = MANIFESTS, out: Path = OUT, model_dir: Optional[Path] = MODEL_DIR,
+def plan(manifests: List[Path] = MANIFESTS, out: str = OUT, model_dir: Optional[Path] = MODEL_DIR,
          batch_size: int = typer.Option(8, "--batch-size", min=1), max_assets: int = MAX_ASSETS,
-         max_attempts: int = MAX_ATTEMPTS) -> None:
+         max_attempts: int = MAX_ATTEMPTS, index: Optional[Path] = INDEX) -> None:
     """Show what a render would do: new / changed / up-to-date / repair (latest file missing or damaged) /
     orphaned and the batches. Writes nothing."""
     from assetgen import render
     from assetgen.plan import plan_summary
 
+    root = _writer_root(out, index)
     try:
-        prepared = render.prepare(manifests, out, model_dir=model_dir, batch_size=batch_size, max_assets=max_assets,
+        prepared = render.prepare(manifests, root, model_dir=model_dir, batch_size=batch_size, max_assets=max_assets,
                                   max_attempts=max_attempts, check_files=True)
     except render.InvalidInput as exc:
         _err(str(exc))
@@ -159,7 +203,8 @@ def _print_plan(summary: dict, prepared, out: Path) -> None:
 
 @app.command("render")
 def render_cmd(
-    manifests: List[Path] = MANIFESTS, out: Path = OUT, model_dir: Optional[Path] = MODEL_DIR,
+    manifests: List[Path] = MANIFESTS, out: str = OUT, model_dir: Optional[Path] = MODEL_DIR,
+    index: Optional[Path] = INDEX,
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Requests per generate() call."),
     runner: str = typer.Option("local", "--runner", help="local (one process) or dask (workers)."),
@@ -187,9 +232,10 @@ def render_cmd(
         _err(f"--runner {runner!r}: expected local or dask")
     if fail_on not in FAIL_ON:
         _err(f"--fail-on {fail_on!r}: expected one of {', '.join(FAIL_ON)}")
+    root = _writer_root(out, index)
     try:
         # files checked now so the plan line shows repairs (the hashes read are cached: reconcile only stats)
-        prepared = render.prepare(manifests, out, model_dir=model_dir, batch_size=batch_size, max_assets=max_assets,
+        prepared = render.prepare(manifests, root, model_dir=model_dir, batch_size=batch_size, max_assets=max_assets,
                                   max_attempts=max_attempts, check_files=True, record_verified=True)
         if prepared.batches or any(it.spec.gen.continue_from for it in prepared.plan.pending):
             from assetgen.models.device import DeviceUnavailable, pick_device
@@ -210,10 +256,10 @@ def render_cmd(
     from assetgen.store import RootLocked
     from assetgen.store.disk import check_writable, describe
 
-    check_writable(out)  # a read-only root fails here, before Prefect starts or a model loads
+    check_writable(root)  # a read-only root fails here, before Prefect starts or a model loads
 
     try:
-        state = runtime.run_render(manifests, out, model_dir=model_dir, device=device, batch_size=batch_size,
+        state = runtime.run_render(manifests, root, model_dir=model_dir, device=device, batch_size=batch_size,
                                    max_assets=max_assets, max_attempts=max_attempts, wait=not no_wait, runner=runner,
                                    dask_address=dask_address, fail_on=fail_on,
                                    workers=workers, progress_bars=progress_bars and sys.stderr.isatty())
@@ -247,7 +293,7 @@ def render_cmd(
         raise typer.Exit(code)
 
 
-def _print_run_report(report: dict, out: Path) -> None:
+def _print_run_report(report: dict, out: str) -> None:
     """QC failures, orphaned and un-retired assets of a render, and where its run report is (stderr)."""
     if report.get("qc_failed"):
         typer.secho(f"{len(report['qc_failed'])} asset(s) fail QC:", fg="red", err=True)
@@ -261,20 +307,26 @@ def _print_run_report(report: dict, out: Path) -> None:
     if report.get("unretired"):
         typer.echo(f"named by the manifests again, no longer retired: {', '.join(report['unretired'])}", err=True)
     if report.get("json"):
-        typer.echo(f"run report: {Path(out) / report['json']} (JUnit: {Path(out) / report['junit']})", err=True)
+        typer.echo(f"run report: {_shown(out, report['json'])} (JUnit: {_shown(out, report['junit'])})", err=True)
 
 
 @app.command()
-def report(out: Path = OUT) -> None:
+def report(out: str = OUT) -> None:
     """Write OUT/report/index.html: players, waveforms, loudness and seam checks, version history."""
     from assetgen.report import build_report
+    from assetgen.store.root import REPORT_DIR, RemoteFiles, is_url
 
-    _need_index(out)
-    typer.echo(str(build_report(out)))
+    root = _reader_root(out)
+    _need_index(root)
+    page = build_report(root)
+    if is_url(out):  # built in the mirror beside the files it plays; the page and media go to ROOT/report/
+        RemoteFiles(out).upload_tree(root / REPORT_DIR, REPORT_DIR)
+        page = _shown(out, page.relative_to(root).as_posix())
+    typer.echo(str(page))
 
 
 @app.command()
-def review(out: Path = OUT, host: str = typer.Option("127.0.0.1", "--host", help="Address to bind."),
+def review(out: str = OUT, host: str = typer.Option("127.0.0.1", "--host", help="Address to bind."),
            port: int = typer.Option(8765, "--port"),
            allowed_host: List[str] = typer.Option([], "--allowed-host",
                                                   help="Another Host name requests may use (repeatable), e.g. the "
@@ -282,10 +334,17 @@ def review(out: Path = OUT, host: str = typer.Option("127.0.0.1", "--host", help
                                                        "other host are refused (DNS-rebinding protection).")) -> None:
     """Serve the report locally with Approve / Reject buttons (binds to 127.0.0.1 by default)."""
     from assetgen.report.review import serve_review
+    from assetgen.store.root import RemoteFiles, fetch_snapshot, is_url
 
-    _need_index(out)
+    root = _reader_root(out)
+    _need_index(root)
+    status_root = refresh = None
+    if is_url(out):  # the page is served from the mirror; decisions go through the root's writer folder
+        status_root = _writer_root(out)
+        refresh = lambda: fetch_snapshot(root, RemoteFiles(out))  # noqa: E731
     typer.echo(f"review page: http://{host}:{port}/  (Ctrl-C to stop)")
-    serve_review(out, host=host, port=port, allowed_hosts=allowed_host)
+    serve_review(root, host=host, port=port, allowed_hosts=allowed_host, status_root=status_root,
+                 after_change=refresh)
 
 
 @app.command()
@@ -319,16 +378,18 @@ def lab(out: Path = OUT, model_dir: Optional[Path] = MODEL_DIR,
     serve_lab(session, host=host, port=port, allowed_hosts=allowed_host)
 
 
-def _need_index(out: Path) -> None:
+def _need_index(out: str | Path) -> None:
     if not (Path(out) / "index.sqlite").is_file():
         _err(f"no index at {Path(out) / 'index.sqlite'}: render something into {out} first")
 
 
-def _set_status(target: str, out: Path, status: str, force: bool = False, reason: Optional[str] = None) -> None:
+def _set_status(target: str, out: str, status: str, force: bool = False, reason: Optional[str] = None,
+                index: Optional[Path] = None) -> None:
     from assetgen.report.approval import ApprovalBlocked, set_status_checked
     from assetgen.store import AssetStore
 
-    _need_index(out)
+    root = _writer_root(out, index)
+    _need_index(root)
     ref, _, ver = target.partition("@")
     scene, _, asset = ref.partition("/")
     if not scene or not asset:
@@ -339,7 +400,7 @@ def _set_status(target: str, out: Path, status: str, force: bool = False, reason
         if not digits.isdigit():
             _err(f"{target!r}: version must look like @v3")
         version = int(digits)
-    store = AssetStore(out)
+    store = AssetStore(root)
     try:
         with store.lock(wait=True):
             row = set_status_checked(store, scene, asset, version, status, force=force, reason=reason, via="cli")
@@ -352,27 +413,27 @@ def _set_status(target: str, out: Path, status: str, force: bool = False, reason
 
 @app.command()
 def approve(target: str = typer.Argument(..., help="SCENE/ASSET or SCENE/ASSET@vN (default: latest)"),
-            out: Path = OUT,
+            out: str = OUT, index: Optional[Path] = INDEX,
             force: bool = typer.Option(False, "--force", help="Approve a take that fails QC, has a non-ok audio "
                                                                "status or is placeholder audio (needs --reason)."),
             reason: Optional[str] = typer.Option(None, "--reason", help="Why a blocked take is approved anyway "
                                                                          "(journaled with the user's name).")) -> None:
     """Mark a version approved (a failing or placeholder take needs --force --reason)."""
-    _set_status(target, out, "approved", force=force, reason=reason)
+    _set_status(target, out, "approved", force=force, reason=reason, index=index)
 
 
 @app.command()
 def reject(target: str = typer.Argument(..., help="SCENE/ASSET or SCENE/ASSET@vN (default: latest)"),
-           out: Path = OUT) -> None:
+           out: str = OUT, index: Optional[Path] = INDEX) -> None:
     """Mark a version rejected."""
-    _set_status(target, out, "rejected")
+    _set_status(target, out, "rejected", index=index)
 
 
 @app.command()
 def retire(targets: List[str] = typer.Argument(..., help="SCENE/ASSET ... or, with --orphans, the manifests whose "
                                                           "assets stay (every indexed asset none of them names is "
                                                           "retired)."),
-           out: Path = OUT,
+           out: str = OUT, index: Optional[Path] = INDEX,
            orphans: bool = typer.Option(False, "--orphans", help="Retire every asset in the index that none of the "
                                                                   "given manifests names."),
            reason: Optional[str] = typer.Option(None, "--reason", help="Why (kept in the index with the user's "
@@ -383,8 +444,9 @@ def retire(targets: List[str] = typer.Argument(..., help="SCENE/ASSET ... or, wi
     from assetgen.report.approval import reviewer
     from assetgen.store import AssetStore
 
-    _need_index(out)
-    store = AssetStore(out)
+    root = _writer_root(out, index)
+    _need_index(root)
+    store = AssetStore(root)
     if orphans:
         named = {s.ident for s in _load([Path(t) for t in targets], max_assets)}
         indexed = store.index.indexed_assets()
@@ -419,7 +481,7 @@ def retire(targets: List[str] = typer.Argument(..., help="SCENE/ASSET ... or, wi
 
 
 @app.command()
-def export(to: Path = typer.Option(..., "--to", help="Engine folder to copy into."), out: Path = OUT,
+def export(to: Path = typer.Option(..., "--to", help="Engine folder to copy into."), out: str = OUT,
            approved: bool = typer.Option(True, "--approved/--all-latest",
                                          help="--approved: the latest approved take of each asset; --all-latest: "
                                               "the latest passing (not rejected, not failing) take of each asset."),
@@ -435,9 +497,10 @@ def export(to: Path = typer.Option(..., "--to", help="Engine folder to copy into
     """Copy the chosen take of each asset into an engine folder (only what changed; hashes verified)."""
     from assetgen.report.export import export_assets
 
-    _need_index(out)
+    root = _reader_root(out)
+    _need_index(root)
     try:
-        result = export_assets(out, to, pattern=pattern, mode="approved" if approved else "all-latest",
+        result = export_assets(root, to, pattern=pattern, mode="approved" if approved else "all-latest",
                                include_failing=include_failing, overwrite=overwrite, skip_damaged=skip_damaged)
     except ValueError as exc:
         _err(str(exc))
@@ -447,7 +510,7 @@ def export(to: Path = typer.Option(..., "--to", help="Engine folder to copy into
 
 
 @app.command("qc")
-def qc_cmd(out: Path = OUT,
+def qc_cmd(out: str = OUT,
            as_json: bool = typer.Option(False, "--json", help="Print the results as JSON (one object)."),
            gates: str = typer.Option("", "--qc", help="Gate edits on top of each row's own, in the manifest's qc "
                                                      "syntax, e.g. 'loudness:0.3' or '-near_duplicate'."),
@@ -466,8 +529,9 @@ def qc_cmd(out: Path = OUT,
             qc.parse_qc_text(gates)
         except qc.QcSyntaxError as exc:
             _err(f"--qc {gates!r}: {exc}")
-    _need_index(out)
-    result = recheck(out, gates, pattern)
+    root = _reader_root(out)
+    _need_index(root)
+    result = recheck(root, gates, pattern)
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=1, allow_nan=False))
     else:
@@ -496,7 +560,7 @@ def measure(files: List[Path] = typer.Argument(..., help="Audio files (WAV, FLAC
 
 
 @index_app.command("export")
-def index_export(out: Path = OUT, fmt: str = typer.Option("csv", "--format", help="csv or parquet"),
+def index_export(out: str = OUT, fmt: str = typer.Option("csv", "--format", help="csv or parquet"),
                  to: Optional[Path] = typer.Option(None, "--to", help="File to write (default OUT/index.<fmt>)."))\
         -> None:
     """Dump the index (one row per asset version)."""
@@ -504,9 +568,16 @@ def index_export(out: Path = OUT, fmt: str = typer.Option("csv", "--format", hel
 
     if fmt not in ("csv", "parquet"):
         _err(f"--format {fmt!r}: expected csv or parquet")
-    _need_index(out)
-    path = to or Path(out) / f"index.{fmt}"
-    Index(out).export(path, fmt)
+    from assetgen.store.root import RemoteFiles, is_url
+
+    root = _reader_root(out)
+    _need_index(root)
+    path = to or root / f"index.{fmt}"
+    Index(root).export(path, fmt)
+    if is_url(out) and to is None:  # the default file sits in the root, as for a local root
+        RemoteFiles(out).put(path.name, path.read_bytes())
+        typer.echo(_shown(out, path.name))
+        return
     typer.echo(str(path))
 
 

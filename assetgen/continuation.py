@@ -66,7 +66,7 @@ def prompt_audio(store, base: str, version: int | None, prompt_s: float | None,
         raise LookupError(f"{base}'s latest version {row['version']} is not its current take (it was not "
                           "delivered in this run)")
     try:
-        data, sr = sf.read(store.root / row["path"], dtype="float32", always_2d=True)
+        data, sr = sf.read(store.file_source(row["path"]), dtype="float32", always_2d=True)
     except (OSError, RuntimeError) as exc:  # soundfile raises LibsndfileError (a RuntimeError) on bad files
         raise LookupError(f"cannot read {base} v{row['version']}: {exc}") from None
     n = len(data) if prompt_s is None else min(len(data), max(1, round(prompt_s * sr)))

@@ -1,6 +1,6 @@
 """Crash-test driver: reconcile ROOT, then commit a fixed set of synthetic assets through AssetStore.
 
-Usage: python tests/store_crash_driver.py ROOT [N_ASSETS]. Deterministic: the same assets, keys and audio on
+Usage: python tests/store_crash_driver.py ROOT [N_ASSETS]; ROOT may be a remote root's URL (``store.root``). Deterministic: the same assets, keys and audio on
 every run, so a crashed-then-resumed root must end equal to a clean one. ``ASSETGEN_CRASH_AT`` picks the
 crash point. Prints the reconcile report and ``done`` on success.
 """
@@ -8,12 +8,12 @@ crash point. Prints the reconcile report and ``done`` on success.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from assetgen.spec import AssetSpec, GenParams, PostParams, ProcessedAudio
 from assetgen.store import AssetStore
+from assetgen.store.root import writer_root
 
 
 def plan(n_assets: int) -> list[tuple[AssetSpec, str, ProcessedAudio]]:
@@ -36,7 +36,7 @@ def plan(n_assets: int) -> list[tuple[AssetSpec, str, ProcessedAudio]]:
 
 
 def main(root: str, n_assets: int = 8) -> None:
-    store = AssetStore(Path(root))
+    store = AssetStore(writer_root(root))
     with store.lock():
         print("reconcile:", store.reconcile(), flush=True)
         for spec, key, processed in plan(n_assets):

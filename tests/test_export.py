@@ -236,6 +236,7 @@ def test_failed_copy_leaves_a_manifest_of_what_is_there(root: Path, tmp_path: Pa
 
 def test_verification_cache_spares_hashing(root: Path, tmp_path: Path, monkeypatch) -> None:
     from assetgen.report import verify
+    from assetgen.store import root as root_mod
 
     index = Index(root)
     rows = [r for r in index.rows() if r["status"] == "approved"]
@@ -246,7 +247,7 @@ def test_verification_cache_spares_hashing(root: Path, tmp_path: Path, monkeypat
                         st.st_ctime_ns + 10**10))
     index.record_verified(entries)
     hashed = []
-    monkeypatch.setattr(verify, "sha256_file", lambda p: hashed.append(p) or sha256(p))
+    monkeypatch.setattr(root_mod, "sha256_file", lambda p: hashed.append(p) or sha256(p))
     assert verify.file_problems(root, rows) == {}
     assert hashed == []
     wind = root / "forest/wind/wind_v001.wav"

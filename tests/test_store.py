@@ -230,17 +230,17 @@ def test_commit_of_audio_encoded_by_post_processing_writes_the_same_file(tmp_pat
 
 
 def hashed_files(monkeypatch) -> list:
-    """Record the files reconcile hashes."""
-    from assetgen.store import store as store_mod
+    """Record the files reconcile hashes (every hash of a local root's file is ``store.root.sha256_file``)."""
+    from assetgen.store import root as root_mod
 
     seen: list = []
-    original = store_mod.sha256_file
+    original = root_mod.sha256_file
 
     def spy(path):
         seen.append(path.name)
         return original(path)
 
-    monkeypatch.setattr(store_mod, "sha256_file", spy)
+    monkeypatch.setattr(root_mod, "sha256_file", spy)
     return seen
 
 

@@ -22,7 +22,7 @@ reviewer's browser.
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -155,8 +155,13 @@ class HostCheck:
 
 
 def create_app(root: Path, lock_wait_s: float = LOCK_WAIT_S, allowed_hosts: Iterable[str] = (),
-               bind_host: str = "127.0.0.1", port: int | None = None):
+               bind_host: str = "127.0.0.1", port: int | None = None, status_root: Path | None = None,
+               after_change: Callable[[], object] | None = None):
     """The review ASGI app for output root ``root`` (tests drive it with ``fastapi.testclient``).
+
+    A remote root is served from its mirror (``store.root.reader_root``): decisions are then written through
+    ``status_root`` (its writer folder, whose lock uploads the snapshot) and ``after_change()`` refreshes the
+    mirror's index.
 
     Requests are answered only when their Host is 127.0.0.1, localhost, [::1], ``bind_host`` or one of
     ``allowed_hosts`` (and, when ``port`` is given, that port).
@@ -203,7 +208,7 @@ def create_app(root: Path, lock_wait_s: float = LOCK_WAIT_S, allowed_hosts: Iter
         if not same_origin(request.headers.get("origin"), request.headers.get("host")):
             raise HTTPException(403, "cross-origin status changes are refused")
         try:
-            row = set_status_locked(root, change.scene, change.asset, change.version, change.status, lock_wait_s,
+            row = set_status_locked(status_root or root, change.scene, change.asset, change.version, change.status, lock_wait_s,
                                     force=change.force, reason=change.reason)
         except ApprovalBlocked as exc:
             raise HTTPException(409, {"message": str(exc), "blockers": exc.blockers}) from None
@@ -212,6 +217,8 @@ def create_app(root: Path, lock_wait_s: float = LOCK_WAIT_S, allowed_hosts: Iter
                                      f"({exc})") from None
         except IndexLookupError as exc:
             raise HTTPException(404, str(exc)) from None
+        if after_change is not None:
+            after_change()
         return {k: row[k] for k in ("scene", "asset", "version", "status")}
 
     @app.get("/{rel:path}", include_in_schema=False)
@@ -227,7 +234,8 @@ def create_app(root: Path, lock_wait_s: float = LOCK_WAIT_S, allowed_hosts: Iter
     return app
 
 
-def serve_review(root: Path, host: str = "127.0.0.1", port: int = 8765, allowed_hosts: Iterable[str] = ()) -> None:
+def serve_review(root: Path, host: str = "127.0.0.1", port: int = 8765, allowed_hosts: Iterable[str] = (),
+                 status_root: Path | None = None, after_change: Callable[[], object] | None = None) -> None:
     """Build the report's media, then serve ``create_app(root)`` until interrupted (blocking).
 
     ``allowed_hosts``: host names besides 127.0.0.1, localhost, [::1] and ``host`` that requests may name
@@ -245,5 +253,6 @@ def serve_review(root: Path, host: str = "127.0.0.1", port: int = 8765, allowed_
     if host in WILDCARD_BINDS and not allowed_hosts:
         log.warning("bound to every interface but answering only to %s and loopback names: add --allowed-host "
                     "NAME for the name or address other machines use", host)
-    app = create_app(root, allowed_hosts=allowed_hosts, bind_host=host, port=port)
+    app = create_app(root, allowed_hosts=allowed_hosts, bind_host=host, port=port, status_root=status_root,
+                     after_change=after_change)
     uvicorn.run(app, host=host, port=port, log_level="warning")

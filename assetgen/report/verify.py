@@ -1,6 +1,7 @@
 """Do the delivered files still hold the bytes the index recorded? (for ``report``, ``review`` and ``export``)
 
-Cheap through reconcile's verification cache (``Index.verified_files``): a file whose ``os.stat`` fingerprint
+Files are read through the root's ``store.root.Files`` (a remote root's objects, listed once). Cheap through
+reconcile's verification cache (``Index.verified_files``): a file whose ``os.stat`` fingerprint
 (size, mtime, ctime, inode) is the one its hash was last verified at is only stat'ed; any other file is hashed.
 """
 
@@ -8,11 +9,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import stat
 import time
 from pathlib import Path
 
-from assetgen.store.store import sha256_file
 from assetgen.store.verified import still_verified
 
 CHANGED = "content changed since render (sha256 differs from the index: bit-flipped, truncated or edited)"
@@ -27,30 +26,32 @@ def file_problems(root: Path, rows: list[dict], record: bool = False) -> dict[st
     """
     from assetgen.store.index import Index
 
+    from assetgen.store.root import files_for
+
     root = Path(root)
     index = Index(root)
+    files = files_for(root)  # a remote root's working folder: the bucket's objects, listed once
     cache = index.verified_files()
     problems: dict[str, str] = {}
     fresh = []
+    wanted = []
     for row in rows:
         rel = row.get("path") or ""
         if row.get("file_state", "ok") != "ok" or not rel or os.path.isabs(rel) or ".." in Path(rel).parts:
             continue
-        path = root / rel
-        try:
-            st = path.stat()
-        except OSError:
-            problems[rel] = "file missing"
+        wanted.append(row)
+    fingerprints = files.fingerprints(r["path"] for r in wanted)
+    for row in wanted:
+        rel = row["path"]
+        fingerprint = fingerprints[rel]
+        if fingerprint is None:
+            problems[rel] = "file missing" if files.remote or not (root / rel).exists() else "not a regular file"
             continue
-        if not stat.S_ISREG(st.st_mode):
-            problems[rel] = "not a regular file"
-            continue
-        fingerprint = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         if still_verified(cache.get(rel), row["sha256"], fingerprint):
             continue
         now = time.time_ns()
         try:
-            digest = sha256_file(path)
+            digest = files.sha256(rel)
         except OSError as exc:
             problems[rel] = f"unreadable ({exc.strerror or exc})"
             continue

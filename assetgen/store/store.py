@@ -35,14 +35,14 @@ import contextlib
 import dataclasses
 import datetime as _dt
 import hashlib
+import io
 import json
 import os
 import re
-import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -51,10 +51,10 @@ from assetgen.names import component_problem
 from assetgen.spec import RESERVED_SCENES, AssetSpec, ProcessedAudio  # ROOT/report/, ROOT/runs/: assetgen's own
 from assetgen.store import atomic as _atomic
 from assetgen.store import wav
-from assetgen.store.atomic import fsync_dir as _fsync_dir
+from assetgen.store import root as _root
 from assetgen.store.crash import crashpoint
 from assetgen.store.index import COLUMNS, Index, utc_now
-from assetgen.store.lock import root_lock
+from assetgen.store.lock import RootLocked, root_lock
 from assetgen.store.verified import RACY_NS, still_verified  # noqa: F401 (RACY_NS: re-exported)
 
 QUARANTINE = ".quarantine"
@@ -100,10 +100,7 @@ class ReconcileReport:
         return ", ".join(parts) if parts else "clean"
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+sha256_file = _root.sha256_file  # hex sha256 of a local file (the export compares its copies with it)
 
 
 def version_name(asset: str, version: int) -> str:
@@ -128,12 +125,27 @@ def atomic_write(final: Path, data: bytes) -> None:
         raise StoreError(f"{final} already exists; refusing to overwrite it (run reconcile)") from None
 
 
+def _publish(files: "_root.Files", rel: str, data: bytes) -> "_root.Fingerprint | None":
+    """Publish ``data`` at ROOT-relative ``rel`` through the root's files, never replacing an existing file."""
+    try:
+        return files.publish(rel, data)
+    except _atomic.DestinationExists:
+        raise StoreError(f"{rel} already exists; refusing to overwrite it (run reconcile)") from None
+
+
 class AssetStore:
-    """Versioned asset files + index under one output root. Writers hold :meth:`lock`; readers need not."""
+    """Versioned asset files + index under one output root. Writers hold :meth:`lock`; readers need not.
+
+    ``root`` is a local output root, or the working folder of a remote one (``store.root.writer_root``): the
+    index lives there, the delivered files go through ``self.files`` (``store.root``) to the bucket.
+    """
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
         self.index = Index(self.root)
+        self.files = _root.files_for(self.root)
+        self._locked = False
+        self._snapshot_at = 0.0
 
     def __repr__(self) -> str:
         return f"AssetStore({str(self.root)!r})"
@@ -144,6 +156,8 @@ class AssetStore:
         if scene in RESERVED_SCENES:
             raise UnsafeNameError(f"scene name {scene!r} is reserved (ROOT/{scene} holds assetgen's own files)")
         path = self.root / check_name("scene", scene) / check_name("asset", asset)
+        if self.files.remote:  # object keys: no symlinks to follow
+            return path
         root = self.root.resolve()
         resolved = path.resolve()
         if resolved.parent.parent != root:  # second line of defence: symlinks pointing out of ROOT
@@ -152,20 +166,59 @@ class AssetStore:
 
     def _make_dirs(self, path: Path) -> None:
         """Create the asset folder (and scene folder), fsyncing each parent that got a new entry."""
-        created = []
-        p = path
-        while not p.exists():
-            created.append(p)
-            p = p.parent
-        path.mkdir(parents=True, exist_ok=True)
-        for new in created:
-            _fsync_dir(new.parent)
+        self.files.prepare_dir(path.relative_to(self.root).as_posix())
+
+    def file_source(self, rel: str) -> Path | io.BytesIO:
+        """A delivered file for soundfile / ``wav`` readers: its path locally, its bytes from a remote root."""
+        if self.files.remote:
+            return io.BytesIO(self.files.read_bytes(rel))
+        return self.root / rel
 
     @contextlib.contextmanager
     def lock(self, wait: bool = True, on_wait: Callable[[], None] | None = None) -> Iterator[Path]:
-        """Exclusive writer lock on ROOT (``ROOT/.assetgen.lock``); see ``store.lock.root_lock``."""
+        """Exclusive writer lock on ROOT (``ROOT/.assetgen.lock``); see ``store.lock.root_lock``.
+
+        A remote root: the working folder's file lock (its index has one writer), then the root's lock object
+        (``store.root.remote_lock``); the root's snapshot is fetched when it is not this folder's, and uploaded
+        when the lock is released.
+        """
         with root_lock(self.root, wait=wait, on_wait=on_wait) as path:
-            yield path
+            if not self.files.remote:
+                yield path
+                return
+            with _root.remote_lock(self.files, wait=wait, on_wait=on_wait, locked_error=RootLocked) as where:
+                _root.fetch_snapshot(self.root, self.files)
+                self._locked = True
+                failed = True
+                try:
+                    yield Path(where)
+                    failed = False
+                finally:
+                    self._locked = False
+                    try:
+                        _root.upload_snapshot(self.root, self.files)
+                    except Exception:
+                        if not failed:
+                            raise
+                        # the block's own error is the one to report; the next writer fetches no newer
+                        # snapshot and reconcile adopts the objects its rows name
+
+    def snapshot(self, force: bool = False) -> None:
+        """Upload the index snapshot of a remote root (at most every ``SNAPSHOT_EVERY_S`` unless ``force``);
+        the lock's release always uploads one. No-op for a local root."""
+        if not (self.files.remote and self._locked):
+            return
+        now = time.monotonic()
+        if force or now - self._snapshot_at >= _root.SNAPSHOT_EVERY_S:
+            _root.upload_snapshot(self.root, self.files)
+            self._snapshot_at = now
+
+    def _published(self, rel: str, sha256: str, fingerprint: tuple | None) -> None:
+        """After an index write: a remote file's hash is vouched for by the ETag its upload returned (so the next
+        reconcile need not download it), and the snapshot is uploaded when due."""
+        if fingerprint is not None:
+            self.index.record_verified([(rel, sha256, *fingerprint, time.time_ns())])
+        self.snapshot()
 
     # -- commit --------------------------------------------------------------------------------------
     def commit(self, spec: AssetSpec, content_key: str, processed: ProcessedAudio, *, model_label: str,
@@ -208,15 +261,15 @@ class AssetStore:
             "meta": json.dumps(dict(spec.meta), sort_keys=True) if spec.meta else None,
             "qc": processed.qc, "qc_reasons": json.dumps(list(processed.qc_reasons)) if processed.qc else None,
         }
-        final = self.root / rel
-        if final.exists():
+        if self.files.exists(rel):
             raise StoreError(f"{rel} exists but is not in the index; run reconcile before rendering")
         self._make_dirs(folder)
         data = self._file_bytes(row, samples, processed.embedding)
-        atomic_write(final, data)
+        fingerprint = _publish(self.files, rel, data)
         row["sha256"] = hashlib.sha256(data).hexdigest()
         stored = self.index.add_version(row)
         crashpoint("after-index")
+        self._published(rel, row["sha256"], fingerprint)
         return stored
 
     def _file_bytes(self, row: dict, samples: wav.Samples, embedding: Sequence[float] | None = None) -> bytes:
@@ -234,21 +287,23 @@ class AssetStore:
 
     def _restore(self, row: dict, processed: ProcessedAudio) -> dict:
         """Re-create a missing file of an indexed version at its own path (never over an existing file)."""
-        final = self.root / row["path"]
-        if final.exists():
+        if self.files.exists(row["path"]):
             raise StoreError(f"{row['path']} exists but is marked missing; run reconcile before rendering")
-        self._make_dirs(final.parent)
+        self._make_dirs((self.root / row["path"]).parent)
         data = self._file_bytes(row, _samples(processed, int(row["bit_depth"])))
-        atomic_write(final, data)
-        restored = self.index.set_file_state(row["scene"], row["asset"], row["version"], "ok",
-                                             sha256=hashlib.sha256(data).hexdigest())
+        fingerprint = _publish(self.files, row["path"], data)
+        sha = hashlib.sha256(data).hexdigest()
+        restored = self.index.set_file_state(row["scene"], row["asset"], row["version"], "ok", sha256=sha)
         crashpoint("after-index")
+        self._published(row["path"], sha, fingerprint)
         return restored
 
     def record_failure(self, spec: AssetSpec, content_key: str | None, stage: str, error: str,
                        run_id: str | None) -> dict:
         """Store a failed asset with its error (the render keeps going)."""
-        return self.index.record_failure(run_id, spec.scene, spec.asset, content_key, stage, str(error))
+        failure = self.index.record_failure(run_id, spec.scene, spec.asset, content_key, stage, str(error))
+        self.snapshot()
+        return failure
 
     # -- delivery payload and reads ------------------------------------------------------------------
     def commit_encoded(self, spec: AssetSpec, content_key: str, encoded: "Encoded", *, model_label: str,
@@ -266,7 +321,7 @@ class AssetStore:
         row = self.index.get(scene, asset)
         if row is None:
             return None
-        data, sr = sf.read(self.root / row["path"], dtype="float32", always_2d=True)
+        data, sr = sf.read(self.file_source(row["path"]), dtype="float32", always_2d=True)
         return np.ascontiguousarray(data.T), int(sr), row
 
     def latest_embedding(self, scene: str, asset: str) -> tuple[float, ...] | None:
@@ -276,7 +331,9 @@ class AssetStore:
         if row is None:
             return None
         try:
-            emb = wav.read_provenance(self.root / row["path"]).get("qc_embedding")
+            source = self.file_source(row["path"])
+            emb = wav.read_provenance(source.getvalue() if isinstance(source, io.BytesIO) else source).get(
+                "qc_embedding")
         except (OSError, ValueError):  # wav.WavError is a ValueError
             return None
         return tuple(float(v) for v in emb) if isinstance(emb, list) and emb else None
@@ -288,56 +345,53 @@ class AssetStore:
         ``verify_hashes=False`` only checks that indexed files exist (fast for huge libraries).
         """
         report = ReconcileReport()
-        if not self.root.is_dir():
+        if not self.files.remote and not self.root.is_dir():
             return report
         rows = {r["path"]: r for r in self.index.rows()}
-        orphans: list[tuple[str, str, int, Path]] = []
-        for path in self._asset_files():
-            rel = path.relative_to(self.root).as_posix()
-            if _atomic.TEMP_RE.match(path.name):
-                path.unlink(missing_ok=True)
+        orphans: list[tuple[str, str, int, str]] = []
+        for rel in self.files.asset_files():
+            scene, asset, name = rel.split("/")
+            if _atomic.TEMP_RE.match(name):
+                self.files.remove(rel)
                 report.removed_temp.append(rel)
                 continue
             if rel in rows:
                 continue
-            m = _VERSION_RE.match(path.name)
-            if m and m["asset"] == path.parent.name:
-                orphans.append((path.parent.parent.name, path.parent.name, int(m["version"]), path))
-        for folder in sorted({(self.root / rel).parent for rel in report.removed_temp}):
-            _fsync_dir(folder)
+            m = _VERSION_RE.match(name)
+            if m and m["asset"] == asset:
+                orphans.append((scene, asset, int(m["version"]), rel))
+        self.files.synced(report.removed_temp)
         adopted_rows = []
-        for scene, asset, version, path in sorted(orphans):
-            reason = self._adoption_problem(scene, asset, version, path)
+        for scene, asset, version, rel in sorted(orphans):
+            blob = self.files.read_bytes(rel)
+            reason = self._adoption_problem(scene, asset, version, rel, blob)
             if reason is None:
-                adopted_rows.append(self._adopt(path))
-                report.adopted.append(path.relative_to(self.root).as_posix())
+                adopted_rows.append(self._adopt(blob))
+                report.adopted.append(rel)
             else:
-                report.quarantined.append(self._quarantine(path, reason))
+                report.quarantined.append(self._quarantine(rel, reason))
         report.decisions_restored += [f"{r['path']}: {r['status']}"
                                       for r in self.index.restore_decisions(adopted_rows)]
         report.decisions_restored += [f"{i}: retired" for i in self.index.restore_retirements(
             f"{r['scene']}/{r['asset']}" for r in adopted_rows)]
         verified = self.index.verified_files() if verify_hashes else {}
+        fingerprints = self.files.fingerprints(rows)
         fresh: list[tuple] = []
         for rel, row in rows.items():
-            self._check_row(rel, row, verify_hashes, report, verified, fresh)
+            self._check_row(rel, row, verify_hashes, report, verified, fresh, fingerprints[rel])
         self.index.record_verified(fresh)
         return report
 
     def _asset_files(self) -> list[Path]:
         """Files in ``ROOT/<scene>/<asset>/`` (dot folders such as .quarantine are skipped)."""
-        found = []
-        for scene in (d for d in _subdirs(self.root) if d.name not in RESERVED_SCENES):
-            for asset in _subdirs(scene):
-                found += [p for p in asset.iterdir() if p.is_file() and not p.is_symlink()]
-        return sorted(found)
+        return [self.root / rel for rel in self.files.asset_files()]
 
-    def _adoption_problem(self, scene: str, asset: str, version: int, path: Path) -> str | None:
-        """Why an unindexed file cannot be adopted, or None when its provenance rebuilds a valid row."""
-        if not wav.audio_intact(path):
+    def _adoption_problem(self, scene: str, asset: str, version: int, rel: str, blob: bytes) -> str | None:
+        """Why an unindexed file (``blob``, its bytes) cannot be adopted, or None when its provenance rebuilds a
+        valid row."""
+        if not wav.audio_intact(blob):
             return "unreadable or audio does not match its recorded audio_sha256"
-        prov = wav.read_provenance(path)
-        rel = path.relative_to(self.root).as_posix()
+        prov = wav.read_provenance(blob)
         if (prov.get("scene"), prov.get("asset"), prov.get("version"), prov.get("path")) != \
                 (scene, asset, version, rel):
             return "provenance names another scene/asset/version/path"
@@ -350,58 +404,46 @@ class AssetStore:
             return "its content key is already the asset's latest version"
         return None
 
-    def _adopt(self, path: Path) -> dict:
-        prov = wav.read_provenance(path)
-        row = {k: prov.get(k) for k in _ROW_FROM_PROVENANCE} | {"sha256": sha256_file(path)}
+    def _adopt(self, blob: bytes) -> dict:
+        prov = wav.read_provenance(blob)
+        row = {k: prov.get(k) for k in _ROW_FROM_PROVENANCE} | {"sha256": hashlib.sha256(blob).hexdigest()}
         return self.index.add_version(row)
 
     def _check_row(self, rel: str, row: dict, verify: bool, report: ReconcileReport, verified: dict,
-                   fresh: list) -> None:
-        """Check one indexed file; a file unchanged since its hash was last verified is not read again."""
-        path = self.root / rel
+                   fresh: list, fingerprint: tuple | None) -> None:
+        """Check one indexed file (``fingerprint``: ``Files.fingerprints``, None when missing or not a regular
+        file); a file unchanged since its hash was last verified is not read again."""
         scene, asset, version = row["scene"], row["asset"], row["version"]
-        try:
-            st = path.stat()
-        except (FileNotFoundError, NotADirectoryError):
-            st = None
-        if st is None or not stat.S_ISREG(st.st_mode):
+        if fingerprint is None:
             if row["file_state"] == "ok":
                 self.index.set_file_state(scene, asset, version, "missing")
             report.missing.append(rel)
             return
         if not verify and row["file_state"] == "ok":
             return
-        fingerprint = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         if row["file_state"] == "ok" and still_verified(verified.get(rel), row["sha256"], fingerprint):
             return
         now = time.time_ns()
-        if sha256_file(path) == row["sha256"]:
+        if self.files.sha256(rel) == row["sha256"]:
             fresh.append((rel, row["sha256"], *fingerprint, now))
             if row["file_state"] != "ok":
                 self.index.set_file_state(scene, asset, version, "ok")
                 report.recovered.append(rel)
             return
-        report.quarantined.append(self._quarantine(path, "sha256 differs from its index row"))
+        report.quarantined.append(self._quarantine(rel, "sha256 differs from its index row"))
         report.modified.append(rel)
         self.index.set_file_state(scene, asset, version, "missing")
 
-    def _quarantine(self, path: Path, reason: str) -> str:
+    def _quarantine(self, rel: str, reason: str) -> str:
         """Move a file to ``ROOT/.quarantine/<same relative path>`` (suffix added rather than overwrite)."""
-        rel = path.relative_to(self.root)
-        target = self.root / QUARANTINE / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target = PurePosixPath(QUARANTINE) / rel
         n = 1
-        while target.exists():
-            target = self.root / QUARANTINE / rel.with_name(f"{rel.name}.{n}")
+        while self.files.exists(target.as_posix()):
+            target = PurePosixPath(QUARANTINE) / PurePosixPath(rel).with_name(f"{PurePosixPath(rel).name}.{n}")
             n += 1
-        os.rename(path, target)
-        _fsync_dir(path.parent)
-        _fsync_dir(target.parent)
-        return f"{rel.as_posix()} -> {target.relative_to(self.root).as_posix()}: {reason}"
-
-
-def _subdirs(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith("."))
+        self.files.move(rel, target.as_posix())
+        self.files.synced([rel])
+        return f"{rel} -> {target.as_posix()}: {reason}"
 
 
 def _loop(processed: ProcessedAudio) -> tuple[int, int] | None:

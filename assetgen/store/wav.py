@@ -243,15 +243,16 @@ def iter_chunks(blob: bytes) -> Iterator[tuple[bytes, bytes]]:
         pos += 8 + size + (size & 1)
 
 
-def read_chunks(path: str | os.PathLike) -> dict[bytes, bytes]:
-    """Top-level chunks of a WAV file by id (last one wins)."""
+def read_chunks(path: str | os.PathLike | bytes) -> dict[bytes, bytes]:
+    """Top-level chunks of a WAV file (a path, or the file's bytes) by id (last one wins)."""
     try:
-        return dict(iter_chunks(Path(path).read_bytes()))
+        return dict(iter_chunks(path if isinstance(path, (bytes, bytearray, memoryview)) else Path(path).read_bytes()))
     except WavError as exc:
-        raise WavError(f"{path}: {exc}") from None
+        where = "<bytes>" if isinstance(path, (bytes, bytearray, memoryview)) else path
+        raise WavError(f"{where}: {exc}") from None
 
 
-def read_loop(path: str | os.PathLike) -> tuple[int, int] | None:
+def read_loop(path: str | os.PathLike | bytes) -> tuple[int, int] | None:
     """First ``smpl`` loop as (start, end) frames, end exclusive; None without a loop."""
     smpl = read_chunks(path).get(b"smpl")
     if not smpl or len(smpl) < 60 or struct.unpack_from("<I", smpl, 28)[0] < 1:
@@ -260,7 +261,7 @@ def read_loop(path: str | os.PathLike) -> tuple[int, int] | None:
     return start, end_inclusive + 1
 
 
-def read_provenance(path: str | os.PathLike) -> dict:
+def read_provenance(path: str | os.PathLike | bytes) -> dict:
     """The provenance dict from the iXML ``<ASSETGEN>`` element (empty when absent or unreadable)."""
     ixml = read_chunks(path).get(b"iXML")
     if not ixml:
@@ -272,9 +273,12 @@ def read_provenance(path: str | os.PathLike) -> dict:
         return {}
 
 
-def audio_intact(path: str | os.PathLike) -> bool:
-    """True when the file parses and its ``data`` payload matches the provenance ``audio_sha256``."""
+def audio_intact(path: str | os.PathLike | bytes) -> bool:
+    """True when the file (a path, or its bytes) parses and its ``data`` payload matches the provenance
+    ``audio_sha256``."""
     try:
+        if not isinstance(path, (bytes, bytearray, memoryview)):
+            path = Path(path).read_bytes()
         chunks = read_chunks(path)
         prov = read_provenance(path)
     except (OSError, WavError):
