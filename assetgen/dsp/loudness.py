@@ -3,16 +3,18 @@ with a look-ahead true-peak limiter.
 
 - K-weighting: BS.1770-4's published coefficients at 48 kHz; at other rates the same two analog
   prototypes (high shelf, RLB high-pass) re-designed with the bilinear transform from libebur128's
-  parameters (f0, G, Q), which reproduce the 48 kHz coefficients. Run with ``scipy.signal.sosfilt``.
+  parameters (f0, G, Q), which reproduce the 48 kHz coefficients. Run in float64 by
+  :func:`kernels.k_power`, which returns the sums of squares the statistics need without storing the
+  filtered signal.
 - Statistics from 100 ms sub-block energies (cumulative sums, no per-block Python loop): integrated
   (400 ms blocks, 75 % overlap, -70 LUFS absolute and -10 LU relative gates), max momentary (400 ms) and
   max short-term (3 s) loudness, loudness range (EBU Tech 3342: 3 s windows every 100 ms, -70 LUFS
   absolute and -20 LU relative gates, 95th minus 10th percentile).
 - True peak: 4x polyphase interpolation with a Kaiser-windowed sinc (64 taps, beta 7), flat within
   0.002 dB up to 16 kHz at 48 kHz (the BS.1770-4 Annex 2 example filter ripples by +-0.1 dB and reads
-  sines at fs/6 low), computed with numpy only on chunks that can hold the maximum (a chunk's
-  interpolated peak is at most its sample peak times ``max_p sum|h_p|``); the result equals
-  oversampling everything.
+  sines at fs/6 low), computed only on chunks that can hold the maximum (a chunk's interpolated peak is
+  at most its sample peak times ``max_p sum|h_p|``), or on every chunk by :func:`kernels.interpolated_peaks`
+  when most can; the result equals oversampling everything.
 - Limiter (:func:`limit`): written here because the look-ahead limiters at hand (pedalboard's
   ``BrickwallLimiter``) saturate at their own output level whatever gain they are fed, so a make-up loop
   around them cannot converge, and none offers cyclic processing for loops. Its gain computer works on
@@ -25,12 +27,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import maximum_filter1d, uniform_filter1d
-from scipy.signal import butter, sosfilt, sosfilt_zi
+from scipy.signal import butter
 
+from . import kernels
 from .resample import as_2d
 
 BLOCK_S = 0.4  # gating block / momentary window (s)
@@ -76,6 +80,8 @@ for _j in range(_TP_CHUNK):
     _TP_BAND[_j : _j + _TAPS, _j, :] = _TP_PHASES.T
 _TP_BAND = _TP_BAND.reshape(_TP_CHUNK + _TAPS - 1, _TP_FACTOR * _TP_CHUNK)
 _TP_BAND_T = np.ascontiguousarray(_TP_BAND.T)  # outputs x samples: results come out chunk-per-column
+_TP_TAPS_123 = np.ascontiguousarray(_TP_PHASES[1:])  # what kernels.interpolated_peaks computes besides the samples
+assert (_TP_FACTOR, _TAPS, _TP_CHUNK) == (4, 16, 16), "kernels.interpolated_peaks is written for this layout"
 
 
 def _abs_max_columns(v: np.ndarray) -> np.ndarray:
@@ -126,47 +132,36 @@ def _k_design(sr: float) -> np.ndarray:
 
 
 @functools.cache
-def _k_sos32(sr: int) -> np.ndarray:
-    return k_weighting_sos(sr).astype(np.float32)
+def _k_sos(sr: int) -> np.ndarray:
+    return k_weighting_sos(sr)
 
 
-def _filtered(x: np.ndarray, sos: np.ndarray, zi: np.ndarray | None = None) -> np.ndarray:
-    """``sosfilt`` of ``(channels, samples)`` float32 -> the result with the channels of each sample interleaved
-    (``(samples, ch)`` flat). ``zi``: per-channel initial states ``(channels, sections, 2)``.
-
-    Stereo runs as one complex signal ``L + iR`` through the (real) filter -- ``filter(L) + i filter(R)``
-    -- so scipy's ``sosfilt`` does both channels in one pass and the complex64 result viewed as float32 is
-    already interleaved.
-    """
-    if x.shape[0] == 2:
-        c = np.empty(x.shape[1], np.complex64)
-        c.real, c.imag = x[0], x[1]
-        if zi is None:
-            return sosfilt(sos, c).view(np.float32)
-        return sosfilt(sos, c, zi=(zi[0] + 1j * zi[1]).astype(np.complex64))[0].view(np.float32)
-    if zi is None:
-        y = sosfilt(sos, x, axis=-1)
-    else:
-        y = sosfilt(sos, x, axis=-1, zi=np.moveaxis(zi, 0, 1).astype(np.float32))[0]
-    return np.ascontiguousarray(y.T).reshape(-1)
+def _rows(x: np.ndarray) -> list[np.ndarray]:
+    """The channels of ``(channels, samples)`` as contiguous rows (what the kernels take)."""
+    return [np.ascontiguousarray(c) for c in x]
 
 
-def _k_weighted(x: np.ndarray, sr: int) -> np.ndarray:
-    """K-weighted ``x`` (float32, channels interleaved); float32 changes loudness by < 0.001 LU."""
-    return _filtered(x, _k_sos32(sr))
+def _k_power(x: np.ndarray, sr: int, width: int) -> np.ndarray:
+    """K-weighted power of ``x`` ``(channels, samples)`` summed over channels and over runs of ``width``
+    samples (the last run partial); float64."""
+    sos = _k_sos(sr)
+    rows = _rows(x)
+    total = kernels.k_power(rows[0], sos, width)
+    for c in rows[1:]:
+        total += kernels.k_power(c, sos, width)
+    return total
 
 
-def _run_sums(z: np.ndarray, c: int, width: int) -> np.ndarray:
-    """Sum of squares of interleaved ``z`` (``c`` channels) over runs of ``width`` samples, the last run
-    partial when ``width`` does not divide the length; float64."""
-    n = z.size // c
-    k, tail = divmod(n, width)
-    zz = z[: k * width * c].reshape(k, width * c)
-    sums = np.einsum("ij,ij->i", zz, zz).astype(np.float64)  # no squared copy
-    if tail:
-        t = z[k * width * c :]
-        sums = np.append(sums, float(np.dot(t, t)))
-    return sums
+def _regroup(sums: np.ndarray, k: int) -> np.ndarray:
+    """Sums of runs of ``k`` consecutive entries (the last run partial)."""
+    return sums if k == 1 else np.add.reduceat(sums, np.arange(0, sums.size, k))
+
+
+def _unit(sr: int) -> int:
+    """Samples per energy sum: 100 ms when the 400 ms and 3 s windows are whole numbers of 100 ms steps at
+    ``sr`` Hz, else 1."""
+    step = round(STEP_S * sr)
+    return step if round(BLOCK_S * sr) == 4 * step and round(SHORT_S * sr) == 30 * step else 1
 
 
 @dataclass(frozen=True)
@@ -185,15 +180,8 @@ class Energies:
         """``copies``: ``audio`` stands for that many identical copies of its channels (a mono clip that will
         be delivered as dual-mono stereo), so each energy is ``copies`` times the measured one."""
         x = as_2d(audio)
-        return cls.of_weighted(_k_weighted(x, sr), x.shape[0], sr, copies)
-
-    @classmethod
-    def of_weighted(cls, z: np.ndarray, channels: int, sr: int, copies: int = 1) -> "Energies":
-        """From the K-weighted signal ``z`` (channels interleaved, as :func:`_k_weighted` returns it)."""
-        step = round(STEP_S * sr)
-        fast = round(BLOCK_S * sr) == 4 * step and round(SHORT_S * sr) == 30 * step
-        unit = step if fast else 1
-        return cls(_run_sums(z, channels, unit), unit, z.size // channels, sr, copies)
+        unit = _unit(sr)
+        return cls(_k_power(x, sr, unit), unit, x.shape[1], sr, copies)
 
     def scaled(self, sums: np.ndarray) -> "Energies":
         return Energies(sums, self.unit, self.n, self.sr, self.copies)
@@ -295,26 +283,30 @@ def _chunk_count(n: int, cyclic: bool) -> int:
     return -(-(n + (0 if cyclic else _TAPS - 1)) // _TP_CHUNK)
 
 
-def chunk_peaks(x: np.ndarray, cyclic: bool, rows: int = 8192) -> np.ndarray:
+def chunk_peaks(x: np.ndarray, cyclic: bool) -> np.ndarray:
     """Max |4x interpolated value| of every chunk, ``(channels, chunks)``: chunk ``q`` holds the outputs whose
     window ends in ``[q*C, q*C + C)``, centred near sample ``q*C`` (C = ``_TP_CHUNK``); one padded copy of the
-    signal, ``rows`` chunks per GEMM."""
+    signal per channel."""
     c, n = x.shape
-    h, width = _TAPS, _TP_CHUNK
     nq = _chunk_count(n, cyclic)
-    total = nq * width + h - 1  # positions -(h-1) .. nq*width-1: every chunk's window
-    if cyclic:  # the loop's end before its start, then the loop repeated up to the last window
-        xp = np.concatenate([np.tile(x, (1, -(-(h - 1) // n)))[:, x.shape[1] * -(-(h - 1) // n) - (h - 1) :],
-                             np.tile(x, (1, -(-(total - (h - 1)) // n)))[:, : total - (h - 1)]], axis=1)
-    else:
-        xp = np.zeros((c, total), np.float32)
-        xp[:, h - 1 : h - 1 + n] = x
-    win = np.lib.stride_tricks.sliding_window_view(xp, width + h - 1, axis=1)[:, ::width]
+    total = nq * _TP_CHUNK + _TAPS - 1  # positions -(taps-1) .. nq*C-1: every chunk's window
     out = np.empty((c, nq), np.float32)
     for ch in range(c):
-        for k in range(0, nq, rows):
-            out[ch, k : k + rows] = _abs_max_columns(_TP_BAND_T @ win[ch, k : k + rows].T)
+        out[ch] = kernels.interpolated_peaks(_padded(x[ch], total, cyclic), _TP_TAPS_123, nq)
     return out
+
+
+def _padded(v: np.ndarray, total: int, cyclic: bool) -> np.ndarray:
+    """``total`` samples of channel ``v`` from position ``-(taps - 1)``: the loop wrapped when ``cyclic``, else
+    zeros outside the clip."""
+    n, lead = v.size, _TAPS - 1
+    if not cyclic:
+        out = np.zeros(total, np.float32)
+        out[lead : lead + n] = v[: total - lead]
+        return out
+    start = -lead % n
+    full, rest = divmod(total - (n - start), n)
+    return np.concatenate([v[start:]] + [v] * full + [v[:rest]])
 
 
 def true_peak(audio: np.ndarray, cyclic: bool = False) -> float:
@@ -397,7 +389,7 @@ def measure(audio: np.ndarray, sr: int, cyclic: bool = False, copies: int = 1,
 
 @functools.cache
 def _highpass_sos(sr: int, hz: float) -> np.ndarray:
-    return butter(HIGHPASS_ORDER, hz, "highpass", fs=sr, output="sos").astype(np.float32)
+    return butter(HIGHPASS_ORDER, hz, "highpass", fs=sr, output="sos")
 
 
 def highpass(audio: np.ndarray, sr: int, hz: float, cyclic: bool = False) -> np.ndarray:
@@ -419,31 +411,32 @@ def highpass(audio: np.ndarray, sr: int, hz: float, cyclic: bool = False) -> np.
     if n == 0:
         return x
     sos = _highpass_sos(sr, float(hz))
-    mean = x.mean(axis=1, dtype=np.float64).astype(np.float32)  # a large DC costs float32 state precision
+    mean = x.mean(axis=1, dtype=np.float64)  # removed first: a large DC would cost the filter precision
+    out = np.empty_like(x)
+    rows = _rows(x)
     if cyclic:
         # decay of the slowest pole to -100 dB (11.5 nepers), in samples; the tail's final state starts the loop
         warm = int(np.ceil(11.5 / (2 * np.pi * hz * np.sin(np.pi / (2 * HIGHPASS_ORDER))) * sr))
-        tail = np.tile(x, (1, -(-warm // n)))[:, -warm:]
-        zi = _sosfilt_channels(sos, tail, mean, np.zeros((c, sos.shape[0], 2), np.float32))[1]
-    else:  # the steady state for the first sample
-        zi = sosfilt_zi(sos.astype(np.float64))[None] * (x[:, :1] - mean[:, None])[:, :, None]
-    return _sosfilt_channels(sos, x, mean, zi)[0]
+        reps = -(-warm // n)
+        tail = (x if reps == 1 else np.tile(x, (1, reps)))[:, -warm:]
+    for ch, row in enumerate(rows):
+        if cyclic:
+            state = np.zeros((sos.shape[0], 4))
+            kernels.biquads(np.ascontiguousarray(tail[ch]), sos, state, mean[ch], np.empty(warm, np.float32))
+        else:  # the steady state for the first sample
+            state = _steady_state(sos, float(row[0]) - mean[ch])
+        kernels.biquads(row, sos, state, mean[ch], out[ch])
+    return out
 
 
-def _sosfilt_channels(sos: np.ndarray, x: np.ndarray, offset: np.ndarray,
-                      zi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``sosfilt`` of ``x - offset`` per channel from states ``zi`` ``(channels, sections, 2)`` -> (output
-    channels first, float32; final states). Stereo runs as one complex signal (see :func:`_filtered`)."""
-    if x.shape[0] == 2:
-        z = np.empty(x.shape[1], np.complex64)
-        np.subtract(x[0], offset[0], out=z.real)
-        np.subtract(x[1], offset[1], out=z.imag)
-        y, zf = sosfilt(sos, z, zi=(zi[0] + 1j * zi[1]).astype(np.complex64))
-        out = np.empty((2, x.shape[1]), np.float32)
-        out[0], out[1] = y.real, y.imag
-        return out, np.stack([zf.real, zf.imag])
-    y, zf = sosfilt(sos, x - offset[:, None], axis=-1, zi=np.moveaxis(zi, 0, 1).astype(np.float32))
-    return np.asarray(y, dtype=np.float32), np.moveaxis(zf, 1, 0)
+def _steady_state(sos: np.ndarray, u: float) -> np.ndarray:
+    """Direct-form-I states ``(sections, 4)`` of ``sos`` after a constant input ``u`` forever."""
+    state = np.empty((sos.shape[0], 4))
+    for s, (b0, b1, b2, _, a1, a2) in enumerate(sos):
+        v = u * (b0 + b1 + b2) / (1.0 + a1 + a2)
+        state[s] = u, u, v, v
+        u = v
+    return state
 
 
 def _gain_reduction_db(env_db: np.ndarray, sr: int, cyclic: bool, attack_s: float = ATTACK_S,
@@ -491,14 +484,14 @@ class _Limiter:
 
     @classmethod
     def of(cls, x: np.ndarray, sr: int, cyclic: bool, energies: Energies, copies: int,
-           weighted: np.ndarray | None = None, chunks: np.ndarray | None = None) -> "_Limiter":
-        """``weighted``: ``_k_weighted(x, sr)`` and ``chunks``: ``chunk_peaks(x, cyclic)`` when already known."""
+           power: np.ndarray | None = None, chunks: np.ndarray | None = None) -> "_Limiter":
+        """``power``: ``_k_power(x, sr, _TP_CHUNK)`` and ``chunks``: ``chunk_peaks(x, cyclic)`` when already known."""
         if chunks is None:
             chunks = chunk_peaks(x, cyclic)
         with np.errstate(divide="ignore"):
             env = 20.0 * np.log10(chunks.max(axis=0).astype(np.float64))
-        z = _k_weighted(x, sr) if weighted is None else weighted
-        power = _run_sums(z, x.shape[0], _TP_CHUNK)
+        if power is None:
+            power = _k_power(x, sr, _TP_CHUNK)
         c, n = x.shape
         k, tail = divmod(n, _TP_CHUNK)
         body = x[:, : k * _TP_CHUNK].reshape(c, k, _TP_CHUNK)
@@ -605,8 +598,11 @@ def normalize(audio: np.ndarray, sr: int, target_lufs: float, ceiling_dbtp: floa
     if mode not in LOUDNESS_MODES:
         raise ValueError(f"loudness_mode must be one of {', '.join(LOUDNESS_MODES)}, got {mode!r}")
     x = as_2d(audio)
-    z = _k_weighted(x, sr)
-    en = Energies.of_weighted(z, x.shape[0], sr, copies)
+    # K-weighted power once, in runs that both the 100 ms energies and the limiter's chunks are made of
+    unit = _unit(sr)
+    fine = math.gcd(unit, _TP_CHUNK)
+    power = _k_power(x, sr, fine)
+    en = Energies(_regroup(power, unit // fine), unit, x.shape[1], sr, copies)
     value = _mode_value(en, mode)
     tp, chunks = _true_peak(x, cyclic)
     ceiling = 10.0 ** (ceiling_dbtp / 20.0)
@@ -620,8 +616,8 @@ def normalize(audio: np.ndarray, sr: int, target_lufs: float, ceiling_dbtp: floa
         g = np.float32(10.0 ** (gain_db / 20.0))
         y = x * g
         return y, measure(y, sr, cyclic, copies, en.scaled(en.sums * 10.0 ** (gain_db / 10.0)), tp * g), ()
-    lim = _Limiter.of(x, sr, cyclic, en, copies, z, chunks)
-    del z, chunks
+    lim = _Limiter.of(x, sr, cyclic, en, copies, _regroup(power, _TP_CHUNK // fine), chunks)
+    del chunks
     threshold = ceiling_dbtp - 0.05  # the chunk-level gain computer can overshoot by a few hundredths of a dB
     max_gain = threshold + max_limit_db - tp_db  # input gain at which the deepest reduction is max_limit_db
     notes: list[str] = []

@@ -72,26 +72,18 @@ def encode_samples(audio: np.ndarray, bit_depth: int) -> bytes:
 def _encode(audio: np.ndarray, bit_depth: int) -> memoryview:
     """:func:`encode_samples` without the final copy into ``bytes``.
 
-    Written with numpy rather than soundfile: libsndfile can only encode into a file or a Python-callback
+    Written by hand rather than with soundfile: libsndfile can only encode into a file or a Python-callback
     virtual file, while the store needs the bytes in memory (hashed, then written once). This is libsndfile's
     own clipping converter (``f2let_clip_array``/``f2les_clip_array``: scale by 2**31 in float32, clip,
-    ``lrintf``, keep the top 16/24 bits); tests check the bytes equal libsndfile's.
+    ``lrintf``, keep the top 16/24 bits), compiled (:func:`assetgen.dsp.kernels.pcm`, imported here so that
+    reading WAVs stays light); tests check the bytes equal libsndfile's.
     """
     x = audio if audio.ndim == 2 else audio[None]
-    c, n = x.shape
     if bit_depth == 32:
         return memoryview(np.ascontiguousarray(x.T, dtype="<f4")).cast("B")
-    width = bit_depth // 8  # keep the top ``width`` bytes of each little-endian int32
-    top = np.dtype({"names": ["v"], "formats": [f"V{width}"], "offsets": [4 - width], "itemsize": 4})
-    out = np.empty((n, c), f"V{width}")  # interleaved
-    tmp, q = np.empty(n, np.float32), np.empty(n, "<i4")
-    for ch in range(c):
-        np.multiply(x[ch], np.float32(2.0**31), out=tmp)
-        np.rint(tmp, out=tmp)
-        np.clip(tmp, -(2.0**31), 2.0**31 - 128, out=tmp)  # 2**31 - 128: the largest float32 below 2**31
-        np.copyto(q, tmp, casting="unsafe")
-        out[:, ch] = q.view(top)["v"]
-    return memoryview(out.reshape(-1).view(np.uint8))
+    from ..dsp.kernels import pcm
+
+    return memoryview(pcm(x, bit_depth // 8))
 
 
 def fmt_chunk(channels: int, sample_rate: int, bit_depth: int) -> bytes:

@@ -1,0 +1,140 @@
+"""Compiled inner loops of the delivery chain (numba): recursive filters, the true-peak interpolator, PCM packing.
+
+Written by hand because the library versions are bound by what they cannot share: ``scipy.signal.sosfilt``
+keeps its filter state in memory and copies its input, so it waits on a store-load round trip every sample
+and section; the true-peak interpolator as a BLAS product multiplies the zeros of a banded matrix and the
+identity phase; and loudness needs only sums of squares of the K-weighted signal, which no library returns
+without writing the filtered signal first. Each kernel takes one channel (contiguous float32) so its
+state stays in registers; callers loop over channels. Results are compiled once and cached on disk.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numba
+import numpy as np
+
+_jit = numba.njit(cache=True, nogil=True)
+# fused multiply-add in the recursive filters: shorter dependency chains, and no less exact
+_jitc = numba.njit(cache=True, nogil=True, fastmath={"contract"})
+_LITTLE = sys.byteorder == "little"
+
+
+@_jitc
+def biquads(x, sos, state, offset, out):
+    """Cascade of direct-form-I biquads over ``x - offset`` (float32 in and out, float64 arithmetic).
+
+    ``sos``: ``(sections, 6)`` as scipy orders them (b0 b1 b2 a0 a1 a2, a0 = 1); ``state``: ``(sections, 4)``
+    = previous input x[-1], x[-2] and output y[-1], y[-2] of each section, updated in place to the state
+    after the last sample. ``out`` may be ``x``. One pass per section, each keeping its state in registers.
+    """
+    n = x.shape[0]
+    src = x
+    off = offset
+    for s in range(sos.shape[0]):
+        b0, b1, b2, a1, a2 = sos[s, 0], sos[s, 1], sos[s, 2], sos[s, 4], sos[s, 5]
+        x1, x2, y1, y2 = state[s, 0], state[s, 1], state[s, 2], state[s, 3]
+        for i in range(n):
+            v = np.float64(src[i]) - off
+            y = b0 * v + b1 * x1 + b2 * x2 - a2 * y2 - a1 * y1
+            x2, x1, y2, y1 = x1, v, y1, y
+            out[i] = y
+        state[s, 0], state[s, 1], state[s, 2], state[s, 3] = x1, x2, y1, y2
+        src = out
+        off = 0.0
+
+
+@_jitc
+def k_power(x, sos, width):
+    """Sum of squares of ``x`` through two cascaded biquads (the K-weighting) from rest, over runs of ``width``
+    samples (the last run partial); float64. The filtered signal itself is never stored."""
+    n = x.shape[0]
+    b00, b01, b02, a01, a02 = sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5]
+    b10, b11, b12, a11, a12 = sos[1, 0], sos[1, 1], sos[1, 2], sos[1, 4], sos[1, 5]
+    x1 = x2 = u1 = u2 = z1 = z2 = 0.0
+    sums = np.empty(-(-n // width))
+    for k in range(sums.size):
+        acc = 0.0
+        for i in range(k * width, min(n, (k + 1) * width)):
+            v = np.float64(x[i])
+            u = b00 * v + b01 * x1 + b02 * x2 - a02 * u2 - a01 * u1
+            z = b10 * u + b11 * u1 + b12 * u2 - a12 * z2 - a11 * z1
+            x2, x1, u2, u1, z2, z1 = x1, v, u1, u, z1, z
+            acc += z * z
+        sums[k] = acc
+    return sums
+
+
+@_jit
+def interpolated_peaks(xp, h, nq):
+    """Max |value| per chunk of 16 outputs of a 4x polyphase interpolator with 16-tap phases.
+
+    ``xp``: one channel padded so that chunk ``q``'s windows are ``xp[16q + j : 16q + j + 16]``, j < 16;
+    ``h``: ``(3, 16)`` taps of phases 1-3 (phase 0 is the window's centre sample ``xp[16q + j + 8]``).
+    Runs of chunks are interpolated into buffers phase by phase, tap by tap, so the loops vectorise.
+    """
+    out = np.empty(nq, np.float32)
+    block = 64  # chunks per buffer
+    a1 = np.empty(16 * block, np.float32)
+    a2 = np.empty(16 * block, np.float32)
+    a3 = np.empty(16 * block, np.float32)
+    for q0 in range(0, nq, block):
+        q1 = min(nq, q0 + block)
+        m = (q1 - q0) * 16
+        base = q0 * 16
+        a1[:m] = 0.0
+        a2[:m] = 0.0
+        a3[:m] = 0.0
+        for t in range(16):
+            h1, h2, h3 = h[0, t], h[1, t], h[2, t]
+            xs = xp[base + t : base + t + m]
+            for j in range(m):
+                v = xs[j]
+                a1[j] += h1 * v
+                a2[j] += h2 * v
+                a3[j] += h3 * v
+        xs = xp[base + 8 : base + 8 + m]
+        for j in range(m):
+            a1[j] = max(max(abs(a1[j]), abs(a2[j])), max(abs(a3[j]), abs(xs[j])))
+        for q in range(q0, q1):
+            o = (q - q0) * 16
+            mx = a1[o]
+            for j in range(1, 16):
+                mx = max(mx, a1[o + j])
+            out[q] = mx
+    return out
+
+
+@_jit
+def pcm(x, width):
+    """``(channels, samples)`` float32 -> interleaved little-endian PCM of ``width`` (2 or 3) bytes per sample,
+    as libsndfile quantises: scale by 2**31 in float32, round half to even, clip to the int32 range, keep
+    the top ``width`` bytes. 24-bit packs four samples into three 32-bit words (on little-endian hosts)."""
+    c, n = x.shape
+    total = n * c
+    q = np.empty(total, np.int32)
+    scale = np.float32(2.0**31)
+    hi = np.float32(2.0**31 - 128)  # the largest float32 below 2**31
+    lo = np.float32(-(2.0**31))
+    for ch in range(c):
+        for i in range(n):
+            q[i * c + ch] = np.int32(min(max(np.rint(x[ch, i] * scale), lo), hi))
+    out = np.empty(total * width, np.uint8)
+    if width == 3 and _LITTLE:
+        w = out[: (total // 4) * 12].view(np.uint32)
+        for g in range(total // 4):
+            s0 = np.uint32(q[4 * g]) >> 8
+            s1 = np.uint32(q[4 * g + 1]) >> 8
+            s2 = np.uint32(q[4 * g + 2]) >> 8
+            s3 = np.uint32(q[4 * g + 3]) >> 8
+            w[3 * g] = s0 | (s1 << 24)
+            w[3 * g + 1] = (s1 >> 8) | (s2 << 16)
+            w[3 * g + 2] = (s2 >> 16) | (s3 << 8)
+        start = (total // 4) * 4
+    else:
+        start = 0
+    for k in range(start, total):
+        for b in range(width):
+            out[k * width + b] = (q[k] >> (8 * (4 - width + b))) & 0xFF
+    return out
