@@ -19,6 +19,7 @@ _jit = numba.njit(cache=True, nogil=True)
 # fused multiply-add in the recursive filters: shorter dependency chains, and no less exact
 _jitc = numba.njit(cache=True, nogil=True, fastmath={"contract"})
 _LITTLE = sys.byteorder == "little"
+CHUNK = 16  # samples per chunk of the limiter's gain (loudness._TP_CHUNK)
 
 
 @_jitc
@@ -138,3 +139,49 @@ def pcm(x, width):
         for b in range(width):
             out[k * width + b] = (q[k] >> (8 * (4 - width + b))) & 0xFF
     return out
+
+
+@_jit
+def abs_max_runs(v, width):
+    """max |v| over runs of ``width`` samples (the last run partial); float32."""
+    n = v.shape[0]
+    out = np.empty(-(-n // width), np.float32)
+    for k in range(out.size):
+        m = np.float32(0.0)
+        for i in range(k * width, min(n, (k + 1) * width)):
+            m = max(m, abs(v[i]))
+        out[k] = m
+    return out
+
+
+@_jit
+def peak_and_sum(v):
+    """(max |v|, sum of v in float64) of one channel; four interleaved partial results, so the additions do
+    not wait on each other."""
+    n = v.shape[0]
+    m0 = m1 = m2 = m3 = np.float32(0.0)
+    s0 = s1 = s2 = s3 = 0.0
+    for i in range(0, n - 3, 4):
+        a, b, c, d = v[i], v[i + 1], v[i + 2], v[i + 3]
+        m0, m1, m2, m3 = max(m0, abs(a)), max(m1, abs(b)), max(m2, abs(c)), max(m3, abs(d))
+        s0, s1, s2, s3 = s0 + a, s1 + b, s2 + c, s3 + d
+    for i in range(n - n % 4, n):
+        m0 = max(m0, abs(v[i]))
+        s0 += v[i]
+    return max(max(m0, m1), max(m2, m3)), (s0 + s1) + (s2 + s3)
+
+
+@_jit
+def apply_gain(v, gain, nxt, out):
+    """``out = v * g`` where ``g`` runs linearly from ``gain[k]`` to ``nxt[k]`` over run ``k`` of ``CHUNK``
+    samples (float32: ``gain[k] + (nxt[k] - gain[k]) * (j / CHUNK)`` at sample ``j`` of the run)."""
+    n = v.shape[0]
+    frac = np.arange(CHUNK).astype(np.float32) / np.float32(CHUNK)
+    full = n // CHUNK
+    for k in range(full):
+        a = gain[k]
+        d = nxt[k] - a
+        for j in range(CHUNK):  # a constant trip count: one vector operation
+            out[k * CHUNK + j] = v[k * CHUNK + j] * (a + d * frac[j])
+    for i in range(full * CHUNK, n):
+        out[i] = v[i] * (gain[full] + (nxt[full] - gain[full]) * frac[i - full * CHUNK])

@@ -81,7 +81,7 @@ for _j in range(_TP_CHUNK):
 _TP_BAND = _TP_BAND.reshape(_TP_CHUNK + _TAPS - 1, _TP_FACTOR * _TP_CHUNK)
 _TP_BAND_T = np.ascontiguousarray(_TP_BAND.T)  # outputs x samples: results come out chunk-per-column
 _TP_TAPS_123 = np.ascontiguousarray(_TP_PHASES[1:])  # what kernels.interpolated_peaks computes besides the samples
-assert (_TP_FACTOR, _TAPS, _TP_CHUNK) == (4, 16, 16), "kernels.interpolated_peaks is written for this layout"
+assert (_TP_FACTOR, _TAPS, _TP_CHUNK, kernels.CHUNK) == (4, 16, 16, 16), "the kernels are written for this layout"
 
 
 def _abs_max_columns(v: np.ndarray) -> np.ndarray:
@@ -285,28 +285,31 @@ def _chunk_count(n: int, cyclic: bool) -> int:
 
 def chunk_peaks(x: np.ndarray, cyclic: bool) -> np.ndarray:
     """Max |4x interpolated value| of every chunk, ``(channels, chunks)``: chunk ``q`` holds the outputs whose
-    window ends in ``[q*C, q*C + C)``, centred near sample ``q*C`` (C = ``_TP_CHUNK``); one padded copy of the
-    signal per channel."""
+    window ends in ``[q*C, q*C + C)``, centred near sample ``q*C`` (C = ``_TP_CHUNK``). Chunks whose windows
+    lie inside the clip read it in place; only the few at its edges get a padded copy."""
     c, n = x.shape
+    w, lead = _TP_CHUNK, _TAPS - 1
     nq = _chunk_count(n, cyclic)
-    total = nq * _TP_CHUNK + _TAPS - 1  # positions -(taps-1) .. nq*C-1: every chunk's window
+    lo, hi = 1, max(1, min(nq, (n - w - lead) // w + 1))  # chunks lo..hi-1 read samples 0 .. n-1 only
     out = np.empty((c, nq), np.float32)
-    for ch in range(c):
-        out[ch] = kernels.interpolated_peaks(_padded(x[ch], total, cyclic), _TP_TAPS_123, nq)
+    for ch, v in enumerate(_rows(x)):
+        for a, b in ((0, lo), (lo, hi), (hi, nq)):
+            if b > a:
+                span = _span(v, a * w - lead, (b - a) * w + lead, cyclic)
+                out[ch, a:b] = kernels.interpolated_peaks(span, _TP_TAPS_123, b - a)
     return out
 
 
-def _padded(v: np.ndarray, total: int, cyclic: bool) -> np.ndarray:
-    """``total`` samples of channel ``v`` from position ``-(taps - 1)``: the loop wrapped when ``cyclic``, else
-    zeros outside the clip."""
-    n, lead = v.size, _TAPS - 1
-    if not cyclic:
-        out = np.zeros(total, np.float32)
-        out[lead : lead + n] = v[: total - lead]
-        return out
-    start = -lead % n
-    full, rest = divmod(total - (n - start), n)
-    return np.concatenate([v[start:]] + [v] * full + [v[:rest]])
+def _span(v: np.ndarray, start: int, length: int, cyclic: bool) -> np.ndarray:
+    """Samples ``start .. start+length-1`` of channel ``v``: a view inside the clip, else a copy with the loop
+    wrapped (``cyclic``) or zeros outside."""
+    n = v.size
+    if 0 <= start and start + length <= n:
+        return v[start : start + length]
+    idx = np.arange(start, start + length)
+    if cyclic:
+        return v[idx % n]
+    return np.where((idx >= 0) & (idx < n), v[np.clip(idx, 0, n - 1)], np.float32(0))
 
 
 def true_peak(audio: np.ndarray, cyclic: bool = False) -> float:
@@ -369,7 +372,7 @@ def dc_offset(audio: np.ndarray) -> float:
     x = as_2d(audio)
     if x.shape[1] == 0:
         return 0.0
-    means = x.mean(axis=1, dtype=np.float64)
+    means = _peaks_and_means(x)[1]
     return float(means[np.argmax(np.abs(means))])
 
 
@@ -380,11 +383,18 @@ def measure(audio: np.ndarray, sr: int, cyclic: bool = False, copies: int = 1,
     is a loop (the true-peak interpolator wraps around the seam); ``copies`` as in :meth:`Energies.of`."""
     x = as_2d(audio)
     stats = loudness_stats(energies if energies is not None else Energies.of(x, sr, copies))
-    sample_peak = float(np.abs(x).max()) if x.size else 0.0
+    peaks, means = _peaks_and_means(x)
+    sample_peak = float(peaks.max()) if x.size else 0.0
     # ``peak``: its true peak when already known (e.g. scaled from the input's), never below the samples
     tp = true_peak(x, cyclic) if peak is None else max(float(peak), sample_peak)
-    return Measurement(true_peak_dbtp=to_db(tp), sample_peak_dbfs=to_db(sample_peak),
-                       dc_offset=dc_offset(x), **stats)
+    dc = float(means[np.argmax(np.abs(means))]) if x.shape[1] else 0.0
+    return Measurement(true_peak_dbtp=to_db(tp), sample_peak_dbfs=to_db(sample_peak), dc_offset=dc, **stats)
+
+
+def _peaks_and_means(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sample peak (max |x|) and mean (float64) of each channel, in one pass."""
+    both = np.array([kernels.peak_and_sum(c) for c in _rows(x)], np.float64).reshape(-1, 2)
+    return both[:, 0], both[:, 1] / max(x.shape[1], 1)
 
 
 @functools.cache
@@ -459,13 +469,9 @@ def _gain_reduction_db(env_db: np.ndarray, sr: int, cyclic: bool, attack_s: floa
     return uniform_filter1d(uniform_filter1d(held, box, mode=mode), box, mode=mode)
 
 
-def _chunk_gain_to_samples(gain: np.ndarray, n: int, cyclic: bool) -> np.ndarray:
-    """Per-chunk gains (centred near sample ``q * _TP_CHUNK``) -> per-sample gain, linearly interpolated."""
-    w = _TP_CHUNK
-    m = -(-n // w)
-    nxt = np.roll(gain, -1)[:m] if cyclic else np.append(gain[1:], gain[-1])[:m]
-    frac = np.arange(w, dtype=np.float32) / w
-    return (gain[:m, None] + (nxt - gain[:m])[:, None] * frac).reshape(-1)[:n]
+def _chunk_abs(x: np.ndarray) -> np.ndarray:
+    """max |x| over channels per chunk of ``_TP_CHUNK`` samples (the last chunk partial)."""
+    return functools.reduce(np.maximum, [kernels.abs_max_runs(c, _TP_CHUNK) for c in _rows(x)])
 
 
 @dataclass
@@ -481,27 +487,33 @@ class _Limiter:
     chunk_abs: np.ndarray  # max |x| over channels per chunk of _TP_CHUNK samples
     power: np.ndarray  # K-weighted power per chunk of _TP_CHUNK samples, channels summed
     energies: Energies
+    _reductions: dict = dataclasses.field(default_factory=dict)  # (gain_db, threshold_db) -> reduction
 
     @classmethod
     def of(cls, x: np.ndarray, sr: int, cyclic: bool, energies: Energies, copies: int,
-           power: np.ndarray | None = None, chunks: np.ndarray | None = None) -> "_Limiter":
-        """``power``: ``_k_power(x, sr, _TP_CHUNK)`` and ``chunks``: ``chunk_peaks(x, cyclic)`` when already known."""
+           power: np.ndarray | None = None, chunks: np.ndarray | None = None,
+           chunk_abs: np.ndarray | None = None) -> "_Limiter":
+        """``power``: ``_k_power(x, sr, _TP_CHUNK)``, ``chunks``: ``chunk_peaks(x, cyclic)`` and ``chunk_abs``:
+        :func:`_chunk_abs` when already known."""
         if chunks is None:
             chunks = chunk_peaks(x, cyclic)
         with np.errstate(divide="ignore"):
             env = 20.0 * np.log10(chunks.max(axis=0).astype(np.float64))
         if power is None:
             power = _k_power(x, sr, _TP_CHUNK)
-        c, n = x.shape
-        k, tail = divmod(n, _TP_CHUNK)
-        body = x[:, : k * _TP_CHUNK].reshape(c, k, _TP_CHUNK)
-        chunk_abs = np.maximum(body.max(axis=(0, 2)), -body.min(axis=(0, 2)))
-        if tail:
-            chunk_abs = np.append(chunk_abs, np.abs(x[:, k * _TP_CHUNK :]).max())
+        if chunk_abs is None:
+            chunk_abs = _chunk_abs(x)
         return cls(x, sr, cyclic, env, chunk_abs.astype(np.float64), power * copies, energies)
 
     def reduction(self, gain_db: float, threshold_db: float) -> np.ndarray:
-        return _gain_reduction_db(self.env_db + gain_db - threshold_db, self.sr, self.cyclic)
+        """Gain reduction (dB) per chunk at input gain ``gain_db``; the solver, :meth:`apply` and the notes ask
+        for the same settings more than once."""
+        key = (gain_db, threshold_db)
+        if key not in self._reductions:
+            if len(self._reductions) > 2:  # only recent settings come back
+                del self._reductions[next(iter(self._reductions))]
+            self._reductions[key] = _gain_reduction_db(self.env_db + gain_db - threshold_db, self.sr, self.cyclic)
+        return self._reductions[key]
 
     def estimate(self, gain_db: float, threshold_db: float, mode: str) -> float | None:
         """Estimated ``mode`` loudness (LUFS) of the clip at ``gain_db`` through the limiter."""
@@ -522,7 +534,11 @@ class _Limiter:
         """The limited clip and its gain per chunk (linearly interpolated between chunks in the clip)."""
         red = self.reduction(gain_db, threshold_db)
         g = (10.0 ** ((gain_db - red) / 20.0)).astype(np.float32)
-        return self.x * _chunk_gain_to_samples(g, self.x.shape[1], self.cyclic), g
+        nxt = np.roll(g, -1) if self.cyclic else np.append(g[1:], g[-1])
+        y = np.empty_like(self.x)
+        for v, out in zip(_rows(self.x), y):
+            kernels.apply_gain(v, g, nxt, out)
+        return y, g
 
     def output_true_peak(self, y: np.ndarray, gain: np.ndarray) -> float:
         """True peak of ``y`` = ``x`` times the chunk ``gain`` of :meth:`apply` (as :func:`true_peak` reads
@@ -604,19 +620,28 @@ def normalize(audio: np.ndarray, sr: int, target_lufs: float, ceiling_dbtp: floa
     power = _k_power(x, sr, fine)
     en = Energies(_regroup(power, unit // fine), unit, x.shape[1], sr, copies)
     value = _mode_value(en, mode)
-    tp, chunks = _true_peak(x, cyclic)
     ceiling = 10.0 ** (ceiling_dbtp / 20.0)
-    if value is None or (mode == "integrated" and _gated(en.windows(BLOCK_S))[1] != "ok"):
+    level = value is not None and (mode != "integrated" or _gated(en.windows(BLOCK_S))[1] == "ok")
+    gain_db = target_lufs - value if level else 0.0
+    chunk_abs = _chunk_abs(x)
+    sample_peak = float(chunk_abs.max()) if chunk_abs.size else 0.0
+    if level and sample_peak * 10.0 ** (gain_db / 20.0) > ceiling:
+        # the samples alone will exceed the ceiling: the limiter needs every chunk's 4x peak, which also
+        # gives the true peak (no pruned pass first)
+        chunks = chunk_peaks(x, cyclic)
+        tp = max(sample_peak, float(chunks.max()))
+    else:
+        tp, chunks = _true_peak(x, cyclic)
+    if not level:
         g = min(1.0, ceiling / tp) if tp > 0 else 1.0
         y = x * np.float32(g)
         return y, measure(y, sr, cyclic, copies), ()
-    gain_db = target_lufs - value
     tp_db = 20.0 * np.log10(tp)
     if tp_db + gain_db <= ceiling_dbtp:  # plain gain: loudness scales exactly
         g = np.float32(10.0 ** (gain_db / 20.0))
         y = x * g
         return y, measure(y, sr, cyclic, copies, en.scaled(en.sums * 10.0 ** (gain_db / 10.0)), tp * g), ()
-    lim = _Limiter.of(x, sr, cyclic, en, copies, _regroup(power, _TP_CHUNK // fine), chunks)
+    lim = _Limiter.of(x, sr, cyclic, en, copies, _regroup(power, _TP_CHUNK // fine), chunks, chunk_abs)
     del chunks
     threshold = ceiling_dbtp - 0.05  # the chunk-level gain computer can overshoot by a few hundredths of a dB
     max_gain = threshold + max_limit_db - tp_db  # input gain at which the deepest reduction is max_limit_db
