@@ -172,16 +172,110 @@ def peak_and_sum(v):
 
 
 @_jit
-def apply_gain(v, gain, nxt, out):
-    """``out = v * g`` where ``g`` runs linearly from ``gain[k]`` to ``nxt[k]`` over run ``k`` of ``CHUNK``
-    samples (float32: ``gain[k] + (nxt[k] - gain[k]) * (j / CHUNK)`` at sample ``j`` of the run)."""
+def _extended(v, pad, cyclic):
+    """``v`` with ``pad`` values on each side: the array wrapped (``cyclic``) or its edge values repeated."""
+    m = v.size
+    ext = np.empty(m + 2 * pad)
+    for i in range(m + 2 * pad):
+        j = i - pad
+        ext[i] = v[j % m] if cyclic else v[min(max(j, 0), m - 1)]
+    return ext
+
+
+@_jit
+def gain_reduction(env_db, rate, box, cyclic):
+    """Smoothed gain reduction (dB >= 0) per chunk from the required one ``env_db`` (<= 0 where none is
+    needed): release at ``rate`` dB per chunk (the cycle before counts when ``cyclic``), then a centred
+    maximum over ``2 box - 1`` chunks, then two centred means over ``box`` (odd) chunks; edges wrap when
+    ``cyclic``, else repeat (scipy.ndimage's "wrap" and "nearest")."""
+    m = env_db.size
+    rel = np.empty(m)
+    r = 0.0
+    for _ in range(2 if cyclic else 1):
+        for i in range(m):
+            r = max(max(env_db[i], 0.0), r - rate)
+            rel[i] = r
+    width = 2 * box - 1
+    run = _extended(rel, box - 1, cyclic)  # run[i]: max of ext[i : i + span], span doubling up to width
+    span = 1
+    while 2 * span <= width:
+        for i in range(run.size - span):
+            run[i] = max(run[i], run[i + span])
+        span *= 2
+    held = np.empty(m)
+    for i in range(m):  # two overlapping runs of ``span`` cover the window of ``width``
+        held[i] = max(run[i], run[i + width - span])
+    half = box // 2
+    for _ in range(2):
+        ext = _extended(held, half, cyclic)
+        s = 0.0
+        for i in range(box):
+            s += ext[i]
+        held[0] = s / box
+        for i in range(1, m):
+            s += ext[i + box - 1] - ext[i - 1]
+            held[i] = s / box
+    return held
+
+
+@_jit
+def limited_power(red, gain_db, power, edges, cyclic):
+    """K-weighted power per run ``edges[u] .. edges[u+1]`` of chunks at input gain ``gain_db`` less the
+    reduction ``red`` (dB per chunk): chunk ``k``'s gain runs linearly from ``a_k`` to ``a_(k+1)``, whose
+    mean square is ``(a^2 + ab + b^2) / 3``."""
+    m, nq = power.size, red.size
+    ln = np.log(10.0) / 20.0
+    out = np.empty(edges.size - 1)
+    a = np.exp((gain_db - red[0]) * ln)
+    for u in range(edges.size - 1):
+        acc = 0.0
+        for k in range(edges[u], edges[u + 1]):
+            j = k + 1
+            if j >= nq:
+                j = 0 if cyclic else nq - 1
+            b = np.exp((gain_db - red[j]) * ln)
+            acc += power[k] * (a * a + a * b + b * b) / 3.0
+            a = b
+        out[u] = acc
+    return out
+
+
+@_jitc
+def gain_k_power(v, gain, nxt, sos, width, out):
+    """``out = v * g`` where ``g`` runs linearly from ``gain[k]`` to ``nxt[k]`` over chunk ``k`` of ``CHUNK``
+    samples, and in the same pass what the meters read of ``out``: its :func:`k_power` over runs of
+    ``width`` samples, its peak |value| and its sum (float64)."""
     n = v.shape[0]
     frac = np.arange(CHUNK).astype(np.float32) / np.float32(CHUNK)
-    full = n // CHUNK
-    for k in range(full):
-        a = gain[k]
-        d = nxt[k] - a
-        for j in range(CHUNK):  # a constant trip count: one vector operation
-            out[k * CHUNK + j] = v[k * CHUNK + j] * (a + d * frac[j])
-    for i in range(full * CHUNK, n):
-        out[i] = v[i] * (gain[full] + (nxt[full] - gain[full]) * frac[i - full * CHUNK])
+    b00, b01, b02, a01, a02 = sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5]
+    b10, b11, b12, a11, a12 = sos[1, 0], sos[1, 1], sos[1, 2], sos[1, 4], sos[1, 5]
+    x1 = x2 = u1 = u2 = z1 = z2 = 0.0
+    sums = np.zeros(-(-n // width))
+    peak = np.float32(0.0)
+    total = 0.0
+    acc = 0.0
+    run = 0  # samples into the current run of ``width``
+    k = 0
+    for c in range(-(-n // CHUNK)):
+        a = gain[c]
+        d = nxt[c] - a
+        for j in range(min(CHUNK, n - c * CHUNK)):
+            i = c * CHUNK + j
+            y = v[i] * (a + d * frac[j])
+            out[i] = y
+            peak = max(peak, abs(y))
+            total += y
+            w = np.float64(y)
+            u = b00 * w + b01 * x1 + b02 * x2 - a02 * u2 - a01 * u1
+            z = b10 * u + b11 * u1 + b12 * u2 - a12 * z2 - a11 * z1
+            x2, x1, u2, u1, z2, z1 = x1, w, u1, u, z1, z
+            acc += z * z
+            run += 1
+            if run == width:
+                sums[k] = acc
+                k += 1
+                acc = 0.0
+                run = 0
+    if run:
+        sums[k] = acc
+    return sums, peak, total

@@ -31,7 +31,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import maximum_filter1d, uniform_filter1d
 from scipy.signal import butter
 
 from . import kernels
@@ -377,13 +376,15 @@ def dc_offset(audio: np.ndarray) -> float:
 
 
 def measure(audio: np.ndarray, sr: int, cyclic: bool = False, copies: int = 1,
-            energies: Energies | None = None, peak: float | None = None) -> Measurement:
+            energies: Energies | None = None, peak: float | None = None,
+            sample: tuple[np.ndarray, np.ndarray] | None = None) -> Measurement:
     """Every statistic of ``audio`` at ``sr`` Hz: integrated loudness, status, loudness range, max momentary
     and short-term loudness (LUFS/LU), true and sample peak (dBTP/dBFS) and DC offset. ``cyclic``: the clip
-    is a loop (the true-peak interpolator wraps around the seam); ``copies`` as in :meth:`Energies.of`."""
+    is a loop (the true-peak interpolator wraps around the seam); ``copies`` as in :meth:`Energies.of`.
+    ``energies``, ``peak`` (true peak) and ``sample`` (:func:`_peaks_and_means`) when already known."""
     x = as_2d(audio)
     stats = loudness_stats(energies if energies is not None else Energies.of(x, sr, copies))
-    peaks, means = _peaks_and_means(x)
+    peaks, means = _peaks_and_means(x) if sample is None else sample
     sample_peak = float(peaks.max()) if x.size else 0.0
     # ``peak``: its true peak when already known (e.g. scaled from the input's), never below the samples
     tp = true_peak(x, cyclic) if peak is None else max(float(peak), sample_peak)
@@ -454,19 +455,10 @@ def _gain_reduction_db(env_db: np.ndarray, sr: int, cyclic: bool, attack_s: floa
     """Smoothed gain reduction (dB >= 0) per chunk from the required one (``env_db``: peak above the
     ceiling per chunk, <= 0 where none is needed). Never below the requirement: the release only adds, the
     centred hold spans the smoothers' support, and two centred boxes average values >= the requirement."""
-    need = np.maximum(env_db, 0.0)
-    m = need.size
     rate = release_db_per_s * _TP_CHUNK / sr  # dB per chunk
-    if cyclic:  # the cycle before is the only one that can hold a longer-lasting release
-        ramp = np.arange(2 * m) * rate
-        rel = (np.maximum.accumulate(np.tile(need, 2) + ramp) - ramp)[m:]
-    else:
-        ramp = np.arange(m) * rate
-        rel = np.maximum.accumulate(need + ramp) - ramp
     box = 2 * max(1, round(attack_s * sr / (2 * _TP_CHUNK))) + 1  # odd, so the filters are centred
-    mode = "wrap" if cyclic else "nearest"
-    held = maximum_filter1d(rel, 2 * box - 1, mode=mode)
-    return uniform_filter1d(uniform_filter1d(held, box, mode=mode), box, mode=mode)
+    # cyclic: the cycle before is the only one that can hold a longer-lasting release
+    return kernels.gain_reduction(np.asarray(env_db, np.float64), rate, box, cyclic)
 
 
 def _chunk_abs(x: np.ndarray) -> np.ndarray:
@@ -519,33 +511,35 @@ class _Limiter:
         """Estimated ``mode`` loudness (LUFS) of the clip at ``gain_db`` through the limiter."""
         red = self.reduction(gain_db, threshold_db)
         m = self.power.size
-        # sample chunk q's gain runs linearly from chunk q's to chunk q+1's: mean square (a^2 + ab + b^2) / 3
-        a = 10.0 ** ((gain_db - red[:m]) / 20.0)
-        b = 10.0 ** ((gain_db - (np.roll(red, -1) if self.cyclic else np.append(red[1:], red[-1]))[:m]) / 20.0)
-        g2 = (a * a + a * b + b * b) / 3.0
-        cs = np.zeros(m + 1)
-        np.cumsum(self.power * g2, out=cs[1:])
         en = self.energies
-        edges = np.minimum(np.round(np.arange(en.sums.size + 1) * en.unit / _TP_CHUNK).astype(int), m)
+        # the chunks of each energy run; sample chunk q's gain runs linearly from chunk q's to chunk q+1's
+        edges = np.minimum(np.round(np.arange(en.sums.size + 1) * en.unit / _TP_CHUNK).astype(np.int64), m)
         edges[-1] = m
-        return _mode_value(en.scaled(np.diff(cs[edges])), mode)
+        return _mode_value(en.scaled(kernels.limited_power(red, gain_db, self.power, edges, self.cyclic)), mode)
 
-    def apply(self, gain_db: float, threshold_db: float) -> tuple[np.ndarray, np.ndarray]:
-        """The limited clip and its gain per chunk (linearly interpolated between chunks in the clip)."""
+    def apply(self, gain_db: float, threshold_db: float) -> "_Limited":
+        """The limited clip (its gain per chunk linearly interpolated between chunks), metered as it is made."""
         red = self.reduction(gain_db, threshold_db)
         g = (10.0 ** ((gain_db - red) / 20.0)).astype(np.float32)
         nxt = np.roll(g, -1) if self.cyclic else np.append(g[1:], g[-1])
         y = np.empty_like(self.x)
+        en = self.energies
+        sums, peaks, totals = [], [], []
         for v, out in zip(_rows(self.x), y):
-            kernels.apply_gain(v, g, nxt, out)
-        return y, g
+            s, peak, total = kernels.gain_k_power(v, g, nxt, _k_sos(self.sr), en.unit, out)
+            sums.append(s)
+            peaks.append(peak)
+            totals.append(total)
+        return _Limited(y, g, en.scaled(np.sum(sums, axis=0)), np.array(peaks, np.float64),
+                        np.array(totals) / max(y.shape[1], 1))
 
-    def output_true_peak(self, y: np.ndarray, gain: np.ndarray) -> float:
-        """True peak of ``y`` = ``x`` times the chunk ``gain`` of :meth:`apply` (as :func:`true_peak` reads
-        it), evaluating only chunks that can hold it. A chunk's outputs are at most ``Gc * P + 1.97 * D * M``
+    def output_true_peak(self, out: "_Limited") -> float:
+        """True peak of ``out`` = ``x`` times the chunk gain of :meth:`apply` (as :func:`true_peak` reads it),
+        evaluating only chunks that can hold it. A chunk's outputs are at most ``Gc * P + 1.97 * D * M``
         (``P``: the chunk's peak in ``x``; ``Gc`` +- ``D``: the range of the gain and ``M`` the largest |x|
-        under the chunk's windows), so chunks whose bound is below ``y``'s sample peak (a lower bound of
+        under the chunk's windows), so chunks whose bound is below the output's sample peak (a lower bound of
         its true peak) are skipped."""
+        y, gain = out.audio, out.gain
         nq = self.env_db.size
         nxt = np.roll(gain, -1) if self.cyclic else np.append(gain[1:], gain[-1])
         lo, hi = np.minimum(gain, nxt), np.maximum(gain, nxt)  # range over sample chunk q (interpolated)
@@ -557,7 +551,7 @@ class _Limiter:
         with np.errstate(over="ignore"):
             p = 10.0 ** (self.env_db / 20.0)
         bound = 0.5 * (ghi + glo) * p + _TP_GAIN * 0.5 * (ghi - glo) * mx
-        best = float(np.abs(y).max())
+        best = float(out.peaks.max())
         chunks = np.flatnonzero(bound >= best * (1 - 1e-6))
         for ch in range(y.shape[0]):
             for k in range(0, chunks.size, 4096):
@@ -571,7 +565,18 @@ def limit(audio: np.ndarray, sr: int, ceiling_dbtp: float, cyclic: bool = False)
     ``cyclic`` for loops (look-ahead, hold and release wrap around the seam)."""
     x = as_2d(audio)
     lim = _Limiter.of(x, sr, cyclic, Energies.of(x, sr), 1)
-    return lim.apply(0.0, ceiling_dbtp)[0]
+    return lim.apply(0.0, ceiling_dbtp).audio
+
+
+@dataclass(frozen=True)
+class _Limited:
+    """A limited clip and what the meters read of it, measured in the pass that made it."""
+
+    audio: np.ndarray
+    gain: np.ndarray  # per chunk, as :meth:`_Limiter.apply` interpolates it
+    energies: Energies
+    peaks: np.ndarray  # sample peak per channel
+    means: np.ndarray  # mean per channel
 
 
 def _solve(f, lo: float, hi: float, f_lo: float, f_hi: float, target: float, tol: float = 0.004) -> float:
@@ -652,13 +657,13 @@ def normalize(audio: np.ndarray, sr: int, target_lufs: float, ceiling_dbtp: floa
         for _ in range(3):  # correct the estimate's small bias with exact measurements
             top = est(max_gain)
             g = max_gain if top is None or top <= aim else _solve(est, gain_db, max_gain, est(gain_db), top, aim)
-            y, gain = lim.apply(g, threshold)
-            en_y = Energies.of(y, sr, copies)
+            out = lim.apply(g, threshold)
+            y, en_y, sample = out.audio, out.energies, (out.peaks, out.means)
             reached = _mode_value(en_y, mode)
             if reached is None or abs(reached - target_lufs) < 0.008 or g >= max_gain:
                 break
             aim += target_lufs - reached
-        tp_y = lim.output_true_peak(y, gain)
+        tp_y = lim.output_true_peak(out)
         if tp_y <= ceiling:
             break
         threshold -= 20.0 * np.log10(tp_y / ceiling) + 0.01
@@ -668,7 +673,8 @@ def normalize(audio: np.ndarray, sr: int, target_lufs: float, ceiling_dbtp: floa
         tp_y = true_peak(y, cyclic)
         en_y = Energies.of(y, sr, copies)
         reached = _mode_value(en_y, mode)
-    meas = measure(y, sr, cyclic, copies, en_y, tp_y)
+        sample = None
+    meas = measure(y, sr, cyclic, copies, en_y, tp_y, sample)
     notes.append(f"limited: up to {float(lim.reduction(g, threshold).max()):.1f} dB of gain reduction")
     if reached is not None and target_lufs - reached > TARGET_TOLERANCE_LU:
         shortfall = float(target_lufs - reached)
