@@ -167,3 +167,8 @@ def test_pre_encoded_samples_give_the_same_file(bit_depth):
         wav.wav_bytes(samples, 48000, 24 if bit_depth != 24 else 16)
     with pytest.raises(wav.WavError, match="NaN"):
         wav.encode(np.full((1, 4), np.nan, np.float32), bit_depth)
+    for bad in (np.nan, np.inf, -np.inf):  # one bad sample anywhere, in either channel
+        spoiled = audio.copy()
+        spoiled[1, 3001] = bad
+        with pytest.raises(wav.WavError, match="NaN or infinite"):
+            wav.encode(spoiled, bit_depth)

@@ -111,16 +111,20 @@ def interpolated_peaks(xp, h, nq):
 def pcm(x, width):
     """``(channels, samples)`` float32 -> interleaved little-endian PCM of ``width`` (2 or 3) bytes per sample,
     as libsndfile quantises: scale by 2**31 in float32, round half to even, clip to the int32 range, keep
-    the top ``width`` bytes. 24-bit packs four samples into three 32-bit words (on little-endian hosts)."""
+    the top ``width`` bytes; and whether every sample was finite. 24-bit packs four samples into three
+    32-bit words (on little-endian hosts)."""
     c, n = x.shape
     total = n * c
     q = np.empty(total, np.int32)
     scale = np.float32(2.0**31)
     hi = np.float32(2.0**31 - 128)  # the largest float32 below 2**31
     lo = np.float32(-(2.0**31))
+    bad = False
     for ch in range(c):
         for i in range(n):
-            q[i * c + ch] = np.int32(min(max(np.rint(x[ch, i] * scale), lo), hi))
+            f = x[ch, i]
+            bad |= f - f != 0  # NaN for NaN and inf, without a branch
+            q[i * c + ch] = np.int32(min(max(np.rint(f * scale), lo), hi))
     out = np.empty(total * width, np.uint8)
     if width == 3 and _LITTLE:
         w = out[: (total // 4) * 12].view(np.uint32)
@@ -138,7 +142,7 @@ def pcm(x, width):
     for k in range(start, total):
         for b in range(width):
             out[k * width + b] = (q[k] >> (8 * (4 - width + b))) & 0xFF
-    return out
+    return out, not bad
 
 
 @_jit

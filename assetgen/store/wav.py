@@ -66,11 +66,11 @@ def chunk(cid: bytes, payload: bytes) -> bytes:
 
 def encode_samples(audio: np.ndarray, bit_depth: int) -> bytes:
     """Interleaved little-endian sample bytes: libsndfile's quantisation, values clipped to [-1, 1]."""
-    return bytes(_encode(np.asarray(audio, dtype=np.float32), bit_depth))
+    return bytes(_encode(np.asarray(audio, dtype=np.float32), bit_depth)[0])
 
 
-def _encode(audio: np.ndarray, bit_depth: int) -> memoryview:
-    """:func:`encode_samples` without the final copy into ``bytes``.
+def _encode(audio: np.ndarray, bit_depth: int) -> tuple[memoryview, bool]:
+    """:func:`encode_samples` without the final copy into ``bytes``, and whether every sample was finite.
 
     Written by hand rather than with soundfile: libsndfile can only encode into a file or a Python-callback
     virtual file, while the store needs the bytes in memory (hashed, then written once). This is libsndfile's
@@ -79,11 +79,13 @@ def _encode(audio: np.ndarray, bit_depth: int) -> memoryview:
     reading WAVs stays light); tests check the bytes equal libsndfile's.
     """
     x = audio if audio.ndim == 2 else audio[None]
-    if bit_depth == 32:
-        return memoryview(np.ascontiguousarray(x.T, dtype="<f4")).cast("B")
+    if bit_depth == 32:  # NaN and inf propagate into the sum; float64 cannot overflow
+        finite = bool(np.isfinite(np.sum(x, dtype=np.float64)))
+        return memoryview(np.ascontiguousarray(x.T, dtype="<f4")).cast("B"), finite
     from ..dsp.kernels import pcm
 
-    return memoryview(pcm(x, bit_depth // 8))
+    data, finite = pcm(x, bit_depth // 8)
+    return memoryview(data), finite
 
 
 def fmt_chunk(channels: int, sample_rate: int, bit_depth: int) -> bytes:
@@ -170,9 +172,9 @@ def encode(audio: np.ndarray, bit_depth: int) -> Samples:
     audio = np.asarray(audio)
     if audio.ndim != 2 or audio.shape[0] < 1 or audio.shape[1] < 1:
         raise WavError(f"audio shape {audio.shape}: expected (channels, samples) with at least one sample")
-    if not np.isfinite(np.sum(audio, dtype=np.float64)):  # NaN and inf propagate; float64 cannot overflow
+    data, finite = _encode(np.asarray(audio, dtype=np.float32), bit_depth)
+    if not finite:
         raise WavError("audio contains NaN or infinite samples")
-    data = _encode(np.asarray(audio, dtype=np.float32), bit_depth)
     return Samples(bytes(data), hashlib.sha256(data).hexdigest(), audio.shape[0], audio.shape[1], bit_depth)
 
 
