@@ -244,42 +244,29 @@ def limited_power(red, gain_db, power, edges, cyclic):
     return out
 
 
-@_jitc
-def gain_k_power(v, gain, nxt, sos, width, out):
+@_jit
+def apply_gain(v, gain, nxt, out):
     """``out = v * g`` where ``g`` runs linearly from ``gain[k]`` to ``nxt[k]`` over chunk ``k`` of ``CHUNK``
-    samples, and in the same pass what the meters read of ``out``: its :func:`k_power` over runs of
-    ``width`` samples, its peak |value| and its sum (float64)."""
+    samples (float32: ``gain[k] + (nxt[k] - gain[k]) * (j / CHUNK)`` at sample ``j``) -> (peak |out|, sum of
+    out in float64), kept per position in the chunk so that every step is one vector operation."""
     n = v.shape[0]
     frac = np.arange(CHUNK).astype(np.float32) / np.float32(CHUNK)
-    b00, b01, b02, a01, a02 = sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5]
-    b10, b11, b12, a11, a12 = sos[1, 0], sos[1, 1], sos[1, 2], sos[1, 4], sos[1, 5]
-    x1 = x2 = u1 = u2 = z1 = z2 = 0.0
-    sums = np.zeros(-(-n // width))
-    peak = np.float32(0.0)
-    total = 0.0
-    acc = 0.0
-    run = 0  # samples into the current run of ``width``
-    k = 0
-    for c in range(-(-n // CHUNK)):
-        a = gain[c]
-        d = nxt[c] - a
-        for j in range(min(CHUNK, n - c * CHUNK)):
-            i = c * CHUNK + j
-            y = v[i] * (a + d * frac[j])
-            out[i] = y
-            peak = max(peak, abs(y))
-            total += y
-            w = np.float64(y)
-            u = b00 * w + b01 * x1 + b02 * x2 - a02 * u2 - a01 * u1
-            z = b10 * u + b11 * u1 + b12 * u2 - a12 * z2 - a11 * z1
-            x2, x1, u2, u1, z2, z1 = x1, w, u1, u, z1, z
-            acc += z * z
-            run += 1
-            if run == width:
-                sums[k] = acc
-                k += 1
-                acc = 0.0
-                run = 0
-    if run:
-        sums[k] = acc
-    return sums, peak, total
+    peak = np.zeros(CHUNK, np.float32)
+    total = np.zeros(CHUNK)
+    for k in range(-(-n // CHUNK)):
+        a = gain[k]
+        d = nxt[k] - a
+        i0 = k * CHUNK
+        if i0 + CHUNK <= n:
+            for j in range(CHUNK):  # a constant trip count
+                y = v[i0 + j] * (a + d * frac[j])
+                out[i0 + j] = y
+                peak[j] = max(peak[j], abs(y))
+                total[j] += y
+        else:
+            for j in range(n - i0):
+                y = v[i0 + j] * (a + d * frac[j])
+                out[i0 + j] = y
+                peak[j] = max(peak[j], abs(y))
+                total[j] += y
+    return peak.max(), total.sum()

@@ -518,7 +518,8 @@ class _Limiter:
         return _mode_value(en.scaled(kernels.limited_power(red, gain_db, self.power, edges, self.cyclic)), mode)
 
     def apply(self, gain_db: float, threshold_db: float) -> "_Limited":
-        """The limited clip (its gain per chunk linearly interpolated between chunks), metered as it is made."""
+        """The limited clip (its gain per chunk linearly interpolated between chunks) and what the meters
+        read of it."""
         red = self.reduction(gain_db, threshold_db)
         g = (10.0 ** ((gain_db - red) / 20.0)).astype(np.float32)
         nxt = np.roll(g, -1) if self.cyclic else np.append(g[1:], g[-1])
@@ -526,8 +527,8 @@ class _Limiter:
         en = self.energies
         sums, peaks, totals = [], [], []
         for v, out in zip(_rows(self.x), y):
-            s, peak, total = kernels.gain_k_power(v, g, nxt, _k_sos(self.sr), en.unit, out)
-            sums.append(s)
+            peak, total = kernels.apply_gain(v, g, nxt, out)
+            sums.append(kernels.k_power(out, _k_sos(self.sr), en.unit))
             peaks.append(peak)
             totals.append(total)
         return _Limited(y, g, en.scaled(np.sum(sums, axis=0)), np.array(peaks, np.float64),
