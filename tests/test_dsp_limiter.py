@@ -112,6 +112,30 @@ def test_limiter_gain_never_above_requirement_and_cyclic_seam_is_smooth():
     assert L.true_peak(y, cyclic=True) <= 10 ** (CEILING / 20) * 1.02  # one pass, before the re-check
 
 
+def ndimage_gain_reduction(env: np.ndarray, cyclic: bool, rate: float, box: int) -> np.ndarray:
+    """The gain computer written with numpy and scipy.ndimage: release as a running maximum of the need plus
+    a ramp, then maximum_filter1d over 2 box - 1 chunks and uniform_filter1d over box chunks twice."""
+    from scipy.ndimage import maximum_filter1d, uniform_filter1d
+
+    need, m = np.maximum(env, 0.0), env.size
+    laps = 2 if cyclic else 1
+    ramp = np.arange(laps * m) * rate
+    rel = (np.maximum.accumulate(np.tile(need, laps) + ramp) - ramp)[(laps - 1) * m :]
+    mode = "wrap" if cyclic else "nearest"
+    held = maximum_filter1d(rel, 2 * box - 1, mode=mode)
+    return uniform_filter1d(uniform_filter1d(held, box, mode=mode), box, mode=mode)
+
+
+@pytest.mark.parametrize("m", [1, 5, 16, 40, 1000, 20000])
+@pytest.mark.parametrize("cyclic", [False, True])
+def test_gain_computer_equals_its_ndimage_definition(m, cyclic):
+    env = np.random.default_rng(m).standard_normal(m) * 4.0 - 1.0  # shorter than the filters too
+    rate = L.RELEASE_DB_PER_S * L._TP_CHUNK / SR
+    box = 2 * max(1, round(L.ATTACK_S * SR / (2 * L._TP_CHUNK))) + 1
+    np.testing.assert_allclose(L._gain_reduction_db(env, SR, cyclic), ndimage_gain_reduction(env, cyclic, rate, box),
+                               rtol=0, atol=1e-9)
+
+
 def test_dc_offset_input_is_removed_and_reaches_target():
     x = noise(SR, 4.0, amp=0.05, seed=2) - np.float32(0.5)  # like the placeholder model's output
     for loop in (False, True):

@@ -149,9 +149,10 @@ def test_encoded_bytes_equal_libsndfile(bit_depth):
     audio = np.concatenate([np.array(edges, np.float32)[None].repeat(2, axis=0),
                             rng.uniform(-1.2, 1.2, (2, 5000)).astype(np.float32),
                             rng.standard_normal((2, 5000)).astype(np.float32) * 1e-5], axis=1)
-    raw = io.BytesIO()
-    sf.write(raw, audio.T, 48000, format="RAW", subtype=wav.BIT_DEPTHS[bit_depth][0], endian="LITTLE")
-    assert wav.encode_samples(audio, bit_depth) == raw.getvalue()
+    for part in (audio, audio[:1, :-1], audio[:1, :-2], audio[:1, :-3]):  # sample counts of every remainder mod 4
+        raw = io.BytesIO()
+        sf.write(raw, part.T, 48000, format="RAW", subtype=wav.BIT_DEPTHS[bit_depth][0], endian="LITTLE")
+        assert wav.encode_samples(part, bit_depth) == raw.getvalue()
     assert wav.encode_samples(audio[:1], bit_depth) == wav.encode_samples(audio[0], bit_depth)
 
 
@@ -166,3 +167,8 @@ def test_pre_encoded_samples_give_the_same_file(bit_depth):
         wav.wav_bytes(samples, 48000, 24 if bit_depth != 24 else 16)
     with pytest.raises(wav.WavError, match="NaN"):
         wav.encode(np.full((1, 4), np.nan, np.float32), bit_depth)
+    for bad in (np.nan, np.inf, -np.inf):  # one bad sample anywhere, in either channel
+        spoiled = audio.copy()
+        spoiled[1, 3001] = bad
+        with pytest.raises(wav.WavError, match="NaN or infinite"):
+            wav.encode(spoiled, bit_depth)

@@ -3,16 +3,18 @@ with a look-ahead true-peak limiter.
 
 - K-weighting: BS.1770-4's published coefficients at 48 kHz; at other rates the same two analog
   prototypes (high shelf, RLB high-pass) re-designed with the bilinear transform from libebur128's
-  parameters (f0, G, Q), which reproduce the 48 kHz coefficients. Run with ``scipy.signal.sosfilt``.
+  parameters (f0, G, Q), which reproduce the 48 kHz coefficients. Run in float64 by
+  :func:`kernels.k_power`, which returns the sums of squares the statistics need without storing the
+  filtered signal.
 - Statistics from 100 ms sub-block energies (cumulative sums, no per-block Python loop): integrated
   (400 ms blocks, 75 % overlap, -70 LUFS absolute and -10 LU relative gates), max momentary (400 ms) and
   max short-term (3 s) loudness, loudness range (EBU Tech 3342: 3 s windows every 100 ms, -70 LUFS
   absolute and -20 LU relative gates, 95th minus 10th percentile).
 - True peak: 4x polyphase interpolation with a Kaiser-windowed sinc (64 taps, beta 7), flat within
   0.002 dB up to 16 kHz at 48 kHz (the BS.1770-4 Annex 2 example filter ripples by +-0.1 dB and reads
-  sines at fs/6 low), computed with numpy only on chunks that can hold the maximum (a chunk's
-  interpolated peak is at most its sample peak times ``max_p sum|h_p|``); the result equals
-  oversampling everything.
+  sines at fs/6 low), computed only on chunks that can hold the maximum (a chunk's interpolated peak is
+  at most its sample peak times ``max_p sum|h_p|``), or on every chunk by :func:`kernels.interpolated_peaks`
+  when most can; the result equals oversampling everything.
 - Limiter (:func:`limit`): written here because the look-ahead limiters at hand (pedalboard's
   ``BrickwallLimiter``) saturate at their own output level whatever gain they are fed, so a make-up loop
   around them cannot converge, and none offers cyclic processing for loops. Its gain computer works on
@@ -25,12 +27,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import maximum_filter1d, uniform_filter1d
-from scipy.signal import butter, sosfilt, sosfilt_zi
+from scipy.signal import butter
 
+from . import kernels
 from .resample import as_2d
 
 BLOCK_S = 0.4  # gating block / momentary window (s)
@@ -76,6 +79,8 @@ for _j in range(_TP_CHUNK):
     _TP_BAND[_j : _j + _TAPS, _j, :] = _TP_PHASES.T
 _TP_BAND = _TP_BAND.reshape(_TP_CHUNK + _TAPS - 1, _TP_FACTOR * _TP_CHUNK)
 _TP_BAND_T = np.ascontiguousarray(_TP_BAND.T)  # outputs x samples: results come out chunk-per-column
+_TP_TAPS_123 = np.ascontiguousarray(_TP_PHASES[1:])  # what kernels.interpolated_peaks computes besides the samples
+assert (_TP_FACTOR, _TAPS, _TP_CHUNK, kernels.CHUNK) == (4, 16, 16, 16), "the kernels are written for this layout"
 
 
 def _abs_max_columns(v: np.ndarray) -> np.ndarray:
@@ -126,47 +131,36 @@ def _k_design(sr: float) -> np.ndarray:
 
 
 @functools.cache
-def _k_sos32(sr: int) -> np.ndarray:
-    return k_weighting_sos(sr).astype(np.float32)
+def _k_sos(sr: int) -> np.ndarray:
+    return k_weighting_sos(sr)
 
 
-def _filtered(x: np.ndarray, sos: np.ndarray, zi: np.ndarray | None = None) -> np.ndarray:
-    """``sosfilt`` of ``(channels, samples)`` float32 -> the result with the channels of each sample interleaved
-    (``(samples, ch)`` flat). ``zi``: per-channel initial states ``(channels, sections, 2)``.
-
-    Stereo runs as one complex signal ``L + iR`` through the (real) filter -- ``filter(L) + i filter(R)``
-    -- so scipy's ``sosfilt`` does both channels in one pass and the complex64 result viewed as float32 is
-    already interleaved.
-    """
-    if x.shape[0] == 2:
-        c = np.empty(x.shape[1], np.complex64)
-        c.real, c.imag = x[0], x[1]
-        if zi is None:
-            return sosfilt(sos, c).view(np.float32)
-        return sosfilt(sos, c, zi=(zi[0] + 1j * zi[1]).astype(np.complex64))[0].view(np.float32)
-    if zi is None:
-        y = sosfilt(sos, x, axis=-1)
-    else:
-        y = sosfilt(sos, x, axis=-1, zi=np.moveaxis(zi, 0, 1).astype(np.float32))[0]
-    return np.ascontiguousarray(y.T).reshape(-1)
+def _rows(x: np.ndarray) -> list[np.ndarray]:
+    """The channels of ``(channels, samples)`` as contiguous rows (what the kernels take)."""
+    return [np.ascontiguousarray(c) for c in x]
 
 
-def _k_weighted(x: np.ndarray, sr: int) -> np.ndarray:
-    """K-weighted ``x`` (float32, channels interleaved); float32 changes loudness by < 0.001 LU."""
-    return _filtered(x, _k_sos32(sr))
+def _k_power(x: np.ndarray, sr: int, width: int) -> np.ndarray:
+    """K-weighted power of ``x`` ``(channels, samples)`` summed over channels and over runs of ``width``
+    samples (the last run partial); float64."""
+    sos = _k_sos(sr)
+    rows = _rows(x)
+    total = kernels.k_power(rows[0], sos, width)
+    for c in rows[1:]:
+        total += kernels.k_power(c, sos, width)
+    return total
 
 
-def _run_sums(z: np.ndarray, c: int, width: int) -> np.ndarray:
-    """Sum of squares of interleaved ``z`` (``c`` channels) over runs of ``width`` samples, the last run
-    partial when ``width`` does not divide the length; float64."""
-    n = z.size // c
-    k, tail = divmod(n, width)
-    zz = z[: k * width * c].reshape(k, width * c)
-    sums = np.einsum("ij,ij->i", zz, zz).astype(np.float64)  # no squared copy
-    if tail:
-        t = z[k * width * c :]
-        sums = np.append(sums, float(np.dot(t, t)))
-    return sums
+def _regroup(sums: np.ndarray, k: int) -> np.ndarray:
+    """Sums of runs of ``k`` consecutive entries (the last run partial)."""
+    return sums if k == 1 else np.add.reduceat(sums, np.arange(0, sums.size, k))
+
+
+def _unit(sr: int) -> int:
+    """Samples per energy sum: 100 ms when the 400 ms and 3 s windows are whole numbers of 100 ms steps at
+    ``sr`` Hz, else 1."""
+    step = round(STEP_S * sr)
+    return step if round(BLOCK_S * sr) == 4 * step and round(SHORT_S * sr) == 30 * step else 1
 
 
 @dataclass(frozen=True)
@@ -185,15 +179,8 @@ class Energies:
         """``copies``: ``audio`` stands for that many identical copies of its channels (a mono clip that will
         be delivered as dual-mono stereo), so each energy is ``copies`` times the measured one."""
         x = as_2d(audio)
-        return cls.of_weighted(_k_weighted(x, sr), x.shape[0], sr, copies)
-
-    @classmethod
-    def of_weighted(cls, z: np.ndarray, channels: int, sr: int, copies: int = 1) -> "Energies":
-        """From the K-weighted signal ``z`` (channels interleaved, as :func:`_k_weighted` returns it)."""
-        step = round(STEP_S * sr)
-        fast = round(BLOCK_S * sr) == 4 * step and round(SHORT_S * sr) == 30 * step
-        unit = step if fast else 1
-        return cls(_run_sums(z, channels, unit), unit, z.size // channels, sr, copies)
+        unit = _unit(sr)
+        return cls(_k_power(x, sr, unit), unit, x.shape[1], sr, copies)
 
     def scaled(self, sums: np.ndarray) -> "Energies":
         return Energies(sums, self.unit, self.n, self.sr, self.copies)
@@ -295,26 +282,33 @@ def _chunk_count(n: int, cyclic: bool) -> int:
     return -(-(n + (0 if cyclic else _TAPS - 1)) // _TP_CHUNK)
 
 
-def chunk_peaks(x: np.ndarray, cyclic: bool, rows: int = 8192) -> np.ndarray:
+def chunk_peaks(x: np.ndarray, cyclic: bool) -> np.ndarray:
     """Max |4x interpolated value| of every chunk, ``(channels, chunks)``: chunk ``q`` holds the outputs whose
-    window ends in ``[q*C, q*C + C)``, centred near sample ``q*C`` (C = ``_TP_CHUNK``); one padded copy of the
-    signal, ``rows`` chunks per GEMM."""
+    window ends in ``[q*C, q*C + C)``, centred near sample ``q*C`` (C = ``_TP_CHUNK``). Chunks whose windows
+    lie inside the clip read it in place; only the few at its edges get a padded copy."""
     c, n = x.shape
-    h, width = _TAPS, _TP_CHUNK
+    w, lead = _TP_CHUNK, _TAPS - 1
     nq = _chunk_count(n, cyclic)
-    total = nq * width + h - 1  # positions -(h-1) .. nq*width-1: every chunk's window
-    if cyclic:  # the loop's end before its start, then the loop repeated up to the last window
-        xp = np.concatenate([np.tile(x, (1, -(-(h - 1) // n)))[:, x.shape[1] * -(-(h - 1) // n) - (h - 1) :],
-                             np.tile(x, (1, -(-(total - (h - 1)) // n)))[:, : total - (h - 1)]], axis=1)
-    else:
-        xp = np.zeros((c, total), np.float32)
-        xp[:, h - 1 : h - 1 + n] = x
-    win = np.lib.stride_tricks.sliding_window_view(xp, width + h - 1, axis=1)[:, ::width]
+    lo, hi = 1, max(1, min(nq, (n - w - lead) // w + 1))  # chunks lo..hi-1 read samples 0 .. n-1 only
     out = np.empty((c, nq), np.float32)
-    for ch in range(c):
-        for k in range(0, nq, rows):
-            out[ch, k : k + rows] = _abs_max_columns(_TP_BAND_T @ win[ch, k : k + rows].T)
+    for ch, v in enumerate(_rows(x)):
+        for a, b in ((0, lo), (lo, hi), (hi, nq)):
+            if b > a:
+                span = _span(v, a * w - lead, (b - a) * w + lead, cyclic)
+                out[ch, a:b] = kernels.interpolated_peaks(span, _TP_TAPS_123, b - a)
     return out
+
+
+def _span(v: np.ndarray, start: int, length: int, cyclic: bool) -> np.ndarray:
+    """Samples ``start .. start+length-1`` of channel ``v``: a view inside the clip, else a copy with the loop
+    wrapped (``cyclic``) or zeros outside."""
+    n = v.size
+    if 0 <= start and start + length <= n:
+        return v[start : start + length]
+    idx = np.arange(start, start + length)
+    if cyclic:
+        return v[idx % n]
+    return np.where((idx >= 0) & (idx < n), v[np.clip(idx, 0, n - 1)], np.float32(0))
 
 
 def true_peak(audio: np.ndarray, cyclic: bool = False) -> float:
@@ -377,27 +371,36 @@ def dc_offset(audio: np.ndarray) -> float:
     x = as_2d(audio)
     if x.shape[1] == 0:
         return 0.0
-    means = x.mean(axis=1, dtype=np.float64)
+    means = _peaks_and_means(x)[1]
     return float(means[np.argmax(np.abs(means))])
 
 
 def measure(audio: np.ndarray, sr: int, cyclic: bool = False, copies: int = 1,
-            energies: Energies | None = None, peak: float | None = None) -> Measurement:
+            energies: Energies | None = None, peak: float | None = None,
+            sample: tuple[np.ndarray, np.ndarray] | None = None) -> Measurement:
     """Every statistic of ``audio`` at ``sr`` Hz: integrated loudness, status, loudness range, max momentary
     and short-term loudness (LUFS/LU), true and sample peak (dBTP/dBFS) and DC offset. ``cyclic``: the clip
-    is a loop (the true-peak interpolator wraps around the seam); ``copies`` as in :meth:`Energies.of`."""
+    is a loop (the true-peak interpolator wraps around the seam); ``copies`` as in :meth:`Energies.of`.
+    ``energies``, ``peak`` (true peak) and ``sample`` (:func:`_peaks_and_means`) when already known."""
     x = as_2d(audio)
     stats = loudness_stats(energies if energies is not None else Energies.of(x, sr, copies))
-    sample_peak = float(np.abs(x).max()) if x.size else 0.0
+    peaks, means = _peaks_and_means(x) if sample is None else sample
+    sample_peak = float(peaks.max()) if x.size else 0.0
     # ``peak``: its true peak when already known (e.g. scaled from the input's), never below the samples
     tp = true_peak(x, cyclic) if peak is None else max(float(peak), sample_peak)
-    return Measurement(true_peak_dbtp=to_db(tp), sample_peak_dbfs=to_db(sample_peak),
-                       dc_offset=dc_offset(x), **stats)
+    dc = float(means[np.argmax(np.abs(means))]) if x.shape[1] else 0.0
+    return Measurement(true_peak_dbtp=to_db(tp), sample_peak_dbfs=to_db(sample_peak), dc_offset=dc, **stats)
+
+
+def _peaks_and_means(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sample peak (max |x|) and mean (float64) of each channel, in one pass."""
+    both = np.array([kernels.peak_and_sum(c) for c in _rows(x)], np.float64).reshape(-1, 2)
+    return both[:, 0], both[:, 1] / max(x.shape[1], 1)
 
 
 @functools.cache
 def _highpass_sos(sr: int, hz: float) -> np.ndarray:
-    return butter(HIGHPASS_ORDER, hz, "highpass", fs=sr, output="sos").astype(np.float32)
+    return butter(HIGHPASS_ORDER, hz, "highpass", fs=sr, output="sos")
 
 
 def highpass(audio: np.ndarray, sr: int, hz: float, cyclic: bool = False) -> np.ndarray:
@@ -419,31 +422,32 @@ def highpass(audio: np.ndarray, sr: int, hz: float, cyclic: bool = False) -> np.
     if n == 0:
         return x
     sos = _highpass_sos(sr, float(hz))
-    mean = x.mean(axis=1, dtype=np.float64).astype(np.float32)  # a large DC costs float32 state precision
+    mean = x.mean(axis=1, dtype=np.float64)  # removed first: a large DC would cost the filter precision
+    out = np.empty_like(x)
+    rows = _rows(x)
     if cyclic:
         # decay of the slowest pole to -100 dB (11.5 nepers), in samples; the tail's final state starts the loop
         warm = int(np.ceil(11.5 / (2 * np.pi * hz * np.sin(np.pi / (2 * HIGHPASS_ORDER))) * sr))
-        tail = np.tile(x, (1, -(-warm // n)))[:, -warm:]
-        zi = _sosfilt_channels(sos, tail, mean, np.zeros((c, sos.shape[0], 2), np.float32))[1]
-    else:  # the steady state for the first sample
-        zi = sosfilt_zi(sos.astype(np.float64))[None] * (x[:, :1] - mean[:, None])[:, :, None]
-    return _sosfilt_channels(sos, x, mean, zi)[0]
+        reps = -(-warm // n)
+        tail = (x if reps == 1 else np.tile(x, (1, reps)))[:, -warm:]
+    for ch, row in enumerate(rows):
+        if cyclic:
+            state = np.zeros((sos.shape[0], 4))
+            kernels.biquads(np.ascontiguousarray(tail[ch]), sos, state, mean[ch], np.empty(warm, np.float32))
+        else:  # the steady state for the first sample
+            state = _steady_state(sos, float(row[0]) - mean[ch])
+        kernels.biquads(row, sos, state, mean[ch], out[ch])
+    return out
 
 
-def _sosfilt_channels(sos: np.ndarray, x: np.ndarray, offset: np.ndarray,
-                      zi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``sosfilt`` of ``x - offset`` per channel from states ``zi`` ``(channels, sections, 2)`` -> (output
-    channels first, float32; final states). Stereo runs as one complex signal (see :func:`_filtered`)."""
-    if x.shape[0] == 2:
-        z = np.empty(x.shape[1], np.complex64)
-        np.subtract(x[0], offset[0], out=z.real)
-        np.subtract(x[1], offset[1], out=z.imag)
-        y, zf = sosfilt(sos, z, zi=(zi[0] + 1j * zi[1]).astype(np.complex64))
-        out = np.empty((2, x.shape[1]), np.float32)
-        out[0], out[1] = y.real, y.imag
-        return out, np.stack([zf.real, zf.imag])
-    y, zf = sosfilt(sos, x - offset[:, None], axis=-1, zi=np.moveaxis(zi, 0, 1).astype(np.float32))
-    return np.asarray(y, dtype=np.float32), np.moveaxis(zf, 1, 0)
+def _steady_state(sos: np.ndarray, u: float) -> np.ndarray:
+    """Direct-form-I states ``(sections, 4)`` of ``sos`` after a constant input ``u`` forever."""
+    state = np.empty((sos.shape[0], 4))
+    for s, (b0, b1, b2, _, a1, a2) in enumerate(sos):
+        v = u * (b0 + b1 + b2) / (1.0 + a1 + a2)
+        state[s] = u, u, v, v
+        u = v
+    return state
 
 
 def _gain_reduction_db(env_db: np.ndarray, sr: int, cyclic: bool, attack_s: float = ATTACK_S,
@@ -451,28 +455,15 @@ def _gain_reduction_db(env_db: np.ndarray, sr: int, cyclic: bool, attack_s: floa
     """Smoothed gain reduction (dB >= 0) per chunk from the required one (``env_db``: peak above the
     ceiling per chunk, <= 0 where none is needed). Never below the requirement: the release only adds, the
     centred hold spans the smoothers' support, and two centred boxes average values >= the requirement."""
-    need = np.maximum(env_db, 0.0)
-    m = need.size
     rate = release_db_per_s * _TP_CHUNK / sr  # dB per chunk
-    if cyclic:  # the cycle before is the only one that can hold a longer-lasting release
-        ramp = np.arange(2 * m) * rate
-        rel = (np.maximum.accumulate(np.tile(need, 2) + ramp) - ramp)[m:]
-    else:
-        ramp = np.arange(m) * rate
-        rel = np.maximum.accumulate(need + ramp) - ramp
     box = 2 * max(1, round(attack_s * sr / (2 * _TP_CHUNK))) + 1  # odd, so the filters are centred
-    mode = "wrap" if cyclic else "nearest"
-    held = maximum_filter1d(rel, 2 * box - 1, mode=mode)
-    return uniform_filter1d(uniform_filter1d(held, box, mode=mode), box, mode=mode)
+    # cyclic: the cycle before is the only one that can hold a longer-lasting release
+    return kernels.gain_reduction(np.asarray(env_db, np.float64), rate, box, cyclic)
 
 
-def _chunk_gain_to_samples(gain: np.ndarray, n: int, cyclic: bool) -> np.ndarray:
-    """Per-chunk gains (centred near sample ``q * _TP_CHUNK``) -> per-sample gain, linearly interpolated."""
-    w = _TP_CHUNK
-    m = -(-n // w)
-    nxt = np.roll(gain, -1)[:m] if cyclic else np.append(gain[1:], gain[-1])[:m]
-    frac = np.arange(w, dtype=np.float32) / w
-    return (gain[:m, None] + (nxt - gain[:m])[:, None] * frac).reshape(-1)[:n]
+def _chunk_abs(x: np.ndarray) -> np.ndarray:
+    """max |x| over channels per chunk of ``_TP_CHUNK`` samples (the last chunk partial)."""
+    return functools.reduce(np.maximum, [kernels.abs_max_runs(c, _TP_CHUNK) for c in _rows(x)])
 
 
 @dataclass
@@ -488,55 +479,68 @@ class _Limiter:
     chunk_abs: np.ndarray  # max |x| over channels per chunk of _TP_CHUNK samples
     power: np.ndarray  # K-weighted power per chunk of _TP_CHUNK samples, channels summed
     energies: Energies
+    _reductions: dict = dataclasses.field(default_factory=dict)  # (gain_db, threshold_db) -> reduction
 
     @classmethod
     def of(cls, x: np.ndarray, sr: int, cyclic: bool, energies: Energies, copies: int,
-           weighted: np.ndarray | None = None, chunks: np.ndarray | None = None) -> "_Limiter":
-        """``weighted``: ``_k_weighted(x, sr)`` and ``chunks``: ``chunk_peaks(x, cyclic)`` when already known."""
+           power: np.ndarray | None = None, chunks: np.ndarray | None = None,
+           chunk_abs: np.ndarray | None = None) -> "_Limiter":
+        """``power``: ``_k_power(x, sr, _TP_CHUNK)``, ``chunks``: ``chunk_peaks(x, cyclic)`` and ``chunk_abs``:
+        :func:`_chunk_abs` when already known."""
         if chunks is None:
             chunks = chunk_peaks(x, cyclic)
         with np.errstate(divide="ignore"):
             env = 20.0 * np.log10(chunks.max(axis=0).astype(np.float64))
-        z = _k_weighted(x, sr) if weighted is None else weighted
-        power = _run_sums(z, x.shape[0], _TP_CHUNK)
-        c, n = x.shape
-        k, tail = divmod(n, _TP_CHUNK)
-        body = x[:, : k * _TP_CHUNK].reshape(c, k, _TP_CHUNK)
-        chunk_abs = np.maximum(body.max(axis=(0, 2)), -body.min(axis=(0, 2)))
-        if tail:
-            chunk_abs = np.append(chunk_abs, np.abs(x[:, k * _TP_CHUNK :]).max())
+        if power is None:
+            power = _k_power(x, sr, _TP_CHUNK)
+        if chunk_abs is None:
+            chunk_abs = _chunk_abs(x)
         return cls(x, sr, cyclic, env, chunk_abs.astype(np.float64), power * copies, energies)
 
     def reduction(self, gain_db: float, threshold_db: float) -> np.ndarray:
-        return _gain_reduction_db(self.env_db + gain_db - threshold_db, self.sr, self.cyclic)
+        """Gain reduction (dB) per chunk at input gain ``gain_db``; the solver, :meth:`apply` and the notes ask
+        for the same settings more than once."""
+        key = (gain_db, threshold_db)
+        if key not in self._reductions:
+            if len(self._reductions) > 2:  # only recent settings come back
+                del self._reductions[next(iter(self._reductions))]
+            self._reductions[key] = _gain_reduction_db(self.env_db + gain_db - threshold_db, self.sr, self.cyclic)
+        return self._reductions[key]
 
     def estimate(self, gain_db: float, threshold_db: float, mode: str) -> float | None:
         """Estimated ``mode`` loudness (LUFS) of the clip at ``gain_db`` through the limiter."""
         red = self.reduction(gain_db, threshold_db)
         m = self.power.size
-        # sample chunk q's gain runs linearly from chunk q's to chunk q+1's: mean square (a^2 + ab + b^2) / 3
-        a = 10.0 ** ((gain_db - red[:m]) / 20.0)
-        b = 10.0 ** ((gain_db - (np.roll(red, -1) if self.cyclic else np.append(red[1:], red[-1]))[:m]) / 20.0)
-        g2 = (a * a + a * b + b * b) / 3.0
-        cs = np.zeros(m + 1)
-        np.cumsum(self.power * g2, out=cs[1:])
         en = self.energies
-        edges = np.minimum(np.round(np.arange(en.sums.size + 1) * en.unit / _TP_CHUNK).astype(int), m)
+        # the chunks of each energy run; sample chunk q's gain runs linearly from chunk q's to chunk q+1's
+        edges = np.minimum(np.round(np.arange(en.sums.size + 1) * en.unit / _TP_CHUNK).astype(np.int64), m)
         edges[-1] = m
-        return _mode_value(en.scaled(np.diff(cs[edges])), mode)
+        return _mode_value(en.scaled(kernels.limited_power(red, gain_db, self.power, edges, self.cyclic)), mode)
 
-    def apply(self, gain_db: float, threshold_db: float) -> tuple[np.ndarray, np.ndarray]:
-        """The limited clip and its gain per chunk (linearly interpolated between chunks in the clip)."""
+    def apply(self, gain_db: float, threshold_db: float) -> "_Limited":
+        """The limited clip (its gain per chunk linearly interpolated between chunks) and what the meters
+        read of it."""
         red = self.reduction(gain_db, threshold_db)
         g = (10.0 ** ((gain_db - red) / 20.0)).astype(np.float32)
-        return self.x * _chunk_gain_to_samples(g, self.x.shape[1], self.cyclic), g
+        nxt = np.roll(g, -1) if self.cyclic else np.append(g[1:], g[-1])
+        y = np.empty_like(self.x)
+        en = self.energies
+        sums, peaks, totals = [], [], []
+        for v, out in zip(_rows(self.x), y):
+            peak, total = kernels.apply_gain(v, g, nxt, out)
+            sums.append(kernels.k_power(out, _k_sos(self.sr), en.unit))
+            peaks.append(peak)
+            totals.append(total)
+        return _Limited(y, g, en.scaled(np.sum(sums, axis=0)), np.array(peaks, np.float64),
+                        np.array(totals) / max(y.shape[1], 1))
 
-    def output_true_peak(self, y: np.ndarray, gain: np.ndarray) -> float:
-        """True peak of ``y`` = ``x`` times the chunk ``gain`` of :meth:`apply` (as :func:`true_peak` reads
-        it), evaluating only chunks that can hold it. A chunk's outputs are at most ``Gc * P + 1.97 * D * M``
+    def output_true_peak(self, out: "_Limited") -> float:
+        """True peak of ``out`` = ``x`` times the chunk gain of :meth:`apply` (as :func:`true_peak` reads it),
+        evaluating only chunks that can hold it. A chunk's outputs are at most ``Gc * P + 1.97 * D * M``
         (``P``: the chunk's peak in ``x``; ``Gc`` +- ``D``: the range of the gain and ``M`` the largest |x|
-        under the chunk's windows), so chunks whose bound is below ``y``'s sample peak (a lower bound of
+        under the chunk's windows), so chunks whose bound is below the output's sample peak (a lower bound of
         its true peak) are skipped."""
+        y, gain = out.audio, out.gain
         nq = self.env_db.size
         nxt = np.roll(gain, -1) if self.cyclic else np.append(gain[1:], gain[-1])
         lo, hi = np.minimum(gain, nxt), np.maximum(gain, nxt)  # range over sample chunk q (interpolated)
@@ -548,7 +552,7 @@ class _Limiter:
         with np.errstate(over="ignore"):
             p = 10.0 ** (self.env_db / 20.0)
         bound = 0.5 * (ghi + glo) * p + _TP_GAIN * 0.5 * (ghi - glo) * mx
-        best = float(np.abs(y).max())
+        best = float(out.peaks.max())
         chunks = np.flatnonzero(bound >= best * (1 - 1e-6))
         for ch in range(y.shape[0]):
             for k in range(0, chunks.size, 4096):
@@ -562,7 +566,18 @@ def limit(audio: np.ndarray, sr: int, ceiling_dbtp: float, cyclic: bool = False)
     ``cyclic`` for loops (look-ahead, hold and release wrap around the seam)."""
     x = as_2d(audio)
     lim = _Limiter.of(x, sr, cyclic, Energies.of(x, sr), 1)
-    return lim.apply(0.0, ceiling_dbtp)[0]
+    return lim.apply(0.0, ceiling_dbtp).audio
+
+
+@dataclass(frozen=True)
+class _Limited:
+    """A limited clip and what the meters read of it, measured in the pass that made it."""
+
+    audio: np.ndarray
+    gain: np.ndarray  # per chunk, as :meth:`_Limiter.apply` interpolates it
+    energies: Energies
+    peaks: np.ndarray  # sample peak per channel
+    means: np.ndarray  # mean per channel
 
 
 def _solve(f, lo: float, hi: float, f_lo: float, f_hi: float, target: float, tol: float = 0.004) -> float:
@@ -605,23 +620,35 @@ def normalize(audio: np.ndarray, sr: int, target_lufs: float, ceiling_dbtp: floa
     if mode not in LOUDNESS_MODES:
         raise ValueError(f"loudness_mode must be one of {', '.join(LOUDNESS_MODES)}, got {mode!r}")
     x = as_2d(audio)
-    z = _k_weighted(x, sr)
-    en = Energies.of_weighted(z, x.shape[0], sr, copies)
+    # K-weighted power once, in runs that both the 100 ms energies and the limiter's chunks are made of
+    unit = _unit(sr)
+    fine = math.gcd(unit, _TP_CHUNK)
+    power = _k_power(x, sr, fine)
+    en = Energies(_regroup(power, unit // fine), unit, x.shape[1], sr, copies)
     value = _mode_value(en, mode)
-    tp, chunks = _true_peak(x, cyclic)
     ceiling = 10.0 ** (ceiling_dbtp / 20.0)
-    if value is None or (mode == "integrated" and _gated(en.windows(BLOCK_S))[1] != "ok"):
+    level = value is not None and (mode != "integrated" or _gated(en.windows(BLOCK_S))[1] == "ok")
+    gain_db = target_lufs - value if level else 0.0
+    chunk_abs = _chunk_abs(x)
+    sample_peak = float(chunk_abs.max()) if chunk_abs.size else 0.0
+    if level and sample_peak * 10.0 ** (gain_db / 20.0) > ceiling:
+        # the samples alone will exceed the ceiling: the limiter needs every chunk's 4x peak, which also
+        # gives the true peak (no pruned pass first)
+        chunks = chunk_peaks(x, cyclic)
+        tp = max(sample_peak, float(chunks.max()))
+    else:
+        tp, chunks = _true_peak(x, cyclic)
+    if not level:
         g = min(1.0, ceiling / tp) if tp > 0 else 1.0
         y = x * np.float32(g)
         return y, measure(y, sr, cyclic, copies), ()
-    gain_db = target_lufs - value
     tp_db = 20.0 * np.log10(tp)
     if tp_db + gain_db <= ceiling_dbtp:  # plain gain: loudness scales exactly
         g = np.float32(10.0 ** (gain_db / 20.0))
         y = x * g
         return y, measure(y, sr, cyclic, copies, en.scaled(en.sums * 10.0 ** (gain_db / 10.0)), tp * g), ()
-    lim = _Limiter.of(x, sr, cyclic, en, copies, z, chunks)
-    del z, chunks
+    lim = _Limiter.of(x, sr, cyclic, en, copies, _regroup(power, _TP_CHUNK // fine), chunks, chunk_abs)
+    del chunks
     threshold = ceiling_dbtp - 0.05  # the chunk-level gain computer can overshoot by a few hundredths of a dB
     max_gain = threshold + max_limit_db - tp_db  # input gain at which the deepest reduction is max_limit_db
     notes: list[str] = []
@@ -631,13 +658,13 @@ def normalize(audio: np.ndarray, sr: int, target_lufs: float, ceiling_dbtp: floa
         for _ in range(3):  # correct the estimate's small bias with exact measurements
             top = est(max_gain)
             g = max_gain if top is None or top <= aim else _solve(est, gain_db, max_gain, est(gain_db), top, aim)
-            y, gain = lim.apply(g, threshold)
-            en_y = Energies.of(y, sr, copies)
+            out = lim.apply(g, threshold)
+            y, en_y, sample = out.audio, out.energies, (out.peaks, out.means)
             reached = _mode_value(en_y, mode)
             if reached is None or abs(reached - target_lufs) < 0.008 or g >= max_gain:
                 break
             aim += target_lufs - reached
-        tp_y = lim.output_true_peak(y, gain)
+        tp_y = lim.output_true_peak(out)
         if tp_y <= ceiling:
             break
         threshold -= 20.0 * np.log10(tp_y / ceiling) + 0.01
@@ -647,7 +674,8 @@ def normalize(audio: np.ndarray, sr: int, target_lufs: float, ceiling_dbtp: floa
         tp_y = true_peak(y, cyclic)
         en_y = Energies.of(y, sr, copies)
         reached = _mode_value(en_y, mode)
-    meas = measure(y, sr, cyclic, copies, en_y, tp_y)
+        sample = None
+    meas = measure(y, sr, cyclic, copies, en_y, tp_y, sample)
     notes.append(f"limited: up to {float(lim.reduction(g, threshold).max()):.1f} dB of gain reduction")
     if reached is not None and target_lufs - reached > TARGET_TOLERANCE_LU:
         shortfall = float(target_lufs - reached)

@@ -66,32 +66,26 @@ def chunk(cid: bytes, payload: bytes) -> bytes:
 
 def encode_samples(audio: np.ndarray, bit_depth: int) -> bytes:
     """Interleaved little-endian sample bytes: libsndfile's quantisation, values clipped to [-1, 1]."""
-    return bytes(_encode(np.asarray(audio, dtype=np.float32), bit_depth))
+    return bytes(_encode(np.asarray(audio, dtype=np.float32), bit_depth)[0])
 
 
-def _encode(audio: np.ndarray, bit_depth: int) -> memoryview:
-    """:func:`encode_samples` without the final copy into ``bytes``.
+def _encode(audio: np.ndarray, bit_depth: int) -> tuple[memoryview, bool]:
+    """:func:`encode_samples` without the final copy into ``bytes``, and whether every sample was finite.
 
-    Written with numpy rather than soundfile: libsndfile can only encode into a file or a Python-callback
+    Written by hand rather than with soundfile: libsndfile can only encode into a file or a Python-callback
     virtual file, while the store needs the bytes in memory (hashed, then written once). This is libsndfile's
     own clipping converter (``f2let_clip_array``/``f2les_clip_array``: scale by 2**31 in float32, clip,
-    ``lrintf``, keep the top 16/24 bits); tests check the bytes equal libsndfile's.
+    ``lrintf``, keep the top 16/24 bits), compiled (:func:`assetgen.dsp.kernels.pcm`, imported here so that
+    reading WAVs stays light); tests check the bytes equal libsndfile's.
     """
     x = audio if audio.ndim == 2 else audio[None]
-    c, n = x.shape
-    if bit_depth == 32:
-        return memoryview(np.ascontiguousarray(x.T, dtype="<f4")).cast("B")
-    width = bit_depth // 8  # keep the top ``width`` bytes of each little-endian int32
-    top = np.dtype({"names": ["v"], "formats": [f"V{width}"], "offsets": [4 - width], "itemsize": 4})
-    out = np.empty((n, c), f"V{width}")  # interleaved
-    tmp, q = np.empty(n, np.float32), np.empty(n, "<i4")
-    for ch in range(c):
-        np.multiply(x[ch], np.float32(2.0**31), out=tmp)
-        np.rint(tmp, out=tmp)
-        np.clip(tmp, -(2.0**31), 2.0**31 - 128, out=tmp)  # 2**31 - 128: the largest float32 below 2**31
-        np.copyto(q, tmp, casting="unsafe")
-        out[:, ch] = q.view(top)["v"]
-    return memoryview(out.reshape(-1).view(np.uint8))
+    if bit_depth == 32:  # NaN and inf propagate into the sum; float64 cannot overflow
+        finite = bool(np.isfinite(np.sum(x, dtype=np.float64)))
+        return memoryview(np.ascontiguousarray(x.T, dtype="<f4")).cast("B"), finite
+    from ..dsp.kernels import pcm
+
+    data, finite = pcm(x, bit_depth // 8)
+    return memoryview(data), finite
 
 
 def fmt_chunk(channels: int, sample_rate: int, bit_depth: int) -> bytes:
@@ -178,9 +172,9 @@ def encode(audio: np.ndarray, bit_depth: int) -> Samples:
     audio = np.asarray(audio)
     if audio.ndim != 2 or audio.shape[0] < 1 or audio.shape[1] < 1:
         raise WavError(f"audio shape {audio.shape}: expected (channels, samples) with at least one sample")
-    if not np.isfinite(np.sum(audio, dtype=np.float64)):  # NaN and inf propagate; float64 cannot overflow
+    data, finite = _encode(np.asarray(audio, dtype=np.float32), bit_depth)
+    if not finite:
         raise WavError("audio contains NaN or infinite samples")
-    data = _encode(np.asarray(audio, dtype=np.float32), bit_depth)
     return Samples(bytes(data), hashlib.sha256(data).hexdigest(), audio.shape[0], audio.shape[1], bit_depth)
 
 
