@@ -177,18 +177,17 @@ def read_index_state(root: Path, check_files: bool = False,
     """
     if not (Path(root) / "index.sqlite").exists():
         return {}, {}
-    from assetgen.store.index import Index, ident
+    from assetgen.store.index import Index
 
-    rows = Index(Path(root)).rows(latest_only=True)
+    latest = Index(Path(root)).latest_states()  # (scene, asset, version, key, file_state, path, sha256) tuples
     problems: dict[str, str] = {}
     if check_files:
         from assetgen.report.verify import file_problems
 
-        problems = file_problems(Path(root), rows, record=record_verified)
-    keys, damaged = {}, {}
-    for row in rows:
-        bad = row["file_state"] != "ok" or row["path"] in problems
-        (damaged if bad else keys)[ident(row["scene"], row["asset"])] = row["content_key"]
+        problems = file_problems(Path(root), [{"path": r[5], "file_state": r[4], "sha256": r[6]} for r in latest],
+                                 record=record_verified)
+    keys = {f"{s}/{a}": k for s, a, _, k, state, path, _ in latest if state == "ok" and path not in problems}
+    damaged = {f"{s}/{a}": k for s, a, _, k, state, path, _ in latest if state != "ok" or path in problems}
     return keys, damaged
 
 

@@ -53,6 +53,21 @@ class Index(Versions, RunLog, VerifiedFiles, Lifecycle):
                 restored.append(super().set_status(row["scene"], row["asset"], row["version"], status))
         return restored
 
+    def latest_states(self) -> list[tuple[str, str, int, str, str, str, str]]:
+        """(scene, asset, version, content_key, file_state, path, sha256) of each asset's highest version, as
+        plain tuples in no particular order.
+
+        One grouped query over the ``(scene, asset, version)`` unique index: SQLite takes the bare columns of a
+        ``MAX()`` aggregate from the row holding the maximum, so no row is read twice and no dict is built per
+        row (what planning against an index of a whole catalogue needs; :meth:`rows` gives every column).
+        """
+        with self._read() as con:
+            if con is None:
+                return []
+            con.row_factory = None  # plain tuples: this short-lived connection serves this query only
+            return con.execute("SELECT scene, asset, MAX(version), content_key, file_state, path, sha256 "
+                               "FROM assets GROUP BY scene, asset").fetchall()
+
     def export(self, path: str | os.PathLike, fmt: str = "csv") -> Path:
         """Write every version (one row each, ``COLUMNS`` order) to ``path`` as ``csv`` or ``parquet``."""
         return export_rows(self.rows(), path, fmt)
