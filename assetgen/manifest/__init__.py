@@ -249,8 +249,13 @@ def _parsed_template_fields(prompt: str) -> tuple[str, ...]:
 
 def _placeholders_in(table: Table) -> set[str] | None:
     """Placeholder names the file's prompts use; None when a prompt's syntax is bad (reported per row)."""
+    prompts = table.data["prompt"].values if "prompt" in table.data else [""]
+    block = "\n".join(prompts)
+    found = _FIELD.findall(block)
+    if len(found) == block.count("{") == block.count("}"):  # every brace in a {name} (see _template_fields)
+        return set(found)
     used: set[str] = set()
-    for prompt in table.data["prompt"].values if "prompt" in table.data else ("",):
+    for prompt in prompts:
         try:
             used.update(_template_fields(prompt))
         except BadValue:
@@ -645,6 +650,24 @@ _SAFE_NAME = re.compile(r"(?!(?i:con|prn|aux|nul|com[1-9]|lpt[1-9])(?:\.|\Z))[A-
 _EMPTY, _VALID, _OTHER = 0, 1, -1  # classes of a cell in a row signature
 
 
+_NOT_SAFE_CHAR = re.compile(r"[^A-Za-z0-9_.\n-]")
+_BAD_DOTS = re.compile(r"^\.|\.$|\.\.", re.MULTILINE)
+_DEVICE = re.compile(r"^(?:con|prn|aux|nul|com[1-9]|lpt[1-9])(?:\.|$)", re.MULTILINE | re.IGNORECASE)
+
+
+def _safe_names(texts: list[str], scene: bool) -> bool:
+    """Whether every non-empty text is a name ``_SAFE_NAME`` accepts (and, for scenes, not a reserved one),
+    checked over all texts at once."""
+    block = "\n".join(texts)
+    if block.count("\n") != len(texts) - 1:  # a text holds a line break itself
+        return False
+    if _NOT_SAFE_CHAR.search(block) or _BAD_DOTS.search(block) or _DEVICE.search(block):
+        return False
+    if max(map(len, texts), default=0) > MAX_NAME_LEN:
+        return False
+    return not scene or not any(t.lower() in RESERVED_SCENES for t in texts)
+
+
 class _Groups:
     """The rows of a large table grouped by what ``_parse_row`` can tell apart, each group checked once.
 
@@ -689,6 +712,8 @@ class _Groups:
         classes = []
         parsed = None
         if column in _NAME_COLUMNS:
+            if _safe_names(texts, column == "scene"):
+                return [_VALID if t else _EMPTY for t in texts], None
             parse = PARSERS[column][0]
             for k, (text, safe) in enumerate(zip(texts, map(_SAFE_NAME.fullmatch, texts))):
                 if not text:
@@ -707,8 +732,11 @@ class _Groups:
                         parsed[k] = value
             return classes, parsed
         sweepable = column not in KNOWN and not column.startswith(META_PREFIX)  # a template parameter
-        clean = text_problem("\n".join(texts)) is None  # tabs and line breaks are allowed in text
+        block = "\n".join(texts)
+        clean = text_problem(block) is None  # tabs and line breaks are allowed in text
         prompt = column == "prompt"
+        if clean and not prompt and not (sweepable and "|" in block):
+            return [_VALID if t else _EMPTY for t in texts], None
         fields: dict[tuple[str, ...], int] = {}
         for text in texts:
             if not text:

@@ -210,6 +210,9 @@ def _read_csv(path: Path, max_rows: int | None = None) -> Table:
     return Table.from_rows(str(path), path.parent, header, rows, header_row=1)
 
 
+_EDGE_SPACE = re.compile(r"^[^\S\n]|[^\S\n]$", re.MULTILINE)  # what str.strip would remove, at a line's ends
+
+
 def _read_csv_bulk(path: Path, max_rows: int | None) -> Table | None:
     """The table :func:`_read_csv` would read, parsed by pyarrow (multi-threaded C++, no object per cell), or
     None when the file is anything but plain: a header with quotes, separator or name problems, NUL bytes,
@@ -272,12 +275,16 @@ def _read_csv_bulk(path: Path, max_rows: int | None) -> Table | None:
         if max(map(len, raw)) > limit:
             return None
         index: dict[str, int] = {}
-        remap = [index.setdefault(v.strip(), len(index)) for v in raw]
+        if _EDGE_SPACE.search("\n".join(raw)):  # (no cell holds a line break here: its record would span lines)
+            remap = [index.setdefault(v.strip(), len(index)) for v in raw]
+        else:  # no cell to strip: the distinct texts stay distinct
+            index = dict(zip(raw, range(len(raw))))
+            remap = range(len(raw))
         empty = index.get("")
         if empty is None:
             blank_possible = False
         elif blank_possible:
-            is_empty = pc.equal(pc.take(pa.array(remap, pa.int32()), encoded.indices), empty)
+            is_empty = pc.equal(pc.take(pa.array(list(remap), pa.int32()), encoded.indices), empty)
             blank = is_empty if blank is None else pc.and_(blank, is_empty)
         if len(index) == n:
             codes = None  # every row its own text, in row order
