@@ -147,7 +147,7 @@ def make_plan(
 
 
 def _make_plan(specs, index_latest, fingerprints, damaged) -> Plan:
-    missing = sorted({s.model for s in specs if not s.is_mix and s.model not in fingerprints})
+    missing = sorted({s.model for s in specs}.difference(fingerprints, (MIX_MODEL,)))
     if missing:
         raise ValueError(f"no model fingerprint for: {', '.join(missing)}")
     idents = [f"{s.scene}/{s.asset}" for s in specs]  # AssetSpec.ident
