@@ -25,7 +25,7 @@ from typing import Mapping, Sequence
 from assetgen.dsp import POSTPROCESS_VERSION
 from assetgen.gcpause import gc_paused
 from assetgen.seeds import attempt_seed
-from assetgen.spec import FILE_MODEL, TTS_MODEL, AssetSpec, GenParams, GenRequest, PostParams
+from assetgen.spec import FILE_MODEL, MIX_MODEL, TTS_MODEL, AssetSpec, GenParams, GenRequest, PostParams
 
 KEY_SCHEMA = 1  # bump if the key's recipe below changes
 STATES = ("new", "changed", "up-to-date", "repair")  # repair: the latest version's file is missing or damaged
@@ -70,17 +70,24 @@ def content_key(spec: AssetSpec, model_fingerprint: str, layer_keys: Sequence[st
     and ``model_fingerprint`` is ignored. For a continuation of an unpinned base, or a melody taken from one,
     ``base_key`` is the base's key.
     """
-    version = f"k{KEY_SCHEMA}p{POSTPROCESS_VERSION}"
     if spec.is_mix:
-        return _sha(version, "mix", spec.gen.duration_s, _post_text(spec.post), *layer_keys)
-    prompt = " ".join(spec.prompt.split()) if spec.model != FILE_MODEL else ""  # a recording's prompt is a label
-    seed = "" if spec.model in (TTS_MODEL, FILE_MODEL) else spec.seed  # no randomness: a seed changes nothing
-    post = _post_text(spec.post)
-    if spec.post.stem_set and spec.model == FILE_MODEL:
-        post += ",stem"  # a recorded stem is cut where its set's grid starts, not where its own loop search would
+        return _sha(f"k{KEY_SCHEMA}p{POSTPROCESS_VERSION}", "mix", spec.gen.duration_s, _post_text(spec.post),
+                    *layer_keys)
+    return _generating_key(spec, model_fingerprint, _gen_text(spec.gen), _post_text(spec.post), base_key)
+
+
+def _generating_key(spec: AssetSpec, model_fingerprint: str, gen_text: str, post_text: str,
+                    base_key: str = "") -> str:
+    """``content_key`` of a generated or recorded asset, given its ``_gen_text`` and ``_post_text``."""
+    model = spec.model
+    prompt = " ".join(spec.prompt.split()) if model != FILE_MODEL else ""  # a recording's prompt is a label
+    seed = "" if model in (TTS_MODEL, FILE_MODEL) else str(spec.seed)  # no randomness: a seed changes nothing
+    if model == FILE_MODEL and spec.post.stem_set:
+        post_text += ",stem"  # a recorded stem is cut where its set's grid starts, not where its own loop search would
+    parts = [f"k{KEY_SCHEMA}p{POSTPROCESS_VERSION}", model_fingerprint, prompt, seed, gen_text, post_text]
     if base_key:
-        return _sha(version, model_fingerprint, prompt, seed, _gen_text(spec.gen), post, f"base={base_key}")
-    return _sha(version, model_fingerprint, prompt, seed, _gen_text(spec.gen), post)
+        parts.append(f"base={base_key}")
+    return hashlib.sha256(_SEP.join(parts).encode()).hexdigest()
 
 
 def split_base(ref: str) -> tuple[str, int | None]:
@@ -145,39 +152,55 @@ def make_plan(
 
 
 def _make_plan(specs, index_latest, fingerprints, damaged) -> Plan:
-    missing = sorted({s.model for s in specs if not s.is_mix and s.model not in fingerprints})
+    missing = sorted({s.model for s in specs}.difference(fingerprints, (MIX_MODEL,)))
     if missing:
         raise ValueError(f"no model fingerprint for: {', '.join(missing)}")
-    idents = [s.ident for s in specs]
+    idents = [f"{s.scene}/{s.asset}" for s in specs]  # AssetSpec.ident
     by_ident = dict(zip(idents, specs))
     keys: dict[str, str] = {}
     mixes, continuations = [], []
+    # specs of one manifest row share their GenParams / PostParams objects: their texts are built once per object
+    # (by id: the specs hold them alive for the whole call), not hashed field by field for a cache per spec
+    gen_texts: dict[int, str] = {}
+    post_texts: dict[int, str] = {}
+
+    def texts(spec: AssetSpec) -> tuple[str, str]:
+        gen, post = spec.gen, spec.post
+        gen_text = gen_texts.get(id(gen))
+        if gen_text is None:
+            gen_text = gen_texts[id(gen)] = _gen_text(gen)
+        post_text = post_texts.get(id(post))
+        if post_text is None:
+            post_text = post_texts[id(post)] = _post_text(post)
+        return gen_text, post_text
+
     for ident, spec in zip(idents, specs):
-        if spec.is_mix:
+        if spec.model == MIX_MODEL:
             mixes.append((ident, spec))
         elif spec.gen.base:  # a continuation, or a melody from an asset of the run
             continuations.append((ident, spec))
         else:
-            keys[ident] = content_key(spec, fingerprints[spec.model])
+            keys[ident] = _generating_key(spec, fingerprints[spec.model], *texts(spec))
     for ident, spec in _in_dependency_order(continuations):
         base, pinned = split_base(spec.gen.base)
         base_key = "" if pinned is not None else keys.get(base, "")
-        keys[ident] = content_key(spec, fingerprints[spec.model], base_key=base_key)
+        keys[ident] = _generating_key(spec, fingerprints[spec.model], *texts(spec), base_key)
     for ident, spec in mixes:
         placed = []
         for name in spec.layers:
             layer_ident = f"{spec.scene}/{name}"
             placed.append(placed_layer_key(by_ident[layer_ident], keys[layer_ident]))
         keys[ident] = content_key(spec, "", placed)
-    items = []
     get = index_latest.get
-    for ident, spec in zip(idents, specs):
+    states = []
+    for ident in idents:
         key = keys[ident]
         if ident in damaged:
-            items.append(PlanItem(spec, key, "repair" if damaged[ident] == key else "changed"))
+            states.append("repair" if damaged[ident] == key else "changed")
             continue
         old = get(ident)
-        items.append(PlanItem(spec, key, "new" if old is None else ("up-to-date" if old == key else "changed")))
+        states.append("new" if old is None else ("up-to-date" if old == key else "changed"))
+    items = [PlanItem(spec, keys[ident], state) for ident, spec, state in zip(idents, specs, states)]
     orphaned = sorted(set(index_latest).union(damaged).difference(by_ident))
     return Plan(items, orphaned)
 

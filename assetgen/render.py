@@ -177,18 +177,19 @@ def read_index_state(root: Path, check_files: bool = False,
     """
     if not (Path(root) / "index.sqlite").exists():
         return {}, {}
-    from assetgen.store.index import Index, ident
+    from assetgen.store.index import Index
 
-    rows = Index(Path(root)).rows(latest_only=True)
-    problems: dict[str, str] = {}
-    if check_files:
-        from assetgen.report.verify import file_problems
+    if not check_files:
+        latest = Index(Path(root)).latest_states()  # (ident, key, file_state, version) tuples
+        return ({i: k for i, k, state, _ in latest if state == "ok"},
+                {i: k for i, k, state, _ in latest if state != "ok"})
+    from assetgen.report.verify import file_problems
 
-        problems = file_problems(Path(root), rows, record=record_verified)
-    keys, damaged = {}, {}
-    for row in rows:
-        bad = row["file_state"] != "ok" or row["path"] in problems
-        (damaged if bad else keys)[ident(row["scene"], row["asset"])] = row["content_key"]
+    latest = Index(Path(root)).latest_states(files=True)  # (ident, key, file_state, path, sha256, version)
+    problems = file_problems(Path(root), [{"path": r[3], "file_state": r[2], "sha256": r[4]} for r in latest],
+                             record=record_verified)
+    keys = {i: k for i, k, state, path, _, _ in latest if state == "ok" and path not in problems}
+    damaged = {i: k for i, k, state, path, _, _ in latest if state != "ok" or path in problems}
     return keys, damaged
 
 

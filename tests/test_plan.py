@@ -198,3 +198,51 @@ def test_delivery_spec_columns_enter_the_key(tmp_path, field, value):
     spec = spec.replace(post=spec.post.__class__(**{**spec.post.__dict__, "loop": True}))
     changed = spec.replace(post=spec.post.__class__(**{**spec.post.__dict__, field: value}))
     assert content_key(changed, "fp") != content_key(spec, "fp")
+
+
+# Keys of a manifest using every column family (sweeps, variants, loops on a beat grid, delivery settings, fx,
+# quality gates, layers and their mix, ducking, stem sets, continuations, tts), as assetgen computed them before
+# planning was reworked for catalogue scale: a key that changes re-renders its asset, so these must never move
+# unless KEY_SCHEMA or POSTPROCESS_VERSION is bumped on purpose.
+PINNED_HEADER = 'scene,asset,model,prompt,duration_s,mood,temperature,seed,variants,loop,bpm,bars,crossfade_s,loudness,true_peak_db,sample_rate,bit_depth,channels,fx,qc,layer,gain_db,start_s,fade_in_s,duck_db,stem_set,continue_from,prompt_s,category,tags,meta_notes'
+PINNED_ROWS = [
+    'forest,amb,sfx,{mood} forest at dawn,3,calm|tense,,,,,,,,,,,,,,,,,,,,,,,ambience,a;b,note',
+    'forest,wind,sfx,wind   in trees,2.5,,0.7,5,,,,,,aswg-mobile,-2,44100,16,1,,,,,,,,,,,ambience,,',
+    'game,theme,music,heroic theme,8,,1.0|1.2,,2,,,,,,,,,,,,,,,,,,,,music,,',
+    'game,loop,music,steady loop,,,,,,true,120,4,0.25,-16,,,,,highpass(cutoff_frequency_hz=120),,,,,,,,,,music,,',
+    'game,bridge,music,bridge section,6,,,,,,,,,,,,,,,,,,,,,,game/theme__temperature-1.0__v01,3,music,,',
+    'game,pinned,music,pinned continuation,6,,,,,,,,,,,,,,,,,,,,,,game/loop@v1,,music,,',
+    'tavern,lute,music,lute tune,3,,,,,,,,,,,,,,,silence;clipping,music,-4,0.5,0.2,,,,,music,,',
+    'tavern,crowd,sfx,crowd chatter,3,,,,,,,,,,,,,,,,ambience,-2,,,6,,,,ambience,,',
+    'band,drums,music,drum stem,,,,,,true,100,2,,,,,,,,,,,,,,groove,,,music,,',
+    'band,bass,music,bass stem,,,,,,true,100,2,,,,,,,,,,,,,,groove,,,music,,',
+    'ui,line,tts,Welcome   back hero,2,,,,,,,,,,,,,,,,,,,,,,,,voice,,',
+]
+PINNED_POSTPROCESS_VERSION = 3  # the version the keys below were computed with
+PINNED_KEYS = {
+    "forest/amb__mood-calm": "3441a10436813941c3e161774ca15fd1fb3bfca7dee5182684d19db03c6cbb27",
+    "forest/amb__mood-tense": "f6850f3cd39fcc26b189bc59909db38f63ca96a0c9b5a677b6eb3077cd1209be",
+    "forest/wind": "86ad3530924b1a558eeebc3267c1bca896e1ef3fe91853dfb49ee7cd8a634b70",
+    "game/theme__temperature-1.0__v01": "3cf20bfcc3a31de4f1645b44b37d078e6de9a7cf66fcd157985e1271bd5ccfe2",
+    "game/theme__temperature-1.0__v02": "c61aaa61316ac01149ecab378332605d87384a1e702be224034bb9480d088189",
+    "game/theme__temperature-1.2__v01": "b9b342f46e678d3e214d2f0bc5641cddbea06afc49bac33700e7c72667503fc1",
+    "game/theme__temperature-1.2__v02": "d7b41c0e2bb332b580cf452a084a99d63bb7a111a7239af8e27ca069bddb7711",
+    "game/loop": "72bc7e7adf341165fbbafe56dc89796e9ba5d53cb698edf7fa3389b723774cd5",
+    "game/bridge": "a8476fbba30f7b8b68a992cb6ec6272d220a87bdeaee4fcac6174b28e7388240",
+    "game/pinned": "ec12c63a519a0ffd5d4052384988e90e7f93303ede46216f328fe3d9f63693c6",
+    "tavern/lute": "e9c480b83fb5256a247f2946d5341cd87a89006b48c2fe6bff00e4d81cf4b3bd",
+    "tavern/crowd": "e6f6ef24a70a8263a34397501ebaa144a1f3635dbb50de66efdc6b1983cb9d62",
+    "band/drums": "110c727c3fe9b7859408410d9662d9862067b30c89fd0c3e3bdc1bdebd56ed10",
+    "band/bass": "1427261ed7f72fd380fcbe0dea91fb4278282728d0f2ea1857f7dca0c2619afd",
+    "ui/line": "81af6b7e8f79b83679f12c4b0bda00a8f5b8c6a346a3814a6bed1d02e02d7971",
+    "tavern/mix": "e42f221e9122d2e5da12e59f7113a7ae13754fb4cccaafcb01e7fa6c13f01177",
+}
+
+
+def test_content_keys_are_pinned(tmp_path, monkeypatch):
+    monkeypatch.setattr(plan_mod, "POSTPROCESS_VERSION", PINNED_POSTPROCESS_VERSION)
+    path = tmp_path / "pinned.csv"
+    path.write_text("\n".join([PINNED_HEADER, *PINNED_ROWS]) + "\n")
+    specs = load_manifests([path], warnings=[])
+    plan = make_plan(specs, {}, {**FP, "tts": "fp-tts"})
+    assert {i.spec.ident: i.key for i in plan.items} == PINNED_KEYS

@@ -12,7 +12,9 @@ from __future__ import annotations
 import itertools
 import math
 import string
+import re
 import sys
+import time
 import warnings as _warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -35,7 +37,7 @@ from assetgen.manifest._fields import (
     suggest_column,
 )
 from assetgen.manifest._read import ReadError, Table, read_table, too_many_rows
-from assetgen.names import shorten, slug
+from assetgen.names import MAX_NAME_LEN, RESERVED_SCENES, shorten, slug, text_problem
 from assetgen.seeds import derive_seed
 from assetgen.spec import (
     DEFAULT_PROMPT_S,
@@ -144,19 +146,26 @@ class ManifestError(Exception):
 
 
 def load_manifests(paths: Sequence[Path | str], max_assets: int = DEFAULT_MAX_ASSETS,
-                   warnings: list[ManifestWarning] | None = None) -> list[AssetSpec]:
+                   warnings: list[ManifestWarning] | None = None,
+                   timings: dict[str, float] | None = None) -> list[AssetSpec]:
     """Validate and expand manifests; raises ManifestError listing all problems, else returns the specs.
 
     ``max_assets``: cap on the assets one manifest may expand to (checked before expanding; a file with
     more rows than the cap is refused before its rows are parsed).
     ``warnings``: found warnings are appended to this list; without it they are issued with
     ``warnings.warn`` (category ``ManifestWarning``), so no caller loses them silently.
+    ``timings``: seconds spent reading and validating rows (``validate``) and expanding them and checking the
+    expanded assets across files (``expand``) are added to this dict (benchmarks/bench_plan.py reads them).
     """
     found: list[ManifestWarning] = []
+    clock = {"validate": 0.0, "expand": 0.0}
     try:
         with gc_paused():
-            return _load(paths, max_assets, found)
+            return _load(paths, max_assets, found, clock)
     finally:
+        if timings is not None:
+            for phase, seconds in clock.items():
+                timings[phase] = timings.get(phase, 0.0) + seconds
         if warnings is not None:
             warnings += found
         else:
@@ -164,13 +173,15 @@ def load_manifests(paths: Sequence[Path | str], max_assets: int = DEFAULT_MAX_AS
                 _warnings.warn(warning, stacklevel=2)
 
 
-def _load(paths: Sequence[Path | str], max_assets: int, found: list[ManifestWarning]) -> list[AssetSpec]:
+def _load(paths: Sequence[Path | str], max_assets: int, found: list[ManifestWarning],
+          clock: dict[str, float]) -> list[AssetSpec]:
     issues: list[ValidationIssue] = []
     specs: list[AssetSpec] = []
     if not paths:
         raise ManifestError([ValidationIssue("(arguments)", None, None, None, "no manifest given")])
     for path in paths:
         path = Path(path)
+        start = time.perf_counter()
         try:
             table = read_table(path, max_rows=max_assets)
         except ReadError as exc:
@@ -179,10 +190,21 @@ def _load(paths: Sequence[Path | str], max_assets: int, found: list[ManifestWarn
         except OSError as exc:
             issues.append(ValidationIssue(str(path), None, None, None, f"cannot read file: {exc.strerror or exc}"))
             continue
-        file_specs, file_issues, file_warnings = _expand_table(table, max_assets)
+        finally:
+            clock["validate"] += time.perf_counter() - start
+        file_specs, file_issues, file_warnings = _expand_table(table, max_assets, clock)
         specs += file_specs
         issues += file_issues
         found += file_warnings
+    start = time.perf_counter()
+    try:
+        return _across_files(specs, issues)
+    finally:
+        clock["expand"] += time.perf_counter() - start
+
+
+def _across_files(specs: list[AssetSpec], issues: list[ValidationIssue]) -> list[AssetSpec]:
+    """Mixes, stem sets, duplicates and continuations over every file's specs; raises ManifestError."""
     # a mix row whose layers failed validation would look layer-less: only judge that on clean input
     specs, mix_issues = _add_mixes(specs, check_layerless=not issues)
     issues += mix_issues
@@ -198,9 +220,21 @@ def _load(paths: Sequence[Path | str], max_assets: int, found: list[ManifestWarn
 # --- templates -----------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1 << 16)
+_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
 def _template_fields(prompt: str) -> tuple[str, ...]:
-    """Placeholder names of a prompt template; raises BadValue on bad syntax."""
+    """Placeholder names of a prompt template, in order; raises BadValue on bad syntax."""
+    if "{" not in prompt and "}" not in prompt:
+        return ()
+    found = _FIELD.findall(prompt)
+    if len(found) == prompt.count("{") == prompt.count("}"):  # every brace in a {name}: what Formatter would find
+        return tuple(dict.fromkeys(found))
+    return _parsed_template_fields(prompt)
+
+
+@lru_cache(maxsize=1 << 16)
+def _parsed_template_fields(prompt: str) -> tuple[str, ...]:
     names = []
     try:
         parsed = list(string.Formatter().parse(prompt))
@@ -217,8 +251,13 @@ def _template_fields(prompt: str) -> tuple[str, ...]:
 
 def _placeholders_in(table: Table) -> set[str] | None:
     """Placeholder names the file's prompts use; None when a prompt's syntax is bad (reported per row)."""
+    prompts = table.data["prompt"].values if "prompt" in table.data else [""]
+    block = "\n".join(prompts)
+    found = _FIELD.findall(block)
+    if len(found) == block.count("{") == block.count("}"):  # every brace in a {name} (see _template_fields)
+        return set(found)
     used: set[str] = set()
-    for prompt in {r.get("prompt", "") for _, r in table.rows}:
+    for prompt in prompts:
         try:
             used.update(_template_fields(prompt))
         except BadValue:
@@ -258,40 +297,59 @@ class _Row:
     count: int
 
 
-def _expand_table(table: Table, max_assets: int) -> tuple[list[AssetSpec], list[ValidationIssue],
-                                                           list[ManifestWarning]]:
+def _expand_table(table: Table, max_assets: int, clock: dict[str, float]
+                  ) -> tuple[list[AssetSpec], list[ValidationIssue], list[ManifestWarning]]:
+    start = time.perf_counter()
     issue = _Issues(table)
     issues = issue.issues
-    if len(table.rows) > max_assets:  # every row makes at least one asset: refuse before parsing any
-        cap = too_many_rows(len(table.rows), max_assets)
+    if len(table) > max_assets:  # every row makes at least one asset: refuse before parsing any
+        cap = too_many_rows(len(table), max_assets)
         issue(cap.row, cap.column, cap.value, cap.message)
         return [], issues, issue.warnings
     params = _check_columns(table, issue)
     if any(c not in table.columns for c in _required(table)):
         return [], issues, issue.warnings  # every row would repeat the same error
-    parsed_rows: list[_Row] = []
     caches: dict[str, dict[str, Any]] = {c: {} for c in table.columns}
-    for label, cells in table.rows:
-        row = _parse_row(table, label, cells, params, caches, issue)
-        if row is not None:
-            parsed_rows.append(row)
-    total = sum(r.count for r in parsed_rows)
-    if total > max_assets:
-        worst = max(parsed_rows, key=lambda r: r.count)
-        issue(None, None, None,
-              f"sweeps and variants would make {total} assets (row {worst.label} alone makes {worst.count}); "
-              f"the cap is {max_assets} per manifest: split the sweep or raise the cap (--max-assets)")  # fmt: skip
-        return [], issues, issue.warnings
-    specs: list[AssetSpec] = []  # valid rows are expanded even when others failed: duplicates get reported too
-    for row in parsed_rows:
-        specs += _expand_row(table, row, params, issue)
-    return specs, issues, issue.warnings
+    # per row: its _Row, None when it failed, or the _Group whose representative row stands for it
+    groups = _Groups(table, params, caches) if len(table) >= BULK_ROWS else None
+    parsed_rows: list[_Row | _Group | None] = []
+    for i, label in enumerate(table.labels):
+        group = groups.of(i) if groups is not None else None
+        parsed_rows.append(group or _parse_row(table, label, table.row(i), params, caches, issue))
+    counts = [r.count for r in parsed_rows if r is not None]
+    total = sum(counts)
+    now = time.perf_counter()
+    clock["validate"] += now - start
+    start = now
+    try:
+        if total > max_assets:
+            most = max(counts)
+            label = next(r.label if isinstance(r, _Row) else table.labels[i] for i, r in enumerate(parsed_rows)
+                         if r is not None and r.count == most)
+            issue(None, None, None,
+                  f"sweeps and variants would make {total} assets (row {label} alone makes {most}); "
+                  f"the cap is {max_assets} per manifest: split the sweep or raise the cap (--max-assets)")  # fmt: skip
+            return [], issues, issue.warnings
+        specs: list[AssetSpec] = []  # valid rows are expanded even when others failed: duplicates get reported too
+        for i, row in enumerate(parsed_rows):
+            if row is None:
+                continue
+            if isinstance(row, _Group):
+                found = row.expand(i, issue)
+                if found is not None:
+                    specs += found
+                    continue
+                row = groups.parsed(i)
+            specs += _expand_row(table, row, params, issue)
+        return specs, issues, issue.warnings
+    finally:
+        clock["expand"] += time.perf_counter() - start
 
 
 def _required(table: Table) -> tuple[str, ...]:
     """Required columns of ``table``: ``prompt`` and ``duration_s`` may be left out of a file whose rows are
     all recorded sources (and mixes), which need neither."""
-    models = {cells.get("model", "") for _, cells in table.rows}
+    models = set(table.data["model"].values) if "model" in table.data else {""}
     if FILE_MODEL in models and models <= {FILE_MODEL, MIX_MODEL}:
         return tuple(c for c in REQUIRED if c not in ("prompt", "duration_s"))
     return REQUIRED
@@ -322,7 +380,9 @@ def _check_columns(table: Table, issue) -> list[str]:
         near = suggest_column(column)
         where = table.header_row
         if where is None:  # JSON: the first object that has the key
-            where = next((label for label, cells in table.rows if cells.get(column)), None)
+            col = table.data[column]
+            first = next((i for i, c in enumerate(col.codes or range(len(table))) if col.values[c]), None)
+            where = None if first is None else table.labels[first]
         issue(where, column, None,
               "unknown column" + (f" (did you mean '{near}'?)" if near else "")
               + f"; expected a known column (manifests/README.md), a {META_PREFIX}* column for free metadata, "
@@ -580,6 +640,226 @@ def _expand_row(table: Table, row: _Row, params: list[str], issue) -> list[Asset
             asset = shorten(f"{name}__v{k:0{width}d}")
             out.append(spec.replace(asset=asset, seed=derive_seed(spec.seed, scene, asset)))
     return out
+
+
+# --- large tables: rows validated and expanded by groups -----------------------------------------
+
+BULK_ROWS = 2000  # tables with at least this many rows are validated by groups of rows (see _Groups)
+_PER_ROW = frozenset(("scene", "asset", "prompt", "layer", "category"))  # besides template and meta_* columns
+_FEW_TEXTS = 64  # a column with at most this many distinct texts enters row signatures by its text
+_NAME_COLUMNS = frozenset(("scene", "asset", "layer"))
+# names that parse_name / parse_scene accept unchanged, without their checks (ASCII, single inner dots, no
+# Windows device name before the first dot); any other name is parsed by them
+_SAFE_NAME = re.compile(r"(?!(?i:con|prn|aux|nul|com[1-9]|lpt[1-9])(?:\.|\Z))[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
+_EMPTY, _VALID, _OTHER = 0, 1, -1  # classes of a cell in a row signature
+
+
+_NOT_SAFE_CHAR = re.compile(r"[^A-Za-z0-9_.\n-]")
+_BAD_DOTS = re.compile(r"^\.|\.$|\.\.", re.MULTILINE)
+_DEVICE = re.compile(r"^(?:con|prn|aux|nul|com[1-9]|lpt[1-9])(?:\.|$)", re.MULTILINE | re.IGNORECASE)
+
+
+def _safe_names(texts: list[str], scene: bool) -> bool:
+    """Whether every non-empty text is a name ``_SAFE_NAME`` accepts (and, for scenes, not a reserved one),
+    checked over all texts at once."""
+    block = "\n".join(texts)
+    if block.count("\n") != len(texts) - 1:  # a text holds a line break itself
+        return False
+    if _NOT_SAFE_CHAR.search(block) or _BAD_DOTS.search(block) or _DEVICE.search(block):
+        return False
+    if max(map(len, texts), default=0) > MAX_NAME_LEN:
+        return False
+    return not scene or not any(t.lower() in RESERVED_SCENES for t in texts)
+
+
+class _Groups:
+    """The rows of a large table grouped by what ``_parse_row`` can tell apart, each group checked once.
+
+    A row's signature holds, for each column, its cell's text, or, for a column of mostly distinct texts that
+    ``_parse_row`` only stores (names, prompts, category, template and ``meta_*`` columns), the cell's class:
+    empty, or valid and not a sweep (with, for the prompt, its template's placeholders). Every check of
+    ``_parse_row`` depends on the signature alone, so the first row of a group stands for all of it: when that
+    row passes without issue or warning, so does every row of the group, and their specs differ only in those
+    stored values (``_Group.expand``). A group whose first row fails, or whose cells are neither empty nor
+    provably valid, is validated row by row by ``_parse_row`` for its exact messages.
+    """
+
+    def __init__(self, table: Table, params: list[str], caches: dict[str, dict[str, Any]]):
+        self.table, self.params, self.caches = table, params, caches
+        n = len(table)
+        signature_columns = []
+        self.per_row: dict[str, tuple[list[str], list[Any]]] = {}  # column -> (text, parsed value) of each row
+        for column in table.columns:
+            col = table.data[column]
+            if len(col.values) <= _FEW_TEXTS or not (column in _PER_ROW or column in params):
+                signature_columns.append(col.codes if col.codes is not None else range(n))
+                continue
+            classes, parsed = self._classify(column, col.values)
+            codes = col.codes
+            signature_columns.append(classes if codes is None else [classes[k] for k in codes])
+            texts = col.cells()
+            self.per_row[column] = (texts, texts if parsed is None else
+                                    (parsed if codes is None else [parsed[k] for k in codes]))
+        where = [i for i, c in enumerate(c for c in table.columns) if c in self.per_row]
+        index: dict[tuple, int] = {}
+        self.ids: list[int] = []
+        self.groups: list[_Group | None] = []
+        for i, signature in enumerate(zip(*signature_columns)):
+            group = index.get(signature)
+            if group is None:
+                group = index[signature] = len(self.groups)
+                self.groups.append(None if any(signature[w] == _OTHER for w in where) else self._group(i))
+            self.ids.append(group)
+
+    def _classify(self, column: str, texts: list[str]) -> tuple[list[int], list[Any] | None]:
+        """Class of each distinct text of a per-row column, and the parsed values (None: each is its text)."""
+        classes = []
+        parsed = None
+        if column in _NAME_COLUMNS:
+            if _safe_names(texts, column == "scene"):
+                return [_VALID if t else _EMPTY for t in texts], None
+            parse = PARSERS[column][0]
+            for k, (text, safe) in enumerate(zip(texts, map(_SAFE_NAME.fullmatch, texts))):
+                if not text:
+                    classes.append(_EMPTY)
+                elif safe and len(text) <= MAX_NAME_LEN and (column != "scene" or text.lower() not in RESERVED_SCENES):
+                    classes.append(_VALID)
+                else:
+                    try:
+                        value = parse(text)
+                    except BadValue:
+                        classes.append(_OTHER)
+                        continue
+                    classes.append(_VALID)
+                    if value != text:
+                        parsed = parsed or list(texts)
+                        parsed[k] = value
+            return classes, parsed
+        sweepable = column not in KNOWN and not column.startswith(META_PREFIX)  # a template parameter
+        block = "\n".join(texts)
+        clean = text_problem(block) is None  # tabs and line breaks are allowed in text
+        prompt = column == "prompt"
+        if clean and not prompt and not (sweepable and "|" in block):
+            return [_VALID if t else _EMPTY for t in texts], None
+        fields: dict[tuple[str, ...], int] = {}
+        for text in texts:
+            if not text:
+                classes.append(_EMPTY)
+            elif (not clean and text_problem(text)) or (sweepable and "|" in text):
+                classes.append(_OTHER)
+            elif prompt:
+                try:
+                    names = _template_fields(text)
+                except BadValue:
+                    classes.append(_OTHER)
+                    continue
+                classes.append(_VALID + fields.setdefault(names, len(fields)))
+            else:
+                classes.append(_VALID)
+        return classes, None
+
+    def _group(self, i: int) -> "_Group | None":
+        probe = _Issues(self.table)
+        row = _parse_row(self.table, self.table.labels[i], self.table.row(i), self.params, self.caches, probe)
+        if row is None or probe.issues or probe.warnings:
+            return None
+        return _Group(self, row)
+
+    def of(self, i: int) -> "_Group | None":
+        """The group row ``i`` passes with, or None when it must be validated on its own."""
+        return self.groups[self.ids[i]]
+
+    def parsed(self, i: int) -> _Row:
+        """Row ``i`` of a group as ``_parse_row`` makes it."""
+        row = _parse_row(self.table, self.table.labels[i], self.table.row(i), self.params, self.caches,
+                         _Issues(self.table))
+        assert row is not None
+        return row
+
+
+class _Group:
+    """Valid rows with one signature (``_Groups``), expanded from their first row's parsed values."""
+
+    def __init__(self, groups: _Groups, first: _Row):
+        self.groups, self.first, self.count = groups, first, first.count
+        self.label = first.label
+        self._combos: list | None = None
+
+    def _prepare(self) -> bool:
+        """What the group's rows share: per sweep combination its name suffix, seed, texts, model and params
+        (False: left to ``_expand_row`` row by row, for its exact messages)."""
+        if self._combos is not None:
+            return bool(self._combos)
+        first, params = self.first, self.groups.params
+        columns = [c for c, _ in first.swept]
+        self._combos = []
+        if "continue_from" in first.fixed:  # a bare base names the row's own scene
+            return False
+        options = [[(raw, parsed, f"__{c}-{slug(raw)}") for raw, parsed in opts] for c, opts in first.swept]
+        combos = []
+        try:
+            shared = None if _AUDIO_COLUMNS.intersection(columns) else _audio_params(first.fixed)
+            for combo in itertools.product(*options):
+                values = first.fixed
+                if combo:
+                    values = dict(values)
+                    values.update((c, o[1]) for c, o in zip(columns, combo))
+                model, gen, post = shared or _audio_params(values)
+                fill = model != MIX_MODEL and (bool(first.template) or model != FILE_MODEL)
+                combos.append(("".join([o[2] for o in combo]), values["seed"] if "seed" in values else None,
+                               [(c, o[0]) for c, o in zip(columns, combo)], model, gen, post, fill))
+        except BadValue:
+            return False
+        self._combos = combos
+        self.variants = first.fixed.get("variants", 1)
+        self.width = max(2, len(str(self.variants)))
+        self.template_params = [p for p in sorted(params)
+                                if (p in first.text or p in columns) and not p.startswith(META_PREFIX)]
+        self.meta = [p for p in sorted(params) if p.startswith(META_PREFIX) and p in first.text]
+        self.own = [(c, *self.groups.per_row[c]) for c in self.groups.per_row if c in first.text]
+        return True
+
+    def expand(self, i: int, issue) -> list[AssetSpec] | None:
+        """The specs of row ``i`` as ``_expand_row`` makes them, or None when a combination fails (the caller
+        expands the row with ``_expand_row``, which reports it)."""
+        if not self._prepare():
+            return None
+        table, first = self.groups.table, self.first
+        fixed, text = first.fixed, first.text
+        if self.own:
+            fixed, text = dict(fixed), dict(text)
+            for column, texts, values in self.own:
+                text[column] = texts[i]
+                fixed[column] = values[i]
+        scene, base = fixed["scene"], fixed["asset"]
+        template = text.get("prompt", "")
+        source = Source(table.file, table.labels[i])
+        default_seed = fixed["seed"] if "seed" in fixed else derive_seed(scene, base)
+        layer, category, tags = fixed.get("layer"), fixed.get("category", ""), fixed.get("tags", ())
+        meta = tuple((p, " ".join(text[p].split())) for p in self.meta)
+        out = []
+        for suffix, seed, swept, model, gen, post, fill in self._combos:
+            combo_text = text
+            if swept:
+                combo_text = dict(text)
+                combo_text.update(swept)
+            try:
+                prompt = _fill(template, combo_text) if fill else ""
+            except BadValue:
+                return None
+            name = shorten(base + suffix) if suffix else base
+            spec = AssetSpec(scene=scene, asset=name, model=model, prompt=prompt,
+                             seed=default_seed if seed is None else seed, gen=gen, post=post, layer=layer,
+                             category=category, tags=tags,
+                             template_params=tuple([(p, combo_text[p]) for p in self.template_params]),
+                             source=source, meta=meta)  # fmt: skip
+            if self.variants == 1:
+                out.append(spec)
+                continue
+            for k in range(1, self.variants + 1):
+                asset = shorten(f"{name}__v{k:0{self.width}d}")
+                out.append(spec.replace(asset=asset, seed=derive_seed(spec.seed, scene, asset)))
+        return out
 
 
 def _audio_params(values: dict) -> tuple[str, GenParams, PostParams]:

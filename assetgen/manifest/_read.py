@@ -13,7 +13,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from assetgen.manifest._fields import KNOWN, REQUIRED, TEXT_COLUMNS, BadValue, suggest_column
 from assetgen.hints import closest
@@ -33,13 +33,81 @@ class Issue:
 
 
 @dataclass
+class Column:
+    """One column's cells, factorized: row i's text is ``values[codes[i]]`` (``values[i]`` when ``codes`` is None).
+
+    Each distinct text is held once and parsed once, however many rows repeat it; ``values`` holds only texts
+    that some row has.
+    """
+
+    values: list[str]
+    codes: list[int] | None = None
+
+    def cells(self) -> list[str]:
+        """The text of every row's cell (the distinct texts shared, not copied)."""
+        if self.codes is None:
+            return self.values
+        values = self.values
+        return [values[k] for k in self.codes]
+
+    @classmethod
+    def of(cls, cells: Iterable[str]) -> "Column":
+        index: dict[str, int] = {}
+        codes = [index.setdefault(c, len(index)) for c in cells]
+        return cls(list(index), codes)
+
+
+class RowLabels(Sequence):
+    """Parquet rows' labels ``row N`` (0-based), made when asked for."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n))]
+        if not -self.n <= i < self.n:
+            raise IndexError(i)
+        return f"row {i % self.n}"
+
+
+@dataclass
 class Table:
+    """A manifest as text cells by column; ``labels[i]`` is row i's label as the user sees it (CSV line number,
+    ``row N`` for Parquet, a JSON path). Every row has a cell (maybe empty) in every column."""
+
     file: str
     folder: Path
     columns: list[str]
-    rows: list[tuple[int | str, dict[str, str]]]
+    labels: Sequence[int | str]
+    data: dict[str, Column]
     header_row: int | str | None = None
     display: dict[str, str] = field(default_factory=dict)  # column -> name the user wrote (JSON keys)
+
+    @classmethod
+    def from_rows(cls, file: str, folder: Path, columns: list[str], rows: list[tuple[int | str, dict[str, str]]],
+                  header_row: int | str | None = None, display: dict[str, str] | None = None) -> "Table":
+        data = {c: Column.of([cells[c] for _, cells in rows]) for c in columns}
+        return cls(file, folder, columns, [label for label, _ in rows], data, header_row, display or {})
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def row(self, i: int) -> dict[str, str]:
+        """Row i as column -> text, in column order."""
+        out = {}
+        for c in self.columns:
+            col = self.data[c]
+            out[c] = col.values[i if col.codes is None else col.codes[i]]
+        return out
+
+    @property
+    def rows(self) -> list[tuple[int | str, dict[str, str]]]:
+        """(label, cells) of every row (built on each call: the bulk paths read ``data``)."""
+        return [(label, self.row(i)) for i, label in enumerate(self.labels)]
 
 
 class ReadError(Exception):
@@ -96,11 +164,20 @@ def _lines(text: str) -> Iterator[str]:
     return (m.group() for m in _LINE.finditer(text))
 
 
+BULK_CSV_BYTES = 1 << 20  # CSV files from this size are parsed by pyarrow when it reads them as the csv module does
+
+
 def _read_csv(path: Path, max_rows: int | None = None) -> Table:
     """CSV via the csv module: all cells stay strings and each record keeps its real line number.
 
     Reading stops at the first data row beyond ``max_rows``, so a huge file is refused without parsing it.
+    A large file is read by pyarrow's CSV parser instead when :func:`_read_csv_bulk` can show that it yields
+    the same cells and line numbers; anything unusual is left to the csv module and its exact messages.
     """
+    if path.stat().st_size >= BULK_CSV_BYTES:
+        table = _read_csv_bulk(path, max_rows)
+        if table is not None:
+            return table
     text = _decode(path)
     if not text.strip():
         raise ReadError([Issue(None, None, None, f"file is empty; {EMPTY_HINT}")])
@@ -130,7 +207,95 @@ def _read_csv(path: Path, max_rows: int | None = None) -> Table:
         raise ReadError(issues)
     if not rows:
         raise ReadError([Issue(1, None, None, "file has a header but no data rows")])
-    return Table(str(path), path.parent, header, rows, header_row=1)
+    return Table.from_rows(str(path), path.parent, header, rows, header_row=1)
+
+
+_EDGE_SPACE = re.compile(r"^[^\S\n]|[^\S\n]$", re.MULTILINE)  # what str.strip would remove, at a line's ends
+
+
+def _read_csv_bulk(path: Path, max_rows: int | None) -> Table | None:
+    """The table :func:`_read_csv` would read, parsed by pyarrow (multi-threaded C++, no object per cell), or
+    None when the file is anything but plain: a header with quotes, separator or name problems, NUL bytes,
+    text that is not UTF-8, a row of another width, a blank line or a record spanning lines (its line numbers
+    would shift), a cell past the csv module's field limit, or more lines than ``max_rows`` allows.
+
+    pyarrow's quoting rules are the csv module's defaults (``"`` quotes, ``""`` escapes one, a quote inside
+    an unquoted cell is text), so cells are equal; every record on its own line makes data row i line i + 2.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+
+    data = path.read_bytes()
+    if data.startswith(b"\xef\xbb\xbf"):  # one UTF-8 BOM, as the utf-8-sig codec drops it
+        data = data[3:]
+    if b"\0" in data:
+        return None
+    crlf = data.count(b"\r\n")
+    lines = data.count(b"\n") + data.count(b"\r") - crlf + (0 if data.endswith((b"\n", b"\r")) else 1)
+    if max_rows is not None and lines - 1 > max_rows:
+        return None
+    first = len(data)
+    for end in (b"\n", b"\r"):
+        at = data.find(end)
+        first = at if 0 <= at < first else first
+    try:
+        header_line = data[:first].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if '"' in header_line or not header_line.strip():
+        return None
+    header = [h.strip() for h in next(csv.reader([header_line]))]
+    issues: list[Issue] = []
+    _check_header(header, 1, issues)
+    if issues or len(header) < 2:
+        return None
+    names = [f"c{i}" for i in range(len(header))]
+    try:
+        table = pcsv.read_csv(
+            pa.py_buffer(data),
+            read_options=pcsv.ReadOptions(column_names=names, skip_rows=1),
+            parse_options=pcsv.ParseOptions(delimiter=",", quote_char='"', double_quote=True, escape_char=False,
+                                            newlines_in_values=True, ignore_empty_lines=True),
+            convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in names}, check_utf8=True,
+                                                strings_can_be_null=False, quoted_strings_can_be_null=False),
+        )
+    except (pa.ArrowException, ValueError):
+        return None
+    del data
+    n = table.num_rows
+    if n == 0 or n != lines - 1:
+        return None
+    limit = csv.field_size_limit()
+    data_by_name: dict[str, Column] = {}
+    blank, blank_possible = None, True  # rows whose cells are all empty (the csv module skips them as blank)
+    for name, chunked in zip(header, table.columns):
+        encoded = pc.dictionary_encode(chunked.combine_chunks())
+        raw = encoded.dictionary.to_pylist()
+        if max(map(len, raw)) > limit:
+            return None
+        index: dict[str, int] = {}
+        if _EDGE_SPACE.search("\n".join(raw)):  # (no cell holds a line break here: its record would span lines)
+            remap = [index.setdefault(v.strip(), len(index)) for v in raw]
+        else:  # no cell to strip: the distinct texts stay distinct
+            index = dict(zip(raw, range(len(raw))))
+            remap = range(len(raw))
+        empty = index.get("")
+        if empty is None:
+            blank_possible = False
+        elif blank_possible:
+            is_empty = pc.equal(pc.take(pa.array(list(remap), pa.int32()), encoded.indices), empty)
+            blank = is_empty if blank is None else pc.and_(blank, is_empty)
+        if len(index) == n:
+            codes = None  # every row its own text, in row order
+        else:
+            codes = encoded.indices.to_pylist()
+            if len(index) != len(remap):
+                codes = [remap[k] for k in codes]
+        data_by_name[name] = Column(list(index), codes)
+    if blank_possible and blank is not None and pc.any(blank).as_py():
+        return None
+    return Table(str(path), path.parent, header, range(2, n + 2), data_by_name, header_row=1)
 
 
 def _check_separator(header: list[str]) -> None:
@@ -226,9 +391,27 @@ def _read_parquet(path: Path, max_rows: int | None = None) -> Table:
         raise ReadError(issues)
     if table.num_rows == 0:
         raise ReadError([Issue("header", None, None, "file has columns but no rows")])
-    values = [[_cell(v) for v in col.to_pylist()] for col in table.columns]
-    rows = [(f"row {i}", dict(zip(header, cells))) for i, cells in enumerate(zip(*values))]
-    return Table(str(path), path.parent, header, rows, header_row="header")
+    data = {name: _parquet_column(col) for name, col in zip(header, table.columns)}
+    return Table(str(path), path.parent, header, RowLabels(table.num_rows), data, header_row="header")
+
+
+def _parquet_column(col) -> Column:  # col: pyarrow.ChunkedArray
+    """A Parquet column as text cells (``_cell`` of each value), each distinct value converted once."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = col.combine_chunks()
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    if pa.types.is_floating(arr.type) or pa.types.is_null(arr.type):  # -0.0 / NaN payloads: convert every value
+        return Column.of([_cell(v) for v in arr.to_pylist()])
+    encoded = pc.dictionary_encode(arr, null_encoding="encode")
+    index: dict[str, int] = {}
+    remap = [index.setdefault(_cell(v), len(index)) for v in encoded.dictionary.to_pylist()]
+    codes = encoded.indices.to_pylist()
+    if len(index) != len(remap):  # values with one text (" a" and "a")
+        codes = [remap[k] for k in codes]
+    return Column(list(index), codes)
 
 
 # --- JSON scene files (the seed tutorial's format) -----------------------------------------------
@@ -331,7 +514,7 @@ def _read_json(path: Path, max_rows: int | None = None) -> Table:
     columns = list(dict.fromkeys([*REQUIRED, *(c for _, r in rows for c in r)]))
     rows = [(label, {c: r.get(c, "") for c in columns}) for label, r in rows]
     display = {col: key for key, col in _JSON_KEYS.items() if key != "name" and col not in written}
-    return Table(str(path), path.parent, columns, rows, header_row=None, display=display)
+    return Table.from_rows(str(path), path.parent, columns, rows, header_row=None, display=display)
 
 
 def _scene_problems(scene: object, where: str) -> list[Issue]:

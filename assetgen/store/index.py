@@ -53,6 +53,23 @@ class Index(Versions, RunLog, VerifiedFiles, Lifecycle):
                 restored.append(super().set_status(row["scene"], row["asset"], row["version"], status))
         return restored
 
+    def latest_states(self, files: bool = False) -> list[tuple]:
+        """(``scene/asset``, content_key, file_state, version) of each asset's highest version, or with ``files``
+        (``scene/asset``, content_key, file_state, path, sha256, version), as plain tuples in no particular order.
+
+        One grouped query: SQLite takes the bare columns of a ``MAX()`` aggregate from the row that holds the
+        maximum, so each asset's latest version is found without a subquery per row, and no dict of every
+        column is built per row (what planning against an index of a whole catalogue needs; :meth:`rows`
+        gives every column).
+        """
+        extra = "path, sha256, " if files else ""
+        with self._read() as con:
+            if con is None:
+                return []
+            con.row_factory = None  # plain tuples: this short-lived connection serves this query only
+            return con.execute(f"SELECT scene || '/' || asset, content_key, file_state, {extra}MAX(version) "
+                               "FROM assets GROUP BY scene, asset").fetchall()
+
     def export(self, path: str | os.PathLike, fmt: str = "csv") -> Path:
         """Write every version (one row each, ``COLUMNS`` order) to ``path`` as ``csv`` or ``parquet``."""
         return export_rows(self.rows(), path, fmt)
