@@ -27,6 +27,7 @@ from assetgen.store.crash import crashpoint
 from assetgen.store.disk import describe
 
 GENERATE_ATTEMPTS = 3  # 1 + the generation task's retries
+GENERATE_AHEAD = 2  # locally: batches generated ahead of post-processing (bounds the audio held in memory)
 
 
 def _retry_transient(task, task_run, state) -> bool:
@@ -208,30 +209,39 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
 def _generate_round(store, batches, model_dir, device, runner, isolated, previous, chooser, outcomes, run_id, bars,
                     log):
     """Generate and post-process ``batches`` (chained after ``previous`` locally) and hand every take to
-    ``chooser``; a batch that failed as a whole is recorded at once. Returns the last generation future."""
-    pending, parts_of = [], []
+    ``chooser``; a batch that failed as a whole is recorded at once. Returns the last generation future.
+
+    Memory stays flat in the number of batches: locally a generation waits until the post-processing of the
+    batch ``GENERATE_AHEAD`` before it finished (generated audio waits for DSP in at most that many batches), and
+    a future is dropped once its result is handled (a future keeps its result)."""
+    parts_of = {}  # future -> (batch, part, parts, its generation's future); popped when handled
+    done_by_batch: list[list] = []  # per batch: its post-processing futures (locally)
     for i, batch in enumerate(batches):
-        # one device locally: chain generations (a failed batch must not block the next one); on Dask the
-        # GPU=1 resource already limits each worker to one generation at a time
         if runner == "dask":  # one worker generates, post-processes and stages the batch
             with _gpu_annotation(runner):
-                fut = render_batch_task.submit(batch, model_dir, device, render.staging_for(store, run_id, batch.items))
-            pending.append(fut)
-            parts_of.append((batch, 0, 1, fut))
+                staging = render.staging_for(store, run_id, batch.items)
+                fut = render_batch_task.submit(batch, model_dir, device, staging)
+            parts_of[fut] = (batch, 0, 1, fut)
             continue
-        chain = [allow_failure(previous)] if previous is not None else None
-        with _gpu_annotation(runner):
-            gen = generate_task.submit(batch, model_dir, device, wait_for=chain)
+        # one device locally: chain generations (a failed batch must not block the next one)
+        after = [previous] if previous is not None else []
+        if i >= GENERATE_AHEAD:
+            after += done_by_batch[i - GENERATE_AHEAD]
+            done_by_batch[i - GENERATE_AHEAD] = []
+        gen = generate_task.submit(batch, model_dir, device, wait_for=[allow_failure(f) for f in after] or None)
         previous = gen
         parts = render.postprocess_parts(i, len(batches), len(batch.items), isolated)
+        done_by_batch.append([])
         for part in range(parts):
-            pending.append(postprocess_task.submit(gen, isolated and part == 0, part, parts))
-            parts_of.append((batch, part, parts, gen))
-    for fut in as_completed(pending):
+            fut = postprocess_task.submit(gen, isolated and part == 0, part, parts)
+            parts_of[fut] = (batch, part, parts, gen)
+            done_by_batch[-1].append(fut)
+    done_by_batch.clear()
+    for fut in as_completed(iter(list(parts_of))):  # the iterator, not a list, is what as_completed keeps
+        batch, part, parts, gen_future = parts_of.pop(fut)
         try:
             gen, processed = fut.result()
         except Exception:  # noqa: BLE001 - a whole batch failed after retries
-            batch, part, parts, gen_future = parts_of[pending.index(fut)]
             items = batch.items[render.part_slice(len(batch.items), part, parts)]
             stage, exc = _batch_error(fut, gen_future)
             failure = render.Failure.from_exception(stage, exc)
