@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from assetgen.dsp_pool import DspPool
     from assetgen.models.cache import ModelCache
     from assetgen.store import AssetStore
-    from assetgen.store.store import Encoded
+    from assetgen.store.store import Encoded, StagedTake
 
 DEFAULT_BATCH_SIZE = 8
 DEFAULT_MAX_ATTEMPTS = 3  # takes generated per asset at most, unless the row's max_attempts says otherwise
@@ -362,13 +362,15 @@ def _verdict(results, gates_run: bool) -> tuple[str, tuple[str, ...]]:
     return state, tuple(reasons)
 
 
-def postprocess_batch(gen: GenResult) -> list[tuple[Any, Encoded | Failure]]:
+def postprocess_batch(gen: GenResult,
+                      staging: Staging | None = None) -> list[tuple[Any, Encoded | StagedTake | Failure]]:
     """Post-process every successful item of a generated batch, run its QC gates (:func:`check_take`) and
     encode it for the store, where this runs (the DSP process or a Dask worker); a DSP error fails only its
-    item (stage ``dsp``)."""
+    item (stage ``dsp``). With ``staging`` each take is also written there (:func:`stage_take`) and only its
+    row and QC facts come back, not its samples."""
     from assetgen.store.store import encode_for_delivery
 
-    out: list[tuple[Any, Encoded | Failure]] = []
+    out: list[tuple[Any, Encoded | StagedTake | Failure]] = []
     for item, audio in zip(gen.items, gen.audio):
         if isinstance(audio, Failure):
             out.append((item, audio))
@@ -376,9 +378,22 @@ def postprocess_batch(gen: GenResult) -> list[tuple[Any, Encoded | Failure]]:
         try:
             processed = postprocess(item.spec, audio, gen.sample_rate)
             processed = check_take(item.spec, processed, audio, gen.sample_rate, gen.model_kind)
-            out.append((item, encode_for_delivery(processed, item.spec.post.bit_depth)))
+            encoded = encode_for_delivery(processed, item.spec.post.bit_depth)
         except Exception as exc:  # noqa: BLE001 - isolated per asset
             out.append((item, Failure.from_exception("dsp", exc, location=False)))
+            continue
+        if staging is None:
+            out.append((item, encoded))
+            continue
+        try:
+            out.append((item, stage_take(staging, item, encoded, model_label=gen.model_label,
+                                         placeholder=gen.placeholder)))
+        except Exception as exc:  # noqa: BLE001 - isolated per asset, as a commit error is
+            from assetgen.store.disk import describe
+
+            if describe(exc) is not None:  # read-only or full: the run stops, as at a commit
+                raise
+            out.append((item, Failure.from_exception("store", exc)))
     return out
 
 
@@ -387,6 +402,70 @@ def postprocess_batch_isolated(gen: GenResult, pool: DspPool | None = None) -> l
     from assetgen.dsp_pool import default_pool
 
     return (pool or default_pool()).run(postprocess_batch, gen)
+
+
+@dataclass(frozen=True)
+class Staging:
+    """Where the process that post-processes a batch writes its takes (``AssetStore.stage``): the output root,
+    the run, and per asset ident the version its take becomes, or the index row of the missing latest version
+    it restores (:func:`staging_for` decides them in the flow, which holds the root's lock)."""
+
+    root: str
+    run_id: str
+    targets: dict  # ident -> int | dict
+
+
+def staging_for(store: AssetStore, run_id: str, items: Sequence) -> Staging:
+    """The :class:`Staging` of a batch of ``items``: a repair restores its latest version, anything else becomes
+    the version after the latest (the render holds the lock, so nothing else adds one meanwhile)."""
+    targets: dict[str, int | dict] = {}
+    for it in items:
+        latest = store.index.get(it.spec.scene, it.spec.asset)
+        if it.state == "repair" and latest is not None:
+            targets[it.spec.ident] = latest
+        else:
+            targets[it.spec.ident] = latest["version"] + 1 if latest is not None else 1
+    return Staging(str(store.root), run_id, targets)
+
+
+def provisional_verdict(info: ProcessedAudio) -> ProcessedAudio:
+    """``info`` with the verdict its file records when staged before :class:`TakeChooser` judged near-duplicates:
+    the verdict if the near-duplicate gate passes (a passing gate adds no reason), which ``AssetStore.publish``
+    keeps when the final verdict agrees and rewrites otherwise."""
+    if info.qc is not None:
+        return info
+    state, reasons = _verdict(info.gates, True)
+    return dataclasses.replace(info, qc=state, qc_reasons=reasons)
+
+
+def stage_take(staging: Staging, item, encoded: Encoded, *, model_label: str, placeholder: bool) -> StagedTake:
+    """Write one post-processed take under the root's staging folder (``AssetStore.stage``), for the flow to
+    publish or discard once :class:`TakeChooser` decided; the returned take carries ``encoded``'s QC facts."""
+    from assetgen.store import AssetStore
+
+    spec, params = take_spec(item)
+    header = dataclasses.replace(encoded, info=provisional_verdict(encoded.info))
+    take = AssetStore(staging.root).stage(spec, item.key, header, version=staging.targets[item.spec.ident],
+                                          model_label=model_label, placeholder=placeholder,
+                                          run_id=staging.run_id, params=params, attempt=getattr(item, "attempt", 1))
+    return dataclasses.replace(take, info=encoded.info)
+
+
+def stage_processed(staging: Staging, item, processed: ProcessedAudio, *, model_label: str,
+                    placeholder: bool) -> StagedTake:
+    """:func:`stage_take` of float audio (a scene mix rendered on a worker), encoded at the asset's bit depth."""
+    from assetgen.store.store import encode_for_delivery
+
+    return stage_take(staging, item, encode_for_delivery(processed, item.spec.post.bit_depth),
+                      model_label=model_label, placeholder=placeholder)
+
+
+def render_batch(gen: GenResult, staging: Staging) -> tuple[GenResult, list]:
+    """Post-process a generated batch and write its takes to ``staging`` where it was generated (a Dask
+    worker): returns the batch without its audio (``audio`` empty) and per item its :class:`StagedTake` or
+    :class:`Failure`, so no samples cross back to the flow."""
+    results = postprocess_batch(gen, staging)
+    return dataclasses.replace(gen, audio=[]), results
 
 
 def params_record(spec: AssetSpec, attempt: int = 1) -> dict:
@@ -402,13 +481,21 @@ def params_record(spec: AssetSpec, attempt: int = 1) -> dict:
 def commit(store: AssetStore, item, payload: Encoded | ProcessedAudio, *, model_label: str, placeholder: bool,
            run_id: str) -> dict:
     """Write one asset version atomically and index it (flow process only: the index's single writer)."""
-    from assetgen.store.store import Encoded
+    from assetgen.store.store import Encoded, StagedTake
 
+    if isinstance(payload, StagedTake):
+        return store.publish(payload, payload.info)
     write = store.commit_encoded if isinstance(payload, Encoded) else store.commit
+    spec, params = take_spec(item)
+    return write(spec, item.key, payload, model_label=model_label, placeholder=placeholder, run_id=run_id,
+                 params=params)
+
+
+def take_spec(item) -> tuple[AssetSpec, dict]:
+    """The spec a take's index row records (with the take's own seed after a re-roll) and its ``params``."""
     attempt = getattr(item, "attempt", 1)
     spec = item.spec if attempt == 1 else item.spec.replace(seed=item.seed)  # the index keeps the take's seed
-    return write(spec, item.key, payload, model_label=model_label, placeholder=placeholder, run_id=run_id,
-                 params=params_record(item.spec, attempt))
+    return spec, params_record(item.spec, attempt)
 
 
 def record_failure(store: AssetStore, item, failure: Failure, run_id: str) -> Outcome:
@@ -595,16 +682,18 @@ class Settled:
     placeholder: bool = False
     failure: Failure | None = None
     attempts: list = field(default_factory=list)
+    rejected: list = field(default_factory=list)  # payloads of the takes not delivered (staged ones are discarded)
 
 
 @dataclass
 class _Asset:
     first: Any
     max_attempts: int
-    attempts: list = field(default_factory=list)
+    attempts: list = field(default_factory=list)  # emptied once settled: the chooser keeps no payload after that
     in_flight: bool = True  # a take is being generated
     failure: Failure | None = None
-    settled: Settled | None = None
+    settled: bool = False
+    embedding: Any = None  # the delivered take's raw-take embedding, once settled (compared with later siblings)
 
     @property
     def exhausted(self) -> bool:
@@ -662,7 +751,7 @@ class TakeChooser:
     @property
     def pending(self) -> list[str]:
         """Idents of assets not decided yet."""
-        return sorted(i for i, a in self._assets.items() if a.settled is None)
+        return sorted(i for i, a in self._assets.items() if not a.settled)
 
     def _reroll(self, a: _Asset) -> None:
         a.in_flight = True
@@ -676,12 +765,12 @@ class TakeChooser:
                 accepted.append(external[e])
                 e += 1
             a = self._assets[ident]
-            if a.settled is None:
+            if not a.settled:
                 if a.in_flight:
                     return  # later siblings are compared with this one's delivered take: wait for it
                 if not a.attempts:
-                    a.settled = Settled(a.first, failure=a.failure)
-                    self._settled.append(a.settled)
+                    a.settled = True
+                    self._settled.append(Settled(a.first, failure=a.failure))
                     continue
                 last = a.attempts[-1]
                 dup = self._near_duplicate(last, accepted)
@@ -689,9 +778,8 @@ class TakeChooser:
                     self._reroll(a)
                     return
                 self._settle(a, accepted)
-            chosen = a.settled.payload
-            if chosen is not None and _info(chosen).embedding is not None:
-                accepted.append((ident, _info(chosen).embedding))
+            if a.embedding is not None:
+                accepted.append((ident, a.embedding))
 
     @staticmethod
     def _near_duplicate(att: Attempt, accepted: list) -> Any:
@@ -728,13 +816,20 @@ class TakeChooser:
         records = [{"attempt": t.item.attempt, "seed": t.item.seed, "passed": all(g.passed for g in gates),
                     "gates": [g.as_dict() for g in gates], "chosen": i == best}
                    for i, (t, gates) in enumerate(zip(a.attempts, finals))]
-        a.settled = Settled(att.item, payload, att.model_label, att.placeholder, None, records)
-        self._settled.append(a.settled)
+        rejected = [t.payload for i, t in enumerate(a.attempts) if i != best]
+        self._settled.append(Settled(att.item, payload, att.model_label, att.placeholder, None, records, rejected))
+        # only the embedding stays: the chooser's memory does not grow with the takes of a long run
+        a.settled, a.embedding, a.attempts = True, info.embedding, []
 
 
 def record_settled(store: AssetStore, settled: Settled, run_id: str) -> Outcome:
     """Index every attempt of a decided asset and commit its chosen take (or record its failure)."""
+    from assetgen.store.store import StagedTake
+
     item = settled.item
+    for payload in settled.rejected:
+        if isinstance(payload, StagedTake):
+            store.discard(payload)
     if settled.attempts:
         store.index.record_attempts(run_id, item.spec.scene, item.spec.asset, item.key, settled.attempts)
     if settled.failure is not None or settled.payload is None:

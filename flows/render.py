@@ -3,8 +3,10 @@
 Only wiring lives here: Prefect tasks, their retries and concurrency, futures and artifacts. Every stage and
 every decision between stages is a plain function in ``assetgen.render``. Generation tasks are chained so the
 device runs one batch at a time, and each batch's post-processing task starts as soon as its generation finishes,
-overlapping with the next batch's generation. Files and index rows are written by the flow process itself (the
-index's single writer), as post-processed batches complete.
+overlapping with the next batch's generation. Locally, files and index rows are written by the flow process
+itself (the index's single writer), as post-processed batches complete. On Dask, a batch is generated,
+post-processed and written to the root's staging folder by one worker (``render-batch``); the flow receives rows
+and QC facts, publishes the delivered takes under their final names and indexes them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from assetgen.store.crash import crashpoint
 from assetgen.store.disk import describe
 
 GENERATE_ATTEMPTS = 3  # 1 + the generation task's retries
+GENERATE_AHEAD = 2  # locally: batches generated ahead of post-processing (bounds the audio held in memory)
 
 
 def _retry_transient(task, task_run, state) -> bool:
@@ -36,9 +39,7 @@ def _retry_transient(task, task_run, state) -> bool:
     return False
 
 
-@task(name="generate-batch", retries=GENERATE_ATTEMPTS - 1, retry_delay_seconds=[2, 10],
-      retry_condition_fn=_retry_transient, cache_policy=NO_CACHE)
-def generate_task(batch, model_dir, device, attempts: int = GENERATE_ATTEMPTS):
+def _generate(batch, model_dir, device, attempts: int):
     from prefect.runtime import task_run
 
     from assetgen.models.device import reserve_core_for_postprocessing
@@ -51,6 +52,19 @@ def generate_task(batch, model_dir, device, attempts: int = GENERATE_ATTEMPTS):
     return result
 
 
+@task(name="generate-batch", retries=GENERATE_ATTEMPTS - 1, retry_delay_seconds=[2, 10],
+      retry_condition_fn=_retry_transient, cache_policy=NO_CACHE)
+def generate_task(batch, model_dir, device, attempts: int = GENERATE_ATTEMPTS):
+    return _generate(batch, model_dir, device, attempts)
+
+
+@task(name="render-batch", retries=GENERATE_ATTEMPTS - 1, retry_delay_seconds=[2, 10],
+      retry_condition_fn=_retry_transient, cache_policy=NO_CACHE)
+def render_batch_task(batch, model_dir, device, staging, attempts: int = GENERATE_ATTEMPTS):
+    """Generate, post-process and stage one batch on the worker that runs it (Dask): only rows come back."""
+    return render.render_batch(_generate(batch, model_dir, device, attempts), staging)
+
+
 @task(name="post-process", cache_policy=NO_CACHE)
 def postprocess_task(gen, isolated: bool = False, part: int = 0, parts: int = 1):
     """Post-process slice ``part`` of ``parts`` of a generated batch, in the DSP process when ``isolated``."""
@@ -59,10 +73,14 @@ def postprocess_task(gen, isolated: bool = False, part: int = 0, parts: int = 1)
 
 
 @task(name="mix-scene", cache_policy=NO_CACHE)
-def mix_task(root, item, layer_specs):
+def mix_task(root, item, layer_specs, staging=None, label=("", False)):
+    """A scene mix as float audio; with ``staging`` (Dask) staged where it is rendered, as a batch's takes."""
     from assetgen.store import AssetStore
 
-    return render.render_mix(AssetStore(root), item, layer_specs)
+    processed = render.render_mix(AssetStore(root), item, layer_specs)
+    if staging is None:
+        return processed
+    return render.stage_processed(staging, item, processed, model_label=label[0], placeholder=label[1])
 
 
 def _gpu_annotation(runner: str):
@@ -130,6 +148,9 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
             report = store.reconcile()
             if report:
                 log.warning("reconciled output root: %s", report)
+            stale = store.clear_staging()  # takes a killed render staged and never published
+            if stale:
+                log.warning("removed %d unpublished staged take(s) of earlier runs", len(stale))
             # planned again now that the lock is held and reconcile ran: a latest file it found missing or damaged
             # is generated again in this run (state ``repair``), and nothing another render just finished is redone
             prepared = render.replan(prepared, root, batch_size)
@@ -162,7 +183,8 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
                 batches = render.reroll_batches(rerolls, batch_size)
             outcomes += _render_continuations(store, prepared, outcomes, batch_size, previous,
                                               (model_dir, device, runner, isolated), run_id, bars, log)
-            outcomes += _render_mixes(store, root, prepared, outcomes, run_id, bars)
+            outcomes += _render_mixes(store, root, prepared, outcomes, run_id, bars, runner)
+            store.clear_staging(run_id)  # takes of batches that failed after staging them
             summary = render.summary(prepared, outcomes, run_id)
             for version in summary["versions"]:
                 for note in version["notes"]:
@@ -187,24 +209,39 @@ def render_flow(manifests: list[str], out: str = "outputs", model_dir: str | Non
 def _generate_round(store, batches, model_dir, device, runner, isolated, previous, chooser, outcomes, run_id, bars,
                     log):
     """Generate and post-process ``batches`` (chained after ``previous`` locally) and hand every take to
-    ``chooser``; a batch that failed as a whole is recorded at once. Returns the last generation future."""
-    pending, parts_of = [], []
+    ``chooser``; a batch that failed as a whole is recorded at once. Returns the last generation future.
+
+    Memory stays flat in the number of batches: locally a generation waits until the post-processing of the
+    batch ``GENERATE_AHEAD`` before it finished (generated audio waits for DSP in at most that many batches), and
+    a future is dropped once its result is handled (a future keeps its result)."""
+    parts_of = {}  # future -> (batch, part, parts, its generation's future); popped when handled
+    done_by_batch: list[list] = []  # per batch: its post-processing futures (locally)
     for i, batch in enumerate(batches):
-        # one device locally: chain generations (a failed batch must not block the next one); on Dask the
-        # GPU=1 resource already limits each worker to one generation at a time
-        chain = [allow_failure(previous)] if previous is not None and runner != "dask" else None
-        with _gpu_annotation(runner):
-            gen = generate_task.submit(batch, model_dir, device, wait_for=chain)
+        if runner == "dask":  # one worker generates, post-processes and stages the batch
+            with _gpu_annotation(runner):
+                staging = render.staging_for(store, run_id, batch.items)
+                fut = render_batch_task.submit(batch, model_dir, device, staging)
+            parts_of[fut] = (batch, 0, 1, fut)
+            continue
+        # one device locally: chain generations (a failed batch must not block the next one)
+        after = [previous] if previous is not None else []
+        if i >= GENERATE_AHEAD:
+            after += done_by_batch[i - GENERATE_AHEAD]
+            done_by_batch[i - GENERATE_AHEAD] = []
+        gen = generate_task.submit(batch, model_dir, device, wait_for=[allow_failure(f) for f in after] or None)
         previous = gen
         parts = render.postprocess_parts(i, len(batches), len(batch.items), isolated)
+        done_by_batch.append([])
         for part in range(parts):
-            pending.append(postprocess_task.submit(gen, isolated and part == 0, part, parts))
-            parts_of.append((batch, part, parts, gen))
-    for fut in as_completed(pending):
+            fut = postprocess_task.submit(gen, isolated and part == 0, part, parts)
+            parts_of[fut] = (batch, part, parts, gen)
+            done_by_batch[-1].append(fut)
+    done_by_batch.clear()
+    for fut in as_completed(iter(list(parts_of))):  # the iterator, not a list, is what as_completed keeps
+        batch, part, parts, gen_future = parts_of.pop(fut)
         try:
             gen, processed = fut.result()
         except Exception:  # noqa: BLE001 - a whole batch failed after retries
-            batch, part, parts, gen_future = parts_of[pending.index(fut)]
             items = batch.items[render.part_slice(len(batch.items), part, parts)]
             stage, exc = _batch_error(fut, gen_future)
             failure = render.Failure.from_exception(stage, exc)
@@ -250,8 +287,9 @@ def _render_continuations(store, prepared, outcomes, batch_size, previous, where
     return results
 
 
-def _render_mixes(store, root, prepared, outcomes, run_id, bars) -> list[render.Outcome]:
-    """Scene mixes, after their layers landed; a mix with a failed layer fails with that reason."""
+def _render_mixes(store, root, prepared, outcomes, run_id, bars, runner) -> list[render.Outcome]:
+    """Scene mixes, after their layers landed; a mix with a failed layer fails with that reason (on Dask the
+    worker that renders a mix stages it, as it does a batch)."""
     failed = {o.ident for o in outcomes if not o.ok}
     specs = {s.ident: s for s in prepared.specs}
     results = []
@@ -260,12 +298,13 @@ def _render_mixes(store, root, prepared, outcomes, run_id, bars) -> list[render.
         if blockers:
             results.append(render.record_failure(store, item, render.mix_blocked(blockers), run_id))
         else:
+            label, placeholder = render.mix_label(item.spec, specs, prepared.models)
+            staging = render.staging_for(store, run_id, [item]) if runner == "dask" else None
             try:
-                processed = mix_task.submit(str(root), item, specs).result()
+                processed = mix_task.submit(str(root), item, specs, staging, (label, placeholder)).result()
             except Exception as exc:  # noqa: BLE001
                 results.append(render.record_failure(store, item, render.Failure.from_exception("mix", exc), run_id))
             else:
-                label, placeholder = render.mix_label(item.spec, specs, prepared.models)
                 results.append(render.record_outcome(store, item, processed, model_label=label,
                                                      placeholder=placeholder, run_id=run_id))
         bars.advance("write", 1)

@@ -39,6 +39,8 @@ import io
 import json
 import os
 import re
+import shutil
+import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +60,7 @@ from assetgen.store.lock import RootLocked, root_lock
 from assetgen.store.verified import RACY_NS, still_verified  # noqa: F401 (RACY_NS: re-exported)
 
 QUARANTINE = ".quarantine"
+STAGING = ".staging"  # ROOT/.staging/<run_id>/: takes written by workers (AssetStore.stage), not yet published
 
 _VERSION_RE = re.compile(r"^(?P<asset>.+)_v(?P<version>\d{3,})\.wav$")
 _ROW_FROM_PROVENANCE = tuple(c for c in COLUMNS if c not in ("id", "sha256", "status", "file_state"))
@@ -131,6 +134,39 @@ def _publish(files: "_root.Files", rel: str, data: bytes) -> "_root.Fingerprint 
         return files.publish(rel, data)
     except _atomic.DestinationExists:
         raise StoreError(f"{rel} already exists; refusing to overwrite it (run reconcile)") from None
+
+
+def qc_fields(processed: ProcessedAudio) -> dict:
+    """The index columns that carry a take's QC verdict (``audio_status``, ``qc``, ``qc_reasons``)."""
+    return {"audio_status": audio_status(processed), "qc": processed.qc,
+            "qc_reasons": json.dumps(list(processed.qc_reasons)) if processed.qc else None}
+
+
+def version_row(spec: AssetSpec, content_key: str, processed: ProcessedAudio, samples: wav.Samples, version: int,
+                rel: str, *, model_label: str, placeholder: bool, run_id: str, params: dict) -> dict:
+    """The index row of version ``version`` of ``spec`` at ``rel`` (without ``sha256``, known once the file is)."""
+    loop = _loop(processed)
+    duration = samples.frames / processed.sample_rate if processed.sample_rate else None
+    return {
+        "scene": spec.scene, "asset": spec.asset, "version": version, "path": rel,
+        "content_key": content_key, "model": model_label, "placeholder": int(bool(placeholder)),
+        "prompt": spec.prompt, "seed": int(spec.seed), "params": json.dumps(params, sort_keys=True, default=str),
+        "sample_rate": int(processed.sample_rate), "channels": samples.channels,
+        "bit_depth": samples.bit_depth, "duration_s": duration,
+        "lufs": _num(processed.lufs), "true_peak_dbtp": _num(processed.true_peak_dbtp),
+        "loudness_target": float(spec.post.loudness_lufs), "true_peak_target": float(spec.post.true_peak_db),
+        "loop_start": loop[0] if loop else None, "loop_end": loop[1] if loop else None,
+        "seam_score": _num(processed.seam_score), "audio_status": audio_status(processed),
+        "category": spec.category, "tags": json.dumps(list(spec.tags)), "layer": spec.layer,
+        "run_id": run_id, "created_at": utc_now(),
+        "lra_lu": _num(processed.lra_lu), "max_momentary_lufs": _num(processed.max_momentary_lufs),
+        "max_short_term_lufs": _num(processed.max_short_term_lufs),
+        "sample_peak_dbfs": _num(processed.sample_peak_dbfs), "dc_offset": _num(processed.dc_offset),
+        "loudness_shortfall_lu": _num(processed.loudness_shortfall_lu), "tempo_bpm": _num(processed.tempo_bpm),
+        "tempo_source": processed.tempo_source,
+        "meta": json.dumps(dict(spec.meta), sort_keys=True) if spec.meta else None,
+        "qc": processed.qc, "qc_reasons": json.dumps(list(processed.qc_reasons)) if processed.qc else None,
+    }
 
 
 class AssetStore:
@@ -239,28 +275,8 @@ class AssetStore:
         version = existing["version"] + 1 if existing is not None else 1  # ``get`` is the highest version
         rel = f"{spec.scene}/{spec.asset}/{version_name(spec.asset, version)}"
         samples = _samples(processed, spec.post.bit_depth)
-        loop = _loop(processed)
-        duration = samples.frames / processed.sample_rate if processed.sample_rate else None
-        row = {
-            "scene": spec.scene, "asset": spec.asset, "version": version, "path": rel,
-            "content_key": content_key, "model": model_label, "placeholder": int(bool(placeholder)),
-            "prompt": spec.prompt, "seed": int(spec.seed), "params": json.dumps(params, sort_keys=True, default=str),
-            "sample_rate": int(processed.sample_rate), "channels": samples.channels,
-            "bit_depth": samples.bit_depth, "duration_s": duration,
-            "lufs": _num(processed.lufs), "true_peak_dbtp": _num(processed.true_peak_dbtp),
-            "loudness_target": float(spec.post.loudness_lufs), "true_peak_target": float(spec.post.true_peak_db),
-            "loop_start": loop[0] if loop else None, "loop_end": loop[1] if loop else None,
-            "seam_score": _num(processed.seam_score), "audio_status": audio_status(processed),
-            "category": spec.category, "tags": json.dumps(list(spec.tags)), "layer": spec.layer,
-            "run_id": run_id, "created_at": utc_now(),
-            "lra_lu": _num(processed.lra_lu), "max_momentary_lufs": _num(processed.max_momentary_lufs),
-            "max_short_term_lufs": _num(processed.max_short_term_lufs),
-            "sample_peak_dbfs": _num(processed.sample_peak_dbfs), "dc_offset": _num(processed.dc_offset),
-            "loudness_shortfall_lu": _num(processed.loudness_shortfall_lu), "tempo_bpm": _num(processed.tempo_bpm),
-            "tempo_source": processed.tempo_source,
-            "meta": json.dumps(dict(spec.meta), sort_keys=True) if spec.meta else None,
-            "qc": processed.qc, "qc_reasons": json.dumps(list(processed.qc_reasons)) if processed.qc else None,
-        }
+        row = version_row(spec, content_key, processed, samples, version, rel, model_label=model_label,
+                          placeholder=placeholder, run_id=run_id, params=params)
         if self.files.exists(rel):
             raise StoreError(f"{rel} exists but is not in the index; run reconcile before rendering")
         self._make_dirs(folder)
@@ -337,6 +353,108 @@ class AssetStore:
         except (OSError, ValueError):  # wav.WavError is a ValueError
             return None
         return tuple(float(v) for v in emb) if isinstance(emb, list) and emb else None
+
+    # -- staged takes: written where post-processing runs, published by the index's writer ----------------
+    def stage(self, spec: AssetSpec, content_key: str, encoded: "Encoded", *, version: int | dict, model_label: str,
+              placeholder: bool, run_id: str, params: dict, attempt: int = 1) -> "StagedTake":
+        """Write a take's complete WAV under ``ROOT/.staging/<run_id>/`` (temp + fsync + rename) without touching
+        the index, so any process may call it (a Dask worker); only the index's writer :meth:`publish`-es it.
+
+        ``version`` is the version the take becomes (decided by the render holding the root's lock: latest + 1),
+        or the index row of a latest version whose missing file it restores (as :meth:`commit` would).
+        """
+        self.asset_dir(spec.scene, spec.asset)  # the same name checks as a commit, before anything is written
+        as_processed = dataclasses.replace(encoded.info, audio=encoded.samples)
+        if isinstance(version, dict):  # as _restore: the indexed row's own header, the new take's samples
+            row, number = {k: version[k] for k in _ROW_FROM_PROVENANCE}, int(version["version"])
+            data = self._file_bytes(row, _samples(as_processed, int(row["bit_depth"])))
+        else:
+            number = int(version)
+            rel = f"{spec.scene}/{spec.asset}/{version_name(spec.asset, number)}"
+            samples = _samples(as_processed, spec.post.bit_depth)
+            row = version_row(spec, content_key, encoded.info, samples, number, rel, model_label=model_label,
+                              placeholder=placeholder, run_id=run_id, params=params)
+            data = self._file_bytes(row, samples, encoded.info.embedding)
+        row["sha256"] = hashlib.sha256(data).hexdigest()
+        name = f"{spec.asset}_v{number:03d}-a{attempt}.wav"
+        staged = f"{STAGING}/{check_name('run', run_id)}/{spec.scene}/{spec.asset}/{name}"
+        _atomic.atomic_write(self.root / staged, data, overwrite=True)  # a retried task writes the same again
+        return StagedTake(staged, row, encoded.info, restores=isinstance(version, dict))
+
+    def publish(self, take: "StagedTake", info: ProcessedAudio | None = None) -> dict:
+        """Put a staged take at its version's path and index it (the index's writer, under the lock); returns
+        the row. Never replaces a file; mirrors :meth:`commit` when the latest version already has the key.
+
+        ``info`` carries the take's final QC verdict (``TakeChooser``'s near-duplicate judgement); when that
+        differs from the verdict the staged file records, the file is written again with the same samples.
+        Otherwise the staged file itself is hard-linked (renamed where links are unsupported) into place.
+        """
+        row = dict(take.row)
+        scene, asset = row["scene"], row["asset"]
+        folder = self.asset_dir(scene, asset)
+        existing = self.index.get(scene, asset)
+        staged = self.root / take.staged
+        if existing is not None and existing["content_key"] == row["content_key"] and not (
+                take.restores and existing["file_state"] == "missing"):
+            self.discard(take)
+            return existing
+        if take.restores:
+            if existing is None or existing["version"] != row["version"] or existing["file_state"] != "missing":
+                self.discard(take)
+                raise StoreError(f"{row['path']}: staged to restore a missing latest version, which it no longer is")
+        else:
+            expected = existing["version"] + 1 if existing is not None else 1
+            if int(row["version"]) != expected:
+                self.discard(take)
+                raise StoreError(f"{row['path']}: staged as version {row['version']}, but the next version "
+                                 f"of {scene}/{asset} is {expected}")
+            if info is not None:
+                row.update(qc_fields(info))
+        final = self.root / row["path"]
+        if final.exists():
+            self.discard(take)
+            raise StoreError(f"{row['path']} exists but is not in the index; run reconcile before rendering")
+        self._make_dirs(folder)
+        if row == take.row:
+            try:
+                _atomic._publish(staged, final, overwrite=False)
+            except _atomic.DestinationExists:
+                raise StoreError(f"{final} already exists; refusing to overwrite it (run reconcile)") from None
+            staged.unlink(missing_ok=True)
+            _fsync_dir(folder)
+            crashpoint("after-rename")
+        else:  # the final verdict differs from the staged file's: the same samples under the final header
+            data = wav.read_chunks(staged)[b"data"]
+            frames = len(data) // (int(row["channels"]) * int(row["bit_depth"]) // 8)
+            samples = wav.Samples(data, hashlib.sha256(data).hexdigest(), int(row["channels"]), frames,
+                                  int(row["bit_depth"]))
+            data = self._file_bytes(row, samples, take.info.embedding)
+            atomic_write(final, data)
+            row["sha256"] = hashlib.sha256(data).hexdigest()
+            self.discard(take)
+        if take.restores:
+            stored = self.index.set_file_state(scene, asset, row["version"], "ok", sha256=row["sha256"])
+        else:
+            stored = self.index.add_version(row)
+        crashpoint("after-index")
+        return stored
+
+    def discard(self, take: "StagedTake") -> None:
+        """Remove a staged take that will not be published (a re-rolled or rejected attempt)."""
+        (self.root / take.staged).unlink(missing_ok=True)
+
+    def clear_staging(self, run_id: str | None = None) -> list[str]:
+        """Remove ``ROOT/.staging/<run_id>`` (every run's when None: at the start of a render, under the lock, what
+        a killed render staged and never published); returns the removed files, relative to ROOT."""
+        top = self.root / STAGING
+        folder = top / check_name("run", run_id) if run_id is not None else top
+        if not folder.is_dir():
+            return []
+        removed = sorted(p.relative_to(self.root).as_posix() for p in folder.rglob("*") if p.is_file())
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):  # another run's folder may still be in it
+            top.rmdir()
+        return removed
 
     # -- reconcile -----------------------------------------------------------------------------------
     def reconcile(self, verify_hashes: bool = True) -> ReconcileReport:
@@ -484,3 +602,14 @@ def encode_for_delivery(processed: ProcessedAudio, bit_depth: int) -> Encoded:
     samples = wav.encode(processed.audio, bit_depth)
     empty = np.zeros((samples.channels, 0), dtype=np.float32)
     return Encoded(samples, dataclasses.replace(processed, audio=empty))
+
+
+@dataclass
+class StagedTake:
+    """A take written complete and fsynced under ``ROOT/.staging/`` by the process that post-processed it
+    (:meth:`AssetStore.stage`); what crosses back to the index's writer instead of the audio."""
+
+    staged: str  # the staged file, relative to ROOT (posix)
+    row: dict  # the index row its provenance records, with the sha256 of the whole file
+    info: ProcessedAudio  # the take's measurements, QC gates and raw-take embedding; audio emptied
+    restores: bool = False  # re-creates the missing file of an indexed latest version (``row`` is that row)
