@@ -406,7 +406,8 @@ def postprocess_batch_isolated(gen: GenResult, pool: DspPool | None = None) -> l
 
 @dataclass(frozen=True)
 class Staging:
-    """Where the process that post-processes a batch writes its takes (``AssetStore.stage``): the output root,
+    """Where the process that post-processes a batch writes its takes (``store.stage``): the output root (its own
+    location, a folder or an fsspec URL, so a worker without the render's working folder reaches it),
     the run, and per asset ident the version its take becomes, or the index row of the missing latest version
     it restores (:func:`staging_for` decides them in the flow, which holds the root's lock)."""
 
@@ -425,7 +426,7 @@ def staging_for(store: AssetStore, run_id: str, items: Sequence) -> Staging:
             targets[it.spec.ident] = latest
         else:
             targets[it.spec.ident] = latest["version"] + 1 if latest is not None else 1
-    return Staging(str(store.root), run_id, targets)
+    return Staging(store.files.url if store.files.remote else str(store.root.resolve()), run_id, targets)
 
 
 def provisional_verdict(info: ProcessedAudio) -> ProcessedAudio:
@@ -441,13 +442,14 @@ def provisional_verdict(info: ProcessedAudio) -> ProcessedAudio:
 def stage_take(staging: Staging, item, encoded: Encoded, *, model_label: str, placeholder: bool) -> StagedTake:
     """Write one post-processed take under the root's staging folder (``AssetStore.stage``), for the flow to
     publish or discard once :class:`TakeChooser` decided; the returned take carries ``encoded``'s QC facts."""
-    from assetgen.store import AssetStore
+    from assetgen.store.root import files_at
+    from assetgen.store.store import stage
 
     spec, params = take_spec(item)
     header = dataclasses.replace(encoded, info=provisional_verdict(encoded.info))
-    take = AssetStore(staging.root).stage(spec, item.key, header, version=staging.targets[item.spec.ident],
-                                          model_label=model_label, placeholder=placeholder,
-                                          run_id=staging.run_id, params=params, attempt=getattr(item, "attempt", 1))
+    take = stage(files_at(staging.root), spec, item.key, header, version=staging.targets[item.spec.ident],
+                 model_label=model_label, placeholder=placeholder, run_id=staging.run_id, params=params,
+                 attempt=getattr(item, "attempt", 1))
     return dataclasses.replace(take, info=encoded.info)
 
 

@@ -94,3 +94,27 @@ def test_render_rerun_report_export_from_a_bucket(s3_root, seaweed, tiny_models,
     texts += [p.read_bytes() for p in work.rglob("*") if p.is_file()]
     texts += [o.encode() for o in (first.output, again.output, page.output, exported.output)]
     assert not [t for t in texts if secret in t or key_id in t]
+
+
+def test_dask_workers_write_into_the_bucket(s3_root, seaweed, tiny_models, tmp_path, monkeypatch):
+    """`--runner dask` into a bucket: each worker stages its takes in the bucket itself (the flow process stages
+    nothing), the flow publishes them by server-side copy, and no staged object is left."""
+    from assetgen.store.index import Index
+
+    staged_by_flow: list[str] = []
+    original = root_mod.RemoteFiles.stage
+    monkeypatch.setattr(root_mod.RemoteFiles, "stage",
+                        lambda self, rel, data: staged_by_flow.append(rel) or original(self, rel, data))
+    manifest = tmp_path / "small.csv"
+    manifest.write_text(MANIFEST)
+    result = run("render", manifest, "--out", s3_root, "--model-dir", tiny_models, "--no-progress", "--fail-on",
+                 "error", "--runner", "dask", "--workers", "2", "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    assert staged_by_flow == []
+    files = root_mod.RemoteFiles(s3_root)
+    rows = Index(root_mod.writer_root(s3_root)).rows()
+    assert sorted(r["asset"] for r in rows) == ["click", "crowd", "mix", "mugs"]
+    for r in rows:
+        assert hashlib.sha256(files.read_bytes(r["path"])).hexdigest() == r["sha256"]
+    listing = objects(s3_root)
+    assert {k for k in listing if k.endswith(".wav")} == {r["path"] for r in rows}  # nothing staged is left

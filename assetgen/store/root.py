@@ -38,6 +38,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import sqlite3
 import stat
@@ -185,9 +186,18 @@ class Files:
     def move(self, rel: str, dest: str) -> None: ...
     def synced(self, rels: Iterable[str]) -> None: ...  # make removals / moves of ``rels`` durable
     def prepare_dir(self, rel_dir: str) -> None: ...
+    def stage(self, rel: str, data: bytes) -> None: ...  # whole or not at all; replaces an earlier attempt's
+    def promote(self, rel: str, dest: str) -> Fingerprint | None: ...  # rel becomes dest; never replaces dest
+    def remove_tree(self, rel_dir: str) -> list[str]: ...  # removes ROOT/rel_dir; returns the files it held
 
     def sha256(self, rel: str) -> str:
         return hashlib.sha256(self.read_bytes(rel)).hexdigest()
+
+
+def files_at(target: str | os.PathLike) -> "Files":
+    """The :class:`Files` of a root named by its own location (:attr:`Files.url`: a local folder or an fsspec URL),
+    for a process that has no working folder of the root (a Dask worker writing staged takes)."""
+    return RemoteFiles(str(target)) if is_url(target) else LocalFiles(Path(target))
 
 
 class LocalFiles(Files):
@@ -256,6 +266,27 @@ class LocalFiles(Files):
         path.mkdir(parents=True, exist_ok=True)
         for new in created:
             _atomic.fsync_dir(new.parent)
+
+    def stage(self, rel: str, data: bytes) -> None:
+        _atomic.atomic_write(self.root / rel, data, overwrite=True)
+
+    def promote(self, rel: str, dest: str) -> None:
+        """Hard-link ``rel`` at ``dest`` (never over a file), drop ``rel``, fsync ``dest``'s folder; crash point
+        ``after-rename`` once ``dest`` is final."""
+        src, final = self.root / rel, self.root / dest
+        _atomic._publish(src, final, overwrite=False)
+        src.unlink(missing_ok=True)
+        _atomic.fsync_dir(final.parent)
+        crashpoint("after-rename")
+        return None
+
+    def remove_tree(self, rel_dir: str) -> list[str]:
+        folder = self.root / rel_dir
+        if not folder.is_dir():
+            return []
+        removed = sorted(p.relative_to(self.root).as_posix() for p in folder.rglob("*") if p.is_file())
+        shutil.rmtree(folder, ignore_errors=True)
+        return removed
 
 
 def _subdirs(path: Path) -> list[Path]:
@@ -378,6 +409,29 @@ class RemoteFiles(Files):
 
     def synced(self, rels: Iterable[str]) -> None:
         return None  # an object store's writes are durable when the request returns
+
+    def stage(self, rel: str, data: bytes) -> None:
+        self.put(rel, data)  # one PUT: the object is whole or absent
+
+    def promote(self, rel: str, dest: str) -> Fingerprint:
+        """Server-side copy of ``rel`` to ``dest``, then delete ``rel``. ``dest`` must be free: the render holding
+        the root's lock object is the only writer of final keys, so the check cannot race another publisher.
+        Crash point ``after-upload`` once ``dest`` is final."""
+        if self.exists(dest):
+            raise _atomic.DestinationExists(f"{self.key(dest)} already exists")
+        self.fs.copy(self.key(rel), self.key(dest))
+        crashpoint("after-upload")
+        self.remove(rel)
+        info = self.info(dest) or {}
+        return (int(info.get("size", 0) or 0), _etag_number(info.get("ETag", "")), 0, 0)
+
+    def remove_tree(self, rel_dir: str) -> list[str]:
+        prefix = rel_dir.strip("/") + "/"
+        removed = sorted(rel for rel in self.listing() if rel.startswith(prefix))
+        for rel in removed:
+            self.remove(rel)
+        self._listing = None
+        return removed
 
     def prepare_dir(self, rel_dir: str) -> None:
         return None  # no folders in an object store

@@ -39,8 +39,6 @@ import io
 import json
 import os
 import re
-import shutil
-import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -169,6 +167,49 @@ def version_row(spec: AssetSpec, content_key: str, processed: ProcessedAudio, sa
     }
 
 
+def file_bytes(row: dict, samples: wav.Samples, embedding: Sequence[float] | None = None) -> bytes:
+    """The WAV for an index row: format from the row, provenance = the row's rebuildable columns and the
+    raw take's QC embedding (``qc_embedding``, for near-duplicate checks of siblings rendered later)."""
+    provenance = {k: row.get(k) for k in _ROW_FROM_PROVENANCE}
+    if embedding is not None:
+        provenance["qc_embedding"] = [round(float(v), 6) for v in embedding]
+    loop = (row["loop_start"], row["loop_end"]) if row.get("loop_start") is not None else None
+    when = _dt.datetime.fromisoformat(row["created_at"].replace("Z", "+00:00"))
+    return wav.wav_bytes(samples, int(row["sample_rate"]), int(row["bit_depth"]), loop=loop,
+                         description=row.get("prompt") or "", provenance=provenance, lufs=row.get("lufs"),
+                         true_peak_dbtp=row.get("true_peak_dbtp"), when=when, scene=row["scene"],
+                         take=f"v{int(row['version']):03d}")
+
+
+def stage(files: "_root.Files", spec: AssetSpec, content_key: str, encoded: "Encoded", *, version: int | dict,
+          model_label: str, placeholder: bool, run_id: str, params: dict, attempt: int = 1) -> "StagedTake":
+    """Write a take's complete WAV under ``ROOT/.staging/<run_id>/`` of ``files``' root (whole or not at all)
+    without touching the index, so any process may call it (a Dask worker, with ``store.root.files_at`` of the
+    root's URL); only the index's writer :meth:`AssetStore.publish`-es it.
+
+    ``version`` is the version the take becomes (decided by the render holding the root's lock: latest + 1),
+    or the index row of a latest version whose missing file it restores (as :meth:`AssetStore.commit` would).
+    """
+    if spec.scene in RESERVED_SCENES:
+        raise UnsafeNameError(f"scene name {spec.scene!r} is reserved (ROOT/{spec.scene} holds assetgen's own files)")
+    scene, asset = check_name("scene", spec.scene), check_name("asset", spec.asset)
+    as_processed = dataclasses.replace(encoded.info, audio=encoded.samples)
+    if isinstance(version, dict):  # as _restore: the indexed row's own header, the new take's samples
+        row, number = {k: version[k] for k in _ROW_FROM_PROVENANCE}, int(version["version"])
+        data = file_bytes(row, _samples(as_processed, int(row["bit_depth"])))
+    else:
+        number = int(version)
+        rel = f"{scene}/{asset}/{version_name(asset, number)}"
+        samples = _samples(as_processed, spec.post.bit_depth)
+        row = version_row(spec, content_key, encoded.info, samples, number, rel, model_label=model_label,
+                          placeholder=placeholder, run_id=run_id, params=params)
+        data = file_bytes(row, samples, encoded.info.embedding)
+    row["sha256"] = hashlib.sha256(data).hexdigest()
+    staged = f"{STAGING}/{check_name('run', run_id)}/{scene}/{asset}/{asset}_v{number:03d}-a{attempt}.wav"
+    files.stage(staged, data)  # a retried task writes the same again
+    return StagedTake(staged, row, encoded.info, restores=isinstance(version, dict))
+
+
 class AssetStore:
     """Versioned asset files + index under one output root. Writers hold :meth:`lock`; readers need not.
 
@@ -280,7 +321,7 @@ class AssetStore:
         if self.files.exists(rel):
             raise StoreError(f"{rel} exists but is not in the index; run reconcile before rendering")
         self._make_dirs(folder)
-        data = self._file_bytes(row, samples, processed.embedding)
+        data = file_bytes(row, samples, processed.embedding)
         fingerprint = _publish(self.files, rel, data)
         row["sha256"] = hashlib.sha256(data).hexdigest()
         stored = self.index.add_version(row)
@@ -288,25 +329,12 @@ class AssetStore:
         self._published(rel, row["sha256"], fingerprint)
         return stored
 
-    def _file_bytes(self, row: dict, samples: wav.Samples, embedding: Sequence[float] | None = None) -> bytes:
-        """The WAV for an index row: format from the row, provenance = the row's rebuildable columns and the
-        raw take's QC embedding (``qc_embedding``, for near-duplicate checks of siblings rendered later)."""
-        provenance = {k: row.get(k) for k in _ROW_FROM_PROVENANCE}
-        if embedding is not None:
-            provenance["qc_embedding"] = [round(float(v), 6) for v in embedding]
-        loop = (row["loop_start"], row["loop_end"]) if row.get("loop_start") is not None else None
-        when = _dt.datetime.fromisoformat(row["created_at"].replace("Z", "+00:00"))
-        return wav.wav_bytes(samples, int(row["sample_rate"]), int(row["bit_depth"]), loop=loop,
-                             description=row.get("prompt") or "", provenance=provenance, lufs=row.get("lufs"),
-                             true_peak_dbtp=row.get("true_peak_dbtp"), when=when, scene=row["scene"],
-                             take=f"v{int(row['version']):03d}")
-
     def _restore(self, row: dict, processed: ProcessedAudio) -> dict:
         """Re-create a missing file of an indexed version at its own path (never over an existing file)."""
         if self.files.exists(row["path"]):
             raise StoreError(f"{row['path']} exists but is marked missing; run reconcile before rendering")
         self._make_dirs((self.root / row["path"]).parent)
-        data = self._file_bytes(row, _samples(processed, int(row["bit_depth"])))
+        data = file_bytes(row, _samples(processed, int(row["bit_depth"])))
         fingerprint = _publish(self.files, row["path"], data)
         sha = hashlib.sha256(data).hexdigest()
         restored = self.index.set_file_state(row["scene"], row["asset"], row["version"], "ok", sha256=sha)
@@ -357,29 +385,10 @@ class AssetStore:
     # -- staged takes: written where post-processing runs, published by the index's writer ----------------
     def stage(self, spec: AssetSpec, content_key: str, encoded: "Encoded", *, version: int | dict, model_label: str,
               placeholder: bool, run_id: str, params: dict, attempt: int = 1) -> "StagedTake":
-        """Write a take's complete WAV under ``ROOT/.staging/<run_id>/`` (temp + fsync + rename) without touching
-        the index, so any process may call it (a Dask worker); only the index's writer :meth:`publish`-es it.
-
-        ``version`` is the version the take becomes (decided by the render holding the root's lock: latest + 1),
-        or the index row of a latest version whose missing file it restores (as :meth:`commit` would).
-        """
-        self.asset_dir(spec.scene, spec.asset)  # the same name checks as a commit, before anything is written
-        as_processed = dataclasses.replace(encoded.info, audio=encoded.samples)
-        if isinstance(version, dict):  # as _restore: the indexed row's own header, the new take's samples
-            row, number = {k: version[k] for k in _ROW_FROM_PROVENANCE}, int(version["version"])
-            data = self._file_bytes(row, _samples(as_processed, int(row["bit_depth"])))
-        else:
-            number = int(version)
-            rel = f"{spec.scene}/{spec.asset}/{version_name(spec.asset, number)}"
-            samples = _samples(as_processed, spec.post.bit_depth)
-            row = version_row(spec, content_key, encoded.info, samples, number, rel, model_label=model_label,
-                              placeholder=placeholder, run_id=run_id, params=params)
-            data = self._file_bytes(row, samples, encoded.info.embedding)
-        row["sha256"] = hashlib.sha256(data).hexdigest()
-        name = f"{spec.asset}_v{number:03d}-a{attempt}.wav"
-        staged = f"{STAGING}/{check_name('run', run_id)}/{spec.scene}/{spec.asset}/{name}"
-        _atomic.atomic_write(self.root / staged, data, overwrite=True)  # a retried task writes the same again
-        return StagedTake(staged, row, encoded.info, restores=isinstance(version, dict))
+        """:func:`stage` into this root, after the same name checks as a commit."""
+        self.asset_dir(spec.scene, spec.asset)
+        return stage(self.files, spec, content_key, encoded, version=version, model_label=model_label,
+                     placeholder=placeholder, run_id=run_id, params=params, attempt=attempt)
 
     def publish(self, take: "StagedTake", info: ProcessedAudio | None = None) -> dict:
         """Put a staged take at its version's path and index it (the index's writer, under the lock); returns
@@ -387,13 +396,13 @@ class AssetStore:
 
         ``info`` carries the take's final QC verdict (``TakeChooser``'s near-duplicate judgement); when that
         differs from the verdict the staged file records, the file is written again with the same samples.
-        Otherwise the staged file itself is hard-linked (renamed where links are unsupported) into place.
+        Otherwise the staged file itself becomes the version (``Files.promote``: a hard link locally, a
+        server-side copy in an object store).
         """
         row = dict(take.row)
         scene, asset = row["scene"], row["asset"]
         folder = self.asset_dir(scene, asset)
         existing = self.index.get(scene, asset)
-        staged = self.root / take.staged
         if existing is not None and existing["content_key"] == row["content_key"] and not (
                 take.restores and existing["file_state"] == "missing"):
             self.discard(take)
@@ -410,26 +419,22 @@ class AssetStore:
                                  f"of {scene}/{asset} is {expected}")
             if info is not None:
                 row.update(qc_fields(info))
-        final = self.root / row["path"]
-        if final.exists():
+        if self.files.exists(row["path"]):
             self.discard(take)
             raise StoreError(f"{row['path']} exists but is not in the index; run reconcile before rendering")
         self._make_dirs(folder)
         if row == take.row:
             try:
-                _atomic._publish(staged, final, overwrite=False)
+                fingerprint = self.files.promote(take.staged, row["path"])
             except _atomic.DestinationExists:
-                raise StoreError(f"{final} already exists; refusing to overwrite it (run reconcile)") from None
-            staged.unlink(missing_ok=True)
-            _fsync_dir(folder)
-            crashpoint("after-rename")
+                raise StoreError(f"{row['path']} already exists; refusing to overwrite it (run reconcile)") from None
         else:  # the final verdict differs from the staged file's: the same samples under the final header
-            data = wav.read_chunks(staged)[b"data"]
+            data = wav.read_chunks(self.files.read_bytes(take.staged))[b"data"]
             frames = len(data) // (int(row["channels"]) * int(row["bit_depth"]) // 8)
             samples = wav.Samples(data, hashlib.sha256(data).hexdigest(), int(row["channels"]), frames,
                                   int(row["bit_depth"]))
-            data = self._file_bytes(row, samples, take.info.embedding)
-            atomic_write(final, data)
+            data = file_bytes(row, samples, take.info.embedding)
+            fingerprint = _publish(self.files, row["path"], data)
             row["sha256"] = hashlib.sha256(data).hexdigest()
             self.discard(take)
         if take.restores:
@@ -437,23 +442,20 @@ class AssetStore:
         else:
             stored = self.index.add_version(row)
         crashpoint("after-index")
+        self._published(row["path"], row["sha256"], fingerprint)
         return stored
 
     def discard(self, take: "StagedTake") -> None:
         """Remove a staged take that will not be published (a re-rolled or rejected attempt)."""
-        (self.root / take.staged).unlink(missing_ok=True)
+        self.files.remove(take.staged)
 
     def clear_staging(self, run_id: str | None = None) -> list[str]:
         """Remove ``ROOT/.staging/<run_id>`` (every run's when None: at the start of a render, under the lock, what
         a killed render staged and never published); returns the removed files, relative to ROOT."""
-        top = self.root / STAGING
-        folder = top / check_name("run", run_id) if run_id is not None else top
-        if not folder.is_dir():
-            return []
-        removed = sorted(p.relative_to(self.root).as_posix() for p in folder.rglob("*") if p.is_file())
-        shutil.rmtree(folder, ignore_errors=True)
-        with contextlib.suppress(OSError):  # another run's folder may still be in it
-            top.rmdir()
+        removed = self.files.remove_tree(f"{STAGING}/{check_name('run', run_id)}" if run_id is not None else STAGING)
+        if not self.files.remote:
+            with contextlib.suppress(OSError):  # another run's folder may still be in it
+                (self.root / STAGING).rmdir()
         return removed
 
     # -- reconcile -----------------------------------------------------------------------------------
