@@ -19,10 +19,10 @@ uv:
 
 setup: .venv/.synced
 
-$(TINY)/music/state_dict.bin: | setup
+$(TINY)/melody/state_dict.bin: | setup
 	.venv/bin/assetgen models make-tiny $(TINY)
 
-tiny: $(TINY)/music/state_dict.bin
+tiny: $(TINY)/melody/state_dict.bin
 
 # The main job on the embedded defaults: the demo manifest on the tiny placeholder checkpoints (no hub here).
 # --fail-on error: placeholder takes that fail a QC gate are listed and shown in the report, not a failed demo
