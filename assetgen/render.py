@@ -415,9 +415,12 @@ class Staging:
     targets: dict  # ident -> int | dict
 
 
-def staging_for(store: AssetStore, run_id: str, items: Sequence) -> Staging:
+def staging_for(store: AssetStore, run_id: str, items: Sequence) -> Staging | None:
     """The :class:`Staging` of a batch of ``items``: a repair restores its latest version, anything else becomes
-    the version after the latest (the render holds the lock, so nothing else adds one meanwhile)."""
+    the version after the latest (the render holds the lock, so nothing else adds one meanwhile). None for a
+    remote root, whose files the flow's own process publishes (its workers send encoded takes back)."""
+    if store.files.remote:
+        return None
     targets: dict[str, int | dict] = {}
     for it in items:
         latest = store.index.get(it.spec.scene, it.spec.asset)
@@ -460,10 +463,10 @@ def stage_processed(staging: Staging, item, processed: ProcessedAudio, *, model_
                       model_label=model_label, placeholder=placeholder)
 
 
-def render_batch(gen: GenResult, staging: Staging) -> tuple[GenResult, list]:
+def render_batch(gen: GenResult, staging: Staging | None) -> tuple[GenResult, list]:
     """Post-process a generated batch and write its takes to ``staging`` where it was generated (a Dask
     worker): returns the batch without its audio (``audio`` empty) and per item its :class:`StagedTake` or
-    :class:`Failure`, so no samples cross back to the flow."""
+    :class:`Failure`, so no samples cross back to the flow (without ``staging``: the :class:`Encoded` takes)."""
     results = postprocess_batch(gen, staging)
     return dataclasses.replace(gen, audio=[]), results
 

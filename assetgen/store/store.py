@@ -363,6 +363,9 @@ class AssetStore:
         ``version`` is the version the take becomes (decided by the render holding the root's lock: latest + 1),
         or the index row of a latest version whose missing file it restores (as :meth:`commit` would).
         """
+        if self.files.remote:
+            raise StoreError("takes are staged only under a local output root; a remote root's files are written "
+                             "by the render's own process")
         self.asset_dir(spec.scene, spec.asset)  # the same name checks as a commit, before anything is written
         as_processed = dataclasses.replace(encoded.info, audio=encoded.samples)
         if isinstance(version, dict):  # as _restore: the indexed row's own header, the new take's samples
@@ -411,17 +414,18 @@ class AssetStore:
             if info is not None:
                 row.update(qc_fields(info))
         final = self.root / row["path"]
-        if final.exists():
+        if self.files.exists(row["path"]):
             self.discard(take)
             raise StoreError(f"{row['path']} exists but is not in the index; run reconcile before rendering")
         self._make_dirs(folder)
+        fingerprint = None
         if row == take.row:
             try:
                 _atomic._publish(staged, final, overwrite=False)
             except _atomic.DestinationExists:
                 raise StoreError(f"{final} already exists; refusing to overwrite it (run reconcile)") from None
             staged.unlink(missing_ok=True)
-            _fsync_dir(folder)
+            _atomic.fsync_dir(folder)
             crashpoint("after-rename")
         else:  # the final verdict differs from the staged file's: the same samples under the final header
             data = wav.read_chunks(staged)[b"data"]
@@ -429,7 +433,7 @@ class AssetStore:
             samples = wav.Samples(data, hashlib.sha256(data).hexdigest(), int(row["channels"]), frames,
                                   int(row["bit_depth"]))
             data = self._file_bytes(row, samples, take.info.embedding)
-            atomic_write(final, data)
+            fingerprint = _publish(self.files, row["path"], data)
             row["sha256"] = hashlib.sha256(data).hexdigest()
             self.discard(take)
         if take.restores:
@@ -437,6 +441,7 @@ class AssetStore:
         else:
             stored = self.index.add_version(row)
         crashpoint("after-index")
+        self._published(row["path"], row["sha256"], fingerprint)
         return stored
 
     def discard(self, take: "StagedTake") -> None:
