@@ -180,9 +180,10 @@ def _extended(v, pad, cyclic):
     """``v`` with ``pad`` values on each side: the array wrapped (``cyclic``) or its edge values repeated."""
     m = v.size
     ext = np.empty(m + 2 * pad)
-    for i in range(m + 2 * pad):
-        j = i - pad
-        ext[i] = v[j % m] if cyclic else v[min(max(j, 0), m - 1)]
+    ext[pad : pad + m] = v
+    for i in range(pad):  # the edges only
+        ext[i] = v[(i - pad) % m] if cyclic else v[0]
+        ext[pad + m + i] = v[i % m] if cyclic else v[m - 1]
     return ext
 
 

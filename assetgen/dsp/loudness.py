@@ -422,7 +422,7 @@ def highpass(audio: np.ndarray, sr: int, hz: float, cyclic: bool = False) -> np.
     if n == 0:
         return x
     sos = _highpass_sos(sr, float(hz))
-    mean = x.mean(axis=1, dtype=np.float64)  # removed first: a large DC would cost the filter precision
+    mean = _peaks_and_means(x)[1]  # removed first: a large DC would cost the filter precision
     out = np.empty_like(x)
     rows = _rows(x)
     if cyclic:
