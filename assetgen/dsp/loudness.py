@@ -132,7 +132,9 @@ def _k_design(sr: float) -> np.ndarray:
 
 @functools.cache
 def _k_sos(sr: int) -> np.ndarray:
-    return k_weighting_sos(sr)
+    sos = k_weighting_sos(sr)
+    assert tuple(sos[1, :3]) == (1.0, -2.0, 1.0), "kernels.k_power takes the RLB numerator as 1, -2, 1"
+    return sos
 
 
 def _rows(x: np.ndarray) -> list[np.ndarray]:
