@@ -18,9 +18,10 @@ with a look-ahead true-peak limiter.
 - Limiter (:func:`limit`): written here because the look-ahead limiters at hand (pedalboard's
   ``BrickwallLimiter``) saturate at their own output level whatever gain they are fed, so a make-up loop
   around them cannot converge, and none offers cyclic processing for loops. Its gain computer works on
-  the 4x-oversampled peak envelope in chunks of ``_TP_CHUNK`` samples, vectorised: required reduction ->
-  linear release (``RELEASE_DB_PER_S``) -> look-ahead hold -> two box smoothers (``ATTACK_S``), so the
-  gain is always at or below what every peak needs and moves smoothly.
+  the 4x-oversampled peak envelope in chunks of ``_TP_CHUNK`` samples (:func:`kernels.gain_reduction`):
+  required reduction -> linear release (``RELEASE_DB_PER_S``) -> look-ahead hold -> two box smoothers
+  (``ATTACK_S``), so the gain is always at or below what every peak needs and moves smoothly.
+- The DC-blocking high-pass runs as direct-form-I biquads in float64 (:func:`kernels.biquads`).
 """
 
 from __future__ import annotations
