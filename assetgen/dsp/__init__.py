@@ -2,7 +2,8 @@
 
 Import-light on purpose (manifest validation imports this package): heavy libraries (soxr, scipy,
 pedalboard, librosa) are imported by the submodules that need them, and pedalboard only inside functions.
-Submodules: ``resample``, ``loudness``, ``loop``, ``fx``, ``mix``, ``transitions``, ``chain``.
+Submodules: ``resample``, ``loudness``, ``loop``, ``fx``, ``mix``, ``transitions``, ``chain``, and ``kernels``
+(numba-compiled inner loops, imported by ``loudness`` and by ``store.wav`` when it encodes).
 """
 
 from __future__ import annotations
