@@ -18,7 +18,7 @@ import numpy as np
 
 from ..spec import PostParams, ProcessedAudio, seconds_bars
 from . import fx as fxmod
-from .loop import bars_length, fixed_loop, make_loop, seam_score, track_beats
+from .loop import bars_length, fixed_loop, make_loop, seam_note, seam_score, track_beats
 from .loudness import LOUDNESS_MODES, Measurement, highpass, normalize
 from .mix import mix_layers
 from .resample import as_2d, resample, resample_cyclic, to_channels
@@ -126,7 +126,9 @@ def process_clip(audio: np.ndarray, sr_in: int, post: PostParams, duration_s: fl
         if fixed_start:
             lp = fixed_loop(x, sr, target.length, round(post.crossfade_s * sr))
         else:
-            lp = make_loop(x, sr, target.length, round(post.crossfade_s * sr), target.tolerance, target.beats)
+            # scored once, on the delivered audio below (effects and the limiter change the seam)
+            lp = make_loop(x, sr, target.length, round(post.crossfade_s * sr), target.tolerance, target.beats,
+                           score=False)
         notes += lp.notes
         loop_f = lp.crossfade
         y = highpass(fxmod.apply_fx_cyclic(lp.audio, sr, chain), sr, post.highpass_hz, cyclic=True)
@@ -138,8 +140,11 @@ def process_clip(audio: np.ndarray, sr_in: int, post: PostParams, duration_s: fl
     notes += more
     n = y.shape[1]
     score = None
-    if post.loop:  # the score is gain-invariant: re-measure only when fx or the limiter changed the audio
+    if post.loop and fixed_start:  # the score is gain-invariant: re-measured when fx or the limiter changed it
         score = lp.seam_score if not (chain or more) else seam_score(y, loop_f, at=lp.splice)
+    elif post.loop:
+        score = seam_score(y, loop_f, at=lp.splice)
+        notes += seam_note(score)
     return ProcessedAudio(
         audio=y, sample_rate=sr, lufs=meas.lufs, true_peak_dbtp=meas.true_peak_dbtp,
         loop_start=0 if post.loop else None, loop_end=n if post.loop else None,

@@ -307,14 +307,15 @@ def _rotation(beats: np.ndarray | None, s: int, d: int, f: int) -> int:
 
 
 def make_loop(audio: np.ndarray, sr: int, length: int, crossfade: int, tolerance: int = 0,
-              beats: np.ndarray | None = None) -> Loop:
+              beats: np.ndarray | None = None, score: bool = True) -> Loop:
     """Cut a seamless loop of ``length`` (+- ``tolerance``) samples from ``audio`` with a ``crossfade``-sample seam.
 
     ``tolerance=0`` keeps the length exact (phase is matched with a time-warped crossfade instead, see the
     module docstring). ``beats`` (source samples): the delivered loop is rotated to start on the first of
     them after the crossfade. The source should hold ``length + tolerance + crossfade`` samples; shorter
     sources shrink the crossfade, and sources shorter than the loop are first extended by repeating them
-    (noted).
+    (noted). ``score=False`` leaves ``seam_score`` NaN (and no seam note) for a caller that scores the
+    audio it finally delivers (see :func:`seam_note`).
     """
     x = as_2d(audio)
     if length <= 0:
@@ -378,10 +379,14 @@ def make_loop(audio: np.ndarray, sr: int, length: int, crossfade: int, tolerance
         y[:, at : at + f] = blend
     else:
         y[:, (at + np.arange(f)) % d] = blend
-    score = seam_score(y, f, at=at)
-    if score > SEAM_THRESHOLD:
-        notes.append(f"seam score {score:.2f} above {SEAM_THRESHOLD}")
-    return Loop(y, s, d, f, rho, score, tuple(notes), rotation=r)
+    value = seam_score(y, f, at=at) if score else float("nan")
+    notes += seam_note(value)
+    return Loop(y, s, d, f, rho, value, tuple(notes), rotation=r)
+
+
+def seam_note(score: float) -> list[str]:
+    """The note for a seam score above ``SEAM_THRESHOLD`` (none otherwise)."""
+    return [f"seam score {score:.2f} above {SEAM_THRESHOLD}"] if score > SEAM_THRESHOLD else []
 
 
 def fixed_loop(audio: np.ndarray, sr: int, length: int, crossfade: int) -> Loop:

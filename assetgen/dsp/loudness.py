@@ -18,9 +18,10 @@ with a look-ahead true-peak limiter.
 - Limiter (:func:`limit`): written here because the look-ahead limiters at hand (pedalboard's
   ``BrickwallLimiter``) saturate at their own output level whatever gain they are fed, so a make-up loop
   around them cannot converge, and none offers cyclic processing for loops. Its gain computer works on
-  the 4x-oversampled peak envelope in chunks of ``_TP_CHUNK`` samples, vectorised: required reduction ->
-  linear release (``RELEASE_DB_PER_S``) -> look-ahead hold -> two box smoothers (``ATTACK_S``), so the
-  gain is always at or below what every peak needs and moves smoothly.
+  the 4x-oversampled peak envelope in chunks of ``_TP_CHUNK`` samples (:func:`kernels.gain_reduction`):
+  required reduction -> linear release (``RELEASE_DB_PER_S``) -> look-ahead hold -> two box smoothers
+  (``ATTACK_S``), so the gain is always at or below what every peak needs and moves smoothly.
+- The DC-blocking high-pass runs as direct-form-I biquads in float64 (:func:`kernels.biquads`).
 """
 
 from __future__ import annotations
@@ -132,7 +133,9 @@ def _k_design(sr: float) -> np.ndarray:
 
 @functools.cache
 def _k_sos(sr: int) -> np.ndarray:
-    return k_weighting_sos(sr)
+    sos = k_weighting_sos(sr)
+    assert tuple(sos[1, :3]) == (1.0, -2.0, 1.0), "kernels.k_power takes the RLB numerator as 1, -2, 1"
+    return sos
 
 
 def _rows(x: np.ndarray) -> list[np.ndarray]:
@@ -422,7 +425,7 @@ def highpass(audio: np.ndarray, sr: int, hz: float, cyclic: bool = False) -> np.
     if n == 0:
         return x
     sos = _highpass_sos(sr, float(hz))
-    mean = x.mean(axis=1, dtype=np.float64)  # removed first: a large DC would cost the filter precision
+    mean = _peaks_and_means(x)[1]  # removed first: a large DC would cost the filter precision
     out = np.empty_like(x)
     rows = _rows(x)
     if cyclic:
