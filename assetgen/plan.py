@@ -266,6 +266,11 @@ def make_batches(items: Sequence[PlanItem], batch_size: int, prompts: Mapping[st
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    with gc_paused():
+        return _make_batches(items, batch_size, prompts)
+
+
+def _make_batches(items: Sequence[PlanItem], batch_size: int, prompts: Mapping[str, tuple] | None) -> list[Batch]:
     groups: dict[tuple, list[PlanItem]] = {}
     for item in items:
         spec = item.spec

@@ -180,16 +180,15 @@ def read_index_state(root: Path, check_files: bool = False,
     from assetgen.store.index import Index
 
     if not check_files:
-        latest = Index(Path(root)).latest_states()  # (ident, key, file_state, version) tuples
-        return ({i: k for i, k, state, _ in latest if state == "ok"},
-                {i: k for i, k, state, _ in latest if state != "ok"})
+        latest = Index(Path(root)).latest_states()  # (ident, key, ok, version) tuples
+        return {i: k for i, k, ok, _ in latest if ok}, {i: k for i, k, ok, _ in latest if not ok}
     from assetgen.report.verify import file_problems
 
-    latest = Index(Path(root)).latest_states(files=True)  # (ident, key, file_state, path, sha256, version)
-    problems = file_problems(Path(root), [{"path": r[3], "file_state": r[2], "sha256": r[4]} for r in latest],
-                             record=record_verified)
-    keys = {i: k for i, k, state, path, _, _ in latest if state == "ok" and path not in problems}
-    damaged = {i: k for i, k, state, path, _, _ in latest if state != "ok" or path in problems}
+    latest = Index(Path(root)).latest_states(files=True)  # (ident, key, ok, path, sha256, version)
+    problems = file_problems(Path(root), [{"path": r[3], "file_state": "ok" if r[2] else "missing", "sha256": r[4]}
+                                          for r in latest], record=record_verified)
+    keys = {i: k for i, k, ok, path, _, _ in latest if ok and path not in problems}
+    damaged = {i: k for i, k, ok, path, _, _ in latest if not ok or path in problems}
     return keys, damaged
 
 
