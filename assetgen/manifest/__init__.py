@@ -736,6 +736,8 @@ class _Groups:
         block = "\n".join(texts)
         clean = text_problem(block) is None  # tabs and line breaks are allowed in text
         prompt = column == "prompt"
+        found = _FIELD.findall(block) if prompt else ()
+        simple = prompt and len(found) == block.count("{") == block.count("}")  # every prompt's braces in {name}s
         if clean and not prompt and not (sweepable and "|" in block):
             return [_VALID if t else _EMPTY for t in texts], None
         fields: dict[tuple[str, ...], int] = {}
@@ -744,6 +746,8 @@ class _Groups:
                 classes.append(_EMPTY)
             elif (not clean and text_problem(text)) or (sweepable and "|" in text):
                 classes.append(_OTHER)
+            elif simple:  # the {name}s in order (repeats kept: a class per spelling, as fine as needed)
+                classes.append(_VALID + fields.setdefault(tuple(_FIELD.findall(text)), len(fields)))
             elif prompt:
                 try:
                     names = _template_fields(text)
@@ -1102,6 +1106,8 @@ def _stem_sets(specs: list[AssetSpec]) -> list[ValidationIssue]:
 def _continuations(specs: list[AssetSpec]) -> list[ValidationIssue]:
     """Every ``continue_from`` names an asset of this run that is not a scene mix, and no chain of
     continuations returns to where it started."""
+    if not any(s.gen.continue_from for s in specs):
+        return []
     by_ident = {s.ident: s for s in specs}
     issues = []
 
@@ -1143,7 +1149,7 @@ def _duplicates(specs: list[AssetSpec]) -> list[ValidationIssue]:
     seen: dict[str, AssetSpec] = {}
     issues = []
     for spec in specs:
-        folded = spec.ident.casefold()
+        folded = f"{spec.scene}/{spec.asset}".casefold()  # spec.ident
         first = seen.setdefault(folded, spec)
         if first is spec:
             continue
