@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from assetgen.spec import AssetSpec, ProcessedAudio
+from assetgen.gcpause import gc_paused
+from assetgen.spec import AssetSpec, PostParams, ProcessedAudio
 
 if TYPE_CHECKING:
     import numpy as np
@@ -214,8 +215,16 @@ def with_max_attempts(specs: Sequence[AssetSpec], default: int) -> list[AssetSpe
     how many takes may be generated decides which one is delivered)."""
     if default < 1:
         raise InvalidInput(f"--max-attempts must be >= 1, got {default}")
-    return [s if s.post.max_attempts or s.is_mix else s.replace(post=dataclasses.replace(s.post, max_attempts=default))
-            for s in specs]
+    posts: dict[int, PostParams] = {}  # one replaced PostParams per distinct one: a row's specs share theirs
+
+    def with_default(post: PostParams) -> PostParams:
+        found = posts.get(id(post))
+        if found is None:
+            found = posts[id(post)] = dataclasses.replace(post, max_attempts=default)
+        return found
+
+    with gc_paused():  # one new spec per asset, none in a reference cycle
+        return [s if s.post.max_attempts or s.is_mix else s.replace(post=with_default(s.post)) for s in specs]
 
 
 def prepare(manifests: Sequence[str | Path], root: str | Path, *, model_dir=None,
