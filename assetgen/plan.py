@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Mapping, Sequence
@@ -117,6 +118,11 @@ class PlanItem:
         return attempt_seed(self.spec.seed, self.attempt)
 
 
+# PlanItem's fields in order: _make_plan builds one per spec without a frozen setattr call per field
+_ITEM_FIELDS = tuple(f.name for f in dataclasses.fields(PlanItem))
+assert _ITEM_FIELDS == ("spec", "key", "state", "attempt")
+
+
 @dataclass
 class Plan:
     items: list[PlanItem]
@@ -200,8 +206,13 @@ def _make_plan(specs, index_latest, fingerprints, damaged) -> Plan:
             continue
         old = get(ident)
         states.append("new" if old is None else ("up-to-date" if old == key else "changed"))
-    items = [PlanItem(spec, keys[ident], state) for ident, spec, state in zip(idents, specs, states)]
-    orphaned = sorted(set(index_latest).union(damaged).difference(by_ident))
+    new, fields = object.__new__, _ITEM_FIELDS
+    items = []
+    for ident, spec, state in zip(idents, specs, states):  # PlanItem(spec, key, state), one per spec
+        item = new(PlanItem)
+        item.__dict__.update(zip(fields, (spec, keys[ident], state, 1)))
+        items.append(item)
+    orphaned = sorted({i for i in itertools.chain(index_latest, damaged) if i not in by_ident})
     return Plan(items, orphaned)
 
 
@@ -285,6 +296,11 @@ def make_batches(items: Sequence[PlanItem], batch_size: int, prompts: Mapping[st
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    with gc_paused():
+        return _make_batches(items, batch_size, prompts)
+
+
+def _make_batches(items: Sequence[PlanItem], batch_size: int, prompts: Mapping[str, tuple] | None) -> list[Batch]:
     groups: dict[tuple, list[PlanItem]] = {}
     for item in items:
         spec = item.spec

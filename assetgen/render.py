@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from assetgen.spec import AssetSpec, ProcessedAudio
+from assetgen.gcpause import gc_paused
+from assetgen.spec import AssetSpec, PostParams, ProcessedAudio
 
 if TYPE_CHECKING:
     import numpy as np
@@ -180,16 +181,15 @@ def read_index_state(root: Path, check_files: bool = False,
     from assetgen.store.index import Index
 
     if not check_files:
-        latest = Index(Path(root)).latest_states()  # (ident, key, file_state, version) tuples
-        return ({i: k for i, k, state, _ in latest if state == "ok"},
-                {i: k for i, k, state, _ in latest if state != "ok"})
+        latest = Index(Path(root)).latest_states()  # (ident, key, ok, version) tuples
+        return {i: k for i, k, ok, _ in latest if ok}, {i: k for i, k, ok, _ in latest if not ok}
     from assetgen.report.verify import file_problems
 
-    latest = Index(Path(root)).latest_states(files=True)  # (ident, key, file_state, path, sha256, version)
-    problems = file_problems(Path(root), [{"path": r[3], "file_state": r[2], "sha256": r[4]} for r in latest],
-                             record=record_verified)
-    keys = {i: k for i, k, state, path, _, _ in latest if state == "ok" and path not in problems}
-    damaged = {i: k for i, k, state, path, _, _ in latest if state != "ok" or path in problems}
+    latest = Index(Path(root)).latest_states(files=True)  # (ident, key, ok, path, sha256, version)
+    problems = file_problems(Path(root), [{"path": r[3], "file_state": "ok" if r[2] else "missing", "sha256": r[4]}
+                                          for r in latest], record=record_verified)
+    keys = {i: k for i, k, ok, path, _, _ in latest if ok and path not in problems}
+    damaged = {i: k for i, k, ok, path, _, _ in latest if not ok or path in problems}
     return keys, damaged
 
 
@@ -215,8 +215,16 @@ def with_max_attempts(specs: Sequence[AssetSpec], default: int) -> list[AssetSpe
     how many takes may be generated decides which one is delivered)."""
     if default < 1:
         raise InvalidInput(f"--max-attempts must be >= 1, got {default}")
-    return [s if s.post.max_attempts or s.is_mix else s.replace(post=dataclasses.replace(s.post, max_attempts=default))
-            for s in specs]
+    posts: dict[int, PostParams] = {}  # one replaced PostParams per distinct one: a row's specs share theirs
+
+    def with_default(post: PostParams) -> PostParams:
+        found = posts.get(id(post))
+        if found is None:
+            found = posts[id(post)] = dataclasses.replace(post, max_attempts=default)
+        return found
+
+    with gc_paused():  # one new spec per asset, none in a reference cycle
+        return [s if s.post.max_attempts or s.is_mix else s.replace(post=with_default(s.post)) for s in specs]
 
 
 def prepare(manifests: Sequence[str | Path], root: str | Path, *, model_dir=None,

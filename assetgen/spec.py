@@ -177,7 +177,18 @@ class AssetSpec:
         return max(self.gen.duration_s - extra, 0.0)
 
     def replace(self, **changes: Any) -> "AssetSpec":
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes`` (what ``dataclasses.replace`` gives: AssetSpec has no ``__post_init__`` and
+        no field outside ``__init__``), built without a frozen ``__setattr__`` call per field: planning
+        replaces one spec per asset (variants, ``--max-attempts``)."""
+        if not _SPEC_FIELDS.issuperset(changes):
+            return dataclasses.replace(self, **changes)  # raises its TypeError naming the unknown field
+        new = object.__new__(AssetSpec)
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(changes)
+        return new
+
+
+_SPEC_FIELDS = frozenset(f.name for f in dataclasses.fields(AssetSpec))
 
 
 @dataclass(frozen=True)

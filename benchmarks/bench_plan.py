@@ -5,7 +5,8 @@ each, every 50th row also sweeping temperature) and ``flat`` (N CSV rows, one as
 ``index.sqlite`` (the store's schema) of N assets: the current keys, 5 % changed, 5 % replaced by orphans, and
 5 % with an older version under the latest; it is bulk-inserted by a setup process before the timed one.
 The timed process runs what ``assetgen plan`` runs (less the model resolution and the file checks):
-``load_manifests`` (validate, expand), then ``render.read_index_state`` + ``make_plan`` + ``make_batches``,
+``load_manifests`` (validate, expand), then ``render.with_max_attempts`` + ``render.read_index_state`` +
+``make_plan`` + ``make_batches`` (plan+diff),
 and prints each phase's wall time and the process's peak RSS (``ru_maxrss``), so the growth with N is visible.
 
 Run: ``PYTHONPATH=. .venv/bin/python benchmarks/bench_plan.py [sizes...]`` (default 10000 100000 1000000).
@@ -48,9 +49,10 @@ def write_index(root: Path, manifest: Path, n_assets: int) -> None:
     """A real index of N latest versions, inserted in one transaction (the store adds them one by one)."""
     from assetgen.manifest import load_manifests
     from assetgen.plan import make_plan
+    from assetgen.render import DEFAULT_MAX_ATTEMPTS, with_max_attempts
     from assetgen.store.schema import DB_NAME, migrate
 
-    specs = load_manifests([manifest], max_assets=2 * n_assets)
+    specs = with_max_attempts(load_manifests([manifest], max_assets=2 * n_assets), DEFAULT_MAX_ATTEMPTS)
     items = make_plan(specs, {}, FINGERPRINTS).items
     rows = []
     for n, item in enumerate(items):
@@ -77,7 +79,7 @@ def measure(manifest: Path, root: Path, n_assets: int) -> dict:
     """One timed pass in this (fresh) process: phases' wall times (s) and the peak RSS (MB)."""
     from assetgen.manifest import load_manifests
     from assetgen.plan import make_batches, make_plan
-    from assetgen.render import read_index_state
+    from assetgen.render import DEFAULT_MAX_ATTEMPTS, read_index_state, with_max_attempts
 
     rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     timings: dict[str, float] = {}
@@ -88,6 +90,7 @@ def measure(manifest: Path, root: Path, n_assets: int) -> dict:
     except TypeError:  # a load_manifests without phase timings: validate and expand as one figure
         specs = load_manifests([manifest], max_assets=2 * n_assets)
     t1 = time.perf_counter()
+    specs = with_max_attempts(specs, DEFAULT_MAX_ATTEMPTS)  # as render.prepare does before keying
     keys, damaged = read_index_state(root)
     plan = make_plan(specs, keys, FINGERPRINTS, damaged)
     batches = make_batches(plan.pending, 8)

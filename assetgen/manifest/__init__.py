@@ -9,6 +9,7 @@ Nothing here writes files; ``print_warnings`` is the one function that prints. S
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import string
@@ -739,6 +740,8 @@ class _Groups:
         block = "\n".join(texts)
         clean = text_problem(block) is None  # tabs and line breaks are allowed in text
         prompt = column == "prompt"
+        found = _FIELD.findall(block) if prompt else ()
+        simple = prompt and len(found) == block.count("{") == block.count("}")  # every prompt's braces in {name}s
         if clean and not prompt and not (sweepable and "|" in block):
             return [_VALID if t else _EMPTY for t in texts], None
         fields: dict[tuple[str, ...], int] = {}
@@ -747,6 +750,8 @@ class _Groups:
                 classes.append(_EMPTY)
             elif (not clean and text_problem(text)) or (sweepable and "|" in text):
                 classes.append(_OTHER)
+            elif simple:  # the {name}s in order (repeats kept: a class per spelling, as fine as needed)
+                classes.append(_VALID + fields.setdefault(tuple(_FIELD.findall(text)), len(fields)))
             elif prompt:
                 try:
                     names = _template_fields(text)
@@ -786,37 +791,54 @@ class _Group:
         self._combos: list | None = None
 
     def _prepare(self) -> bool:
-        """What the group's rows share: per sweep combination its name suffix, seed, texts, model and params
+        """What the group's rows share: per sweep combination its name suffix, seed, model, params and texts
         (False: left to ``_expand_row`` row by row, for its exact messages)."""
         if self._combos is not None:
             return bool(self._combos)
-        first, params = self.first, self.groups.params
+        first, params, per_row = self.first, self.groups.params, self.groups.per_row
         columns = [c for c, _ in first.swept]
         self._combos = []
         if "continue_from" in first.fixed:  # a bare base names the row's own scene
             return False
         options = [[(raw, parsed, f"__{c}-{slug(raw)}") for raw, parsed in opts] for c, opts in first.swept]
+        template_params = [p for p in sorted(params) if (p in first.text or p in columns)
+                           and not p.startswith(META_PREFIX)]  # fmt: skip
+        # the texts a row's prompt and template_params read: the group's own, or the row's where they differ
+        self.own_text = [(c, per_row[c][0]) for c in per_row if c in first.text
+                         and (c in template_params or c in _template_fields(first.template))]  # fmt: skip
+        own_params = any(c in template_params for c, _ in self.own_text)
         combos = []
         try:
             shared = None if _AUDIO_COLUMNS.intersection(columns) else _audio_params(first.fixed)
             for combo in itertools.product(*options):
-                values = first.fixed
+                values, text = first.fixed, first.text
                 if combo:
-                    values = dict(values)
-                    values.update((c, o[1]) for c, o in zip(columns, combo))
+                    values, text = dict(values), dict(text)
+                    for column, (raw, parsed, _) in zip(columns, combo):
+                        values[column] = parsed
+                        text[column] = raw
                 model, gen, post = shared or _audio_params(values)
                 fill = model != MIX_MODEL and (bool(first.template) or model != FILE_MODEL)
+                params_text = None if own_params else tuple([(p, text[p]) for p in template_params])
                 combos.append(("".join([o[2] for o in combo]), values["seed"] if "seed" in values else None,
-                               [(c, o[0]) for c, o in zip(columns, combo)], model, gen, post, fill))
+                               text, params_text, model, gen, post, fill))
         except BadValue:
             return False
         self._combos = combos
+        self.template_params = template_params
         self.variants = first.fixed.get("variants", 1)
         self.width = max(2, len(str(self.variants)))
-        self.template_params = [p for p in sorted(params)
-                                if (p in first.text or p in columns) and not p.startswith(META_PREFIX)]
-        self.meta = [p for p in sorted(params) if p.startswith(META_PREFIX) and p in first.text]
-        self.own = [(c, *self.groups.per_row[c]) for c in self.groups.per_row if c in first.text]
+
+        def value(column: str, default: Any) -> tuple[list | None, Any]:  # (each row's, or the group's)
+            if column in per_row and column in first.fixed:
+                return per_row[column][1], None
+            return None, first.fixed.get(column, default)
+
+        self.scene, self.asset = value("scene", None), value("asset", None)
+        self.layer, self.category = value("layer", None), value("category", "")
+        self.prompt = (per_row["prompt"][0], None) if "prompt" in per_row and first.template else (None, first.template)
+        self.meta = [(p, per_row[p][0] if p in per_row else None, " ".join(first.text[p].split()))
+                     for p in sorted(params) if p.startswith(META_PREFIX) and p in first.text]  # fmt: skip
         return True
 
     def expand(self, i: int, issue) -> list[AssetSpec] | None:
@@ -824,35 +846,36 @@ class _Group:
         expands the row with ``_expand_row``, which reports it)."""
         if not self._prepare():
             return None
-        table, first = self.groups.table, self.first
-        fixed, text = first.fixed, first.text
-        if self.own:
-            fixed, text = dict(fixed), dict(text)
-            for column, texts, values in self.own:
-                text[column] = texts[i]
-                fixed[column] = values[i]
-        scene, base = fixed["scene"], fixed["asset"]
-        template = text.get("prompt", "")
-        source = Source(table.file, table.labels[i])
-        default_seed = fixed["seed"] if "seed" in fixed else derive_seed(scene, base)
-        layer, category, tags = fixed.get("layer"), fixed.get("category", ""), fixed.get("tags", ())
-        meta = tuple((p, " ".join(text[p].split())) for p in self.meta)
+        first = self.first
+        rows, scene = self.scene
+        scene = rows[i] if rows else scene
+        rows, base = self.asset
+        base = rows[i] if rows else base
+        rows, template = self.prompt
+        template = rows[i] if rows else template
+        rows, layer = self.layer
+        layer = rows[i] if rows else layer
+        rows, category = self.category
+        category = rows[i] if rows else category
+        tags = first.fixed.get("tags", ())
+        meta = tuple([(p, " ".join(rows[i].split()) if rows else text) for p, rows, text in self.meta])
+        source = _new_source(self.groups.table.file, self.groups.table.labels[i])
+        default_seed = first.fixed["seed"] if "seed" in first.fixed else derive_seed(scene, base)
+        own_text = self.own_text
         out = []
-        for suffix, seed, swept, model, gen, post, fill in self._combos:
-            combo_text = text
-            if swept:
-                combo_text = dict(text)
-                combo_text.update(swept)
+        for suffix, seed, text, params_text, model, gen, post, fill in self._combos:
+            if own_text:
+                text = dict(text)
+                for column, texts in own_text:
+                    text[column] = texts[i]
             try:
-                prompt = _fill(template, combo_text) if fill else ""
+                prompt = _fill(template, text) if fill else ""
             except BadValue:
                 return None
             name = shorten(base + suffix) if suffix else base
-            spec = AssetSpec(scene=scene, asset=name, model=model, prompt=prompt,
-                             seed=default_seed if seed is None else seed, gen=gen, post=post, layer=layer,
-                             category=category, tags=tags,
-                             template_params=tuple([(p, combo_text[p]) for p in self.template_params]),
-                             source=source, meta=meta)  # fmt: skip
+            spec = _new_spec(scene, name, model, prompt, default_seed if seed is None else seed, gen, post, layer,
+                             category, tags, params_text or tuple([(p, text[p]) for p in self.template_params]),
+                             source, meta)  # fmt: skip
             if self.variants == 1:
                 out.append(spec)
                 continue
@@ -860,6 +883,31 @@ class _Group:
                 asset = shorten(f"{name}__v{k:0{self.width}d}")
                 out.append(spec.replace(asset=asset, seed=derive_seed(spec.seed, scene, asset)))
         return out
+
+
+_new = object.__new__
+_SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(AssetSpec))
+_SOURCE_FIELDS_ = tuple(f.name for f in dataclasses.fields(Source))
+assert _SPEC_FIELDS == ("scene", "asset", "model", "prompt", "seed", "gen", "post", "layer", "layers", "category", "tags",
+                        "template_params", "source", "meta"), "_new_spec lists AssetSpec's fields in this order"
+assert _SOURCE_FIELDS_ == ("file", "row")
+
+
+def _new_spec(scene, asset, model, prompt, seed, gen, post, layer, category, tags, template_params, source, meta
+              ) -> AssetSpec:
+    """``AssetSpec(...)`` with these fields (and no layers), built as its generated ``__init__`` would but
+    without a frozen ``__setattr__`` call per field: the bulk path builds one per expanded row."""
+    spec = _new(AssetSpec)
+    spec.__dict__.update(zip(_SPEC_FIELDS, (scene, asset, model, prompt, seed, gen, post, layer, (), category,
+                                            tags, template_params, source, meta)))  # fmt: skip
+    return spec
+
+
+def _new_source(file: str, row: int | str) -> Source:
+    """``Source(file, row)``, built like :func:`_new_spec`."""
+    source = _new(Source)
+    source.__dict__.update(zip(_SOURCE_FIELDS_, (file, row)))
+    return source
 
 
 def _audio_params(values: dict) -> tuple[str, GenParams, PostParams]:
@@ -1085,6 +1133,8 @@ def _stem_sets(specs: list[AssetSpec]) -> list[ValidationIssue]:
 def _dependencies(specs: list[AssetSpec]) -> list[ValidationIssue]:
     """Every base (``continue_from``, or ``melody`` naming an asset: ``GenParams.base``) is an asset of this run
     that is not a scene mix, and no chain of bases returns to where it started."""
+    if not any(s.gen.base for s in specs):
+        return []
     by_ident = {s.ident: s for s in specs}
     issues = []
 
@@ -1129,7 +1179,7 @@ def _duplicates(specs: list[AssetSpec]) -> list[ValidationIssue]:
     seen: dict[str, AssetSpec] = {}
     issues = []
     for spec in specs:
-        folded = spec.ident.casefold()
+        folded = f"{spec.scene}/{spec.asset}".casefold()  # spec.ident
         first = seen.setdefault(folded, spec)
         if first is spec:
             continue

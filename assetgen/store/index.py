@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from assetgen.gcpause import gc_paused
 from assetgen.store import decisions
 from assetgen.store.db import BUSY_TIMEOUT_MS, Database, ident, utc_now
 from assetgen.store.lifecycle import Lifecycle
@@ -54,21 +55,28 @@ class Index(Versions, RunLog, VerifiedFiles, Lifecycle):
         return restored
 
     def latest_states(self, files: bool = False) -> list[tuple]:
-        """(``scene/asset``, content_key, file_state, version) of each asset's highest version, or with ``files``
-        (``scene/asset``, content_key, file_state, path, sha256, version), as plain tuples in no particular order.
+        """(``scene/asset``, content_key, ok, version) of each asset's highest version, or with ``files``
+        (``scene/asset``, content_key, ok, path, sha256, version), as plain tuples in no particular order;
+        ``ok`` is 1 when its ``file_state`` is ``ok``, else 0.
 
-        One grouped query: SQLite takes the bare columns of a ``MAX()`` aggregate from the row that holds the
-        maximum, so each asset's latest version is found without a subquery per row, and no dict of every
-        column is built per row (what planning against an index of a whole catalogue needs; :meth:`rows`
-        gives every column).
+        One sequential scan of the table, each asset's highest version kept as the rows stream by: a scan
+        reads the table's pages in order, where a grouped query would jump between the ``(scene, asset,
+        version)`` index and the rows. No dict of every column is built per row (what planning against an
+        index of a whole catalogue needs; :meth:`rows` gives every column).
         """
         extra = "path, sha256, " if files else ""
-        with self._read() as con:
+        latest: dict[str, tuple] = {}
+        get = latest.get
+        with self._read() as con, gc_paused():
             if con is None:
                 return []
             con.row_factory = None  # plain tuples: this short-lived connection serves this query only
-            return con.execute(f"SELECT scene || '/' || asset, content_key, file_state, {extra}MAX(version) "
-                               "FROM assets GROUP BY scene, asset").fetchall()
+            for row in con.execute(f"SELECT scene || '/' || asset, content_key, file_state = 'ok', {extra}version "
+                                   "FROM assets"):
+                seen = get(row[0])
+                if seen is None or row[-1] > seen[-1]:
+                    latest[row[0]] = row
+        return list(latest.values())
 
     def export(self, path: str | os.PathLike, fmt: str = "csv") -> Path:
         """Write every version (one row each, ``COLUMNS`` order) to ``path`` as ``csv`` or ``parquet``."""
