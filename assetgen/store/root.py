@@ -386,7 +386,7 @@ class RemoteFiles(Files):
                 self.fs.copy(self.key(tmp), self.key(rel))
             finally:
                 self.fs.rm_file(self.key(tmp))
-            etag = (self.info(rel) or {}).get("ETag", "")
+            etag = _version_tag(self.info(rel) or {})
         crashpoint("after-upload")
         return (len(data), _etag_number(etag), 0, 0)
 
@@ -397,7 +397,7 @@ class RemoteFiles(Files):
             return self.fs.call_s3("put_object", Bucket=self.bucket, Key=self._s3_key(rel),
                                    Body=bytes(data)).get("ETag", "")
         self.fs.pipe_file(self.key(rel), bytes(data))
-        return (self.info(rel) or {}).get("ETag", "")
+        return _version_tag(self.info(rel) or {})
 
     def remove(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -460,7 +460,7 @@ class RemoteFiles(Files):
                 dest.unlink(missing_ok=True)
                 state.pop(rel, None)
                 continue
-            etag = info.get("ETag", "")
+            etag = _version_tag(info)
             if state.get(rel) == etag and dest.is_file() and dest.stat().st_size == info.get("size"):
                 continue
             self.download(rel, dest)
@@ -486,9 +486,19 @@ class RemoteFiles(Files):
         return n
 
 
+def _version_tag(info: dict) -> str:
+    """What changes whenever an object is written: S3's ETag; GCS's generation / md5Hash; Azure's etag; else the
+    modification time fsspec reports."""
+    for key in ("ETag", "etag", "generation", "md5Hash", "content_md5", "last_modified", "LastModified", "mtime",
+                "updated"):
+        if info.get(key):
+            return str(info[key])
+    return ""
+
+
 def _fingerprint(info: dict) -> Fingerprint:
-    """An object's fingerprint: size and ETag (any rewrite changes the ETag); no clocks, so no racy window."""
-    return (int(info.get("size") or 0), _etag_number(info.get("ETag", "")), 0, 0)
+    """An object's fingerprint: size and version tag (any rewrite changes it); no clocks, so no racy window."""
+    return (int(info.get("size") or 0), _etag_number(_version_tag(info)), 0, 0)
 
 
 def _etag_number(etag: str) -> int:
@@ -524,7 +534,7 @@ def fetch_snapshot(work: Path, files: RemoteFiles, *, runs: bool = False) -> boo
     info = files.info(INDEX_KEY)
     if info is None:
         return False
-    etag = info.get("ETag", "")
+    etag = _version_tag(info)
     if (work / INDEX_KEY).is_file() and _snapshot_state(work).get("etag") == etag:
         return False
     work.mkdir(parents=True, exist_ok=True)

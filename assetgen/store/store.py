@@ -24,6 +24,10 @@ user left behind:
   it at the row's own path and version (its new sha256 recorded). Versions stay contiguous; nothing is
   overwritten. A missing older version stays reported until its content key is rendered again.
 
+Remote roots (``store.root``): the same steps through ``AssetStore.files``; the file is published by one
+conditional PUT (or temp key + copy) instead of temp file + link, with crash points ``before-upload`` and
+``after-upload``; reconcile lists the bucket once; the hash of an uploaded object is recorded against its ETag.
+
 Hashes are read once per file, not once per render: a file whose size, mtime, ctime and inode are those it had
 when its hash was last verified (``store.verified``) is only stat'ed. Any write, ``touch`` or copy changes
 ctime or inode, so it is hashed again.
@@ -277,8 +281,8 @@ class AssetStore:
                     except Exception:
                         if not failed:
                             raise
-                        # the block's own error is the one to report; the next writer fetches no newer
-                        # snapshot and reconcile adopts the objects its rows name
+                        # the block's own error is the one to report; this folder's index stays the newer
+                        # one (the root's snapshot is still the one it recorded) and goes up at the next release
 
     def snapshot(self, force: bool = False) -> None:
         """Upload the index snapshot of a remote root (at most every ``SNAPSHOT_EVERY_S`` unless ``force``);
