@@ -301,6 +301,7 @@ def test_cli_renders_melodies_after_their_bases_and_a_changed_base_rerenders_the
     from typer.testing import CliRunner
 
     from assetgen.cli import app
+    from assetgen.stems import Stem, check_stem_set
     from assetgen.store.index import Index
     from assetgen.store.wav import read_loop
 
@@ -331,6 +332,11 @@ def test_cli_renders_melodies_after_their_bases_and_a_changed_base_rerenders_the
     stems = {a: tmp_path / "out" / first[a]["path"] for a in ("bass", "keys")}
     assert {a: sf.info(p).frames for a, p in stems.items()} == {"bass": 96_000, "keys": 96_000}  # 1 bar at 120
     assert read_loop(stems["bass"]) == read_loop(stems["keys"]) == (0, 96_000)
+    check = check_stem_set({a: Stem(sf.read(p, dtype="float32", always_2d=True)[0].T, 48_000, read_loop(p))
+                            for a, p in stems.items()})
+    assert check.passed, check.reasons  # the sum of the stems loops too
+    report = json.loads((tmp_path / "out" / "runs" / "latest.json").read_text())
+    assert not [r for e in report["assets"] for r in e.get("qc_reasons", []) if r.startswith("stem_set")]
     assert "melody" in first["keys"]["model"] and "melody" in first["harmony"]["model"]
 
     manifest.write_text(header + rows.replace("heroic theme", "sad theme"))
