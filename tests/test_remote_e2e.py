@@ -88,11 +88,28 @@ def test_render_rerun_report_export_from_a_bucket(s3_root, seaweed, tiny_models,
     checked = run("qc", "--out", s3_root, "--json")
     assert json.loads(checked.output)["checks"], checked.output
 
+    # a decision made from another machine's folder reaches the bucket's snapshot, and exports from it
+    approved = run("approve", "ui/click", "--out", s3_root, "--index", tmp_path / "desk" / "index.sqlite",
+                   "--force", "--reason", "placeholder accepted for the test")
+    assert approved.exit_code == 0, approved.output
+    only = tmp_path / "approved"
+    exported = run("export", "--to", only, "--out", s3_root, "--include-failing")  # placeholder audio
+    assert exported.exit_code == 0, exported.output
+    assert sorted(p.name for p in only.glob("*.wav")) == ["ui_click.wav"]
+
+    # a second render of the same bucket root is refused while the lock object is held
+    from assetgen.store import AssetStore
+
+    holder = AssetStore(root_mod.writer_root(s3_root, tmp_path / "holder" / "index.sqlite"))
+    with holder.lock(wait=False):
+        refused = run("render", manifest, "--out", s3_root, "--model-dir", tiny_models, "--no-progress", "--no-wait")
+    assert refused.exit_code == 2 and "in use by another assetgen process" in refused.output, refused.output
+
     secret = seaweed.env["AWS_SECRET_ACCESS_KEY"].encode()
     key_id = seaweed.env["AWS_ACCESS_KEY_ID"].encode()
     texts = [files.read_bytes(k) for k in objects(s3_root) if not k.endswith(".wav")]
     texts += [p.read_bytes() for p in work.rglob("*") if p.is_file()]
-    texts += [o.encode() for o in (first.output, again.output, page.output, exported.output)]
+    texts += [o.encode() for o in (first.output, again.output, page.output, exported.output, refused.output)]
     assert not [t for t in texts if secret in t or key_id in t]
 
 
