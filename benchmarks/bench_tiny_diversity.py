@@ -2,7 +2,8 @@
 
 Writes tiny checkpoints (``assetgen.models.tiny.make_tiny``) into DIR unless they are there, generates one take per
 (prompt, seed) with each model, and prints the median pairwise Pearson correlation of the raw waveforms and of
-their log-mel spectra (librosa), plus the median near-duplicate distance of ``assetgen.qc``'s embedding. Takes that
+their log-mel spectra (librosa), plus the median near-duplicate distance of ``assetgen.qc``'s embedding, over all
+pairs and over the pairs of one prompt's seeds (what the near-duplicate gate compares: a row's variants). Takes that
 are all alike make near-duplicate gates and re-rolls untestable on these models.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_tiny_diversity.py /tmp/qc-tiny [--seeds 4] [--duration 2]
@@ -51,7 +52,10 @@ def measure(model_dir: Path, seeds: int, duration_s: float) -> dict:
         mel = [_corr(mels[i], mels[j]) for i, j in pairs]
         embs = [embedding(t, sr) for t in takes]
         dist = [embedding_distance(embs[i], embs[j]) for i, j in pairs]
+        same = [d for (i, j), d in zip(pairs, dist) if i // seeds == j // seeds]  # one prompt, two seeds
         out[kind] = {"takes": len(takes), "median_abs_wave_corr": round(float(np.median(wave)), 4),
+                     "median_same_prompt_distance": round(float(np.median(same)), 4) if same else None,
+                     "min_same_prompt_distance": round(float(np.min(same)), 4) if same else None,
                      "median_logmel_corr": round(float(np.median(mel)), 4),
                      "median_embedding_distance": round(float(np.median(dist)), 4),
                      "min_embedding_distance": round(float(np.min(dist)), 4)}
