@@ -13,6 +13,7 @@ the CLI line and the run summary.
 from __future__ import annotations
 
 import dataclasses
+import io
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -557,24 +558,38 @@ def mix_label(spec: AssetSpec, layer_specs: dict[str, AssetSpec], models: dict) 
     return "mix of " + ", ".join(sorted({m.label for m in layer_models})), any(m.placeholder for m in layer_models)
 
 
-def mix_layers_audio(store: AssetStore, spec: AssetSpec, layer_specs: dict[str, AssetSpec]) -> list:
-    """Delivered audio of a mix's layers (latest versions) with each layer's placement settings."""
+def mix_layer_paths(store: AssetStore, spec: AssetSpec) -> dict[str, str]:
+    """Layer name -> ROOT-relative path of its latest delivered version (read from the index by the flow, so
+    the process that mixes needs only the files)."""
+    paths = {}
+    for name in spec.layers:
+        row = store.index.get(spec.scene, name)
+        if row is None:
+            raise RuntimeError(f"layer {spec.scene}/{name} has no rendered version")
+        paths[name] = row["path"]
+    return paths
+
+
+def mix_layers_audio(files, spec: AssetSpec, layer_specs: dict[str, AssetSpec], paths: dict[str, str]) -> list:
+    """Delivered audio of a mix's layers (the files at ``paths`` under ``files``' root, a ``store.root.Files``)
+    with each layer's placement settings."""
+    import numpy as np
+    import soundfile as sf
+
     layers = []
     for name in spec.layers:
-        latest = store.read_latest(spec.scene, name)
-        if latest is None:
-            raise RuntimeError(f"layer {spec.scene}/{name} has no rendered version")
-        audio, sr, _ = latest
-        layers.append((audio, sr, layer_specs[f"{spec.scene}/{name}"].post))
+        data, sr = sf.read(io.BytesIO(files.read_bytes(paths[name])), dtype="float32", always_2d=True)
+        layers.append((np.ascontiguousarray(data.T), int(sr), layer_specs[f"{spec.scene}/{name}"].post))
     return layers
 
 
-def render_mix(store: AssetStore, item, layer_specs: dict[str, AssetSpec]) -> ProcessedAudio:
-    """A scene mix from its layers' latest delivered versions (float audio; the store encodes on commit)."""
+def render_mix(files, item, layer_specs: dict[str, AssetSpec], paths: dict[str, str]) -> ProcessedAudio:
+    """A scene mix from its layers' delivered versions at ``paths`` (:func:`mix_layer_paths`); float audio, the
+    store encodes on commit."""
     from assetgen.dsp.chain import process_mix
 
     spec = item.spec
-    processed = process_mix(mix_layers_audio(store, spec, layer_specs), spec.post, spec.target_duration_s)
+    processed = process_mix(mix_layers_audio(files, spec, layer_specs, paths), spec.post, spec.target_duration_s)
     return check_take(spec, processed)
 
 

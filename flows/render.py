@@ -73,11 +73,12 @@ def postprocess_task(gen, isolated: bool = False, part: int = 0, parts: int = 1)
 
 
 @task(name="mix-scene", cache_policy=NO_CACHE)
-def mix_task(root, item, layer_specs, staging=None, label=("", False)):
-    """A scene mix as float audio; with ``staging`` (Dask) staged where it is rendered, as a batch's takes."""
-    from assetgen.store import AssetStore
+def mix_task(where, item, layer_specs, paths, staging=None, label=("", False)):
+    """A scene mix as float audio from its layers' files at ``paths`` under the root at ``where`` (a folder or a
+    bucket URL); with ``staging`` (Dask) staged where it is rendered, as a batch's takes."""
+    from assetgen.store.root import files_at
 
-    processed = render.render_mix(AssetStore(root), item, layer_specs)
+    processed = render.render_mix(files_at(where), item, layer_specs, paths)
     if staging is None:
         return processed
     return render.stage_processed(staging, item, processed, model_label=label[0], placeholder=label[1])
@@ -301,7 +302,9 @@ def _render_mixes(store, root, prepared, outcomes, run_id, bars, runner) -> list
             label, placeholder = render.mix_label(item.spec, specs, prepared.models)
             staging = render.staging_for(store, run_id, [item]) if runner == "dask" else None
             try:
-                processed = mix_task.submit(str(root), item, specs, staging, (label, placeholder)).result()
+                where = store.files.url if store.files.remote else str(root.resolve())
+                processed = mix_task.submit(where, item, specs, render.mix_layer_paths(store, item.spec), staging,
+                                            (label, placeholder)).result()
             except Exception as exc:  # noqa: BLE001
                 results.append(render.record_failure(store, item, render.Failure.from_exception("mix", exc), run_id))
             else:

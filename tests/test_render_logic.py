@@ -231,13 +231,15 @@ def test_mix_reads_its_layers_latest_versions_through_the_store(tmp_path):
     np.testing.assert_allclose(audio, newer.audio, atol=2.0 ** -22)  # 24-bit quantisation
     assert store.read_latest("s", "nothing") is None
     layer_specs = {"s/wind": wind.spec, "s/rain": rain.spec}
-    layers = render.mix_layers_audio(store, mix_item(("wind", "rain")).spec, layer_specs)
+    paths = render.mix_layer_paths(store, mix_item(("wind", "rain")).spec)
+    assert paths == {"wind": "s/wind/wind_v002.wav", "rain": "s/rain/rain_v001.wav"}
+    layers = render.mix_layers_audio(store.files, mix_item(("wind", "rain")).spec, layer_specs, paths)
     assert [layer[2].gain_db for layer in layers] == [0.0, -6.0]
     np.testing.assert_array_equal(layers[0][0], audio)
-    out = render.render_mix(store, mix_item(("wind", "rain")), layer_specs)
+    out = render.render_mix(store.files, mix_item(("wind", "rain")), layer_specs, paths)
     assert out.audio.dtype == np.float32 and out.audio.shape[0] == 2 and out.sample_rate == 48000
     with pytest.raises(RuntimeError, match="layer s/gone has no rendered version"):
-        render.mix_layers_audio(store, mix_item(("gone",)).spec, {"s/gone": item("gone").spec})
+        render.mix_layer_paths(store, mix_item(("gone",)).spec)
 
 
 def test_mix_label_lists_layer_models_and_placeholder():
