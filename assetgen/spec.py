@@ -180,8 +180,8 @@ class AssetSpec:
         """A copy with ``changes`` (what ``dataclasses.replace`` gives: AssetSpec has no ``__post_init__`` and
         no field outside ``__init__``), built without a frozen ``__setattr__`` call per field: planning
         replaces one spec per asset (variants, ``--max-attempts``)."""
-        if not _SPEC_FIELDS.issuperset(changes):
-            return dataclasses.replace(self, **changes)  # raises its TypeError naming the unknown field
+        if type(self) is not AssetSpec or not _SPEC_FIELDS.issuperset(changes):
+            return dataclasses.replace(self, **changes)  # a subclass's own rules; a TypeError naming a bad field
         new = object.__new__(AssetSpec)
         new.__dict__.update(self.__dict__)
         new.__dict__.update(changes)
