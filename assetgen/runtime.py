@@ -203,6 +203,9 @@ def run_render(manifests, out, *, model_dir=None, device: str | None = None, bat
     heartbeats on an ephemeral server. Raises ``RootLocked`` when ``wait`` is False and another render holds
     ``out``.
     """
+    from assetgen.heap import fix_mmap_threshold
+
+    fix_mmap_threshold()  # memory flat in the number of batches (assetgen.heap)
     prefect_env(out)
     start_ephemeral_server()
     from flows.render import render_flow

@@ -22,6 +22,7 @@ from prefect.futures import as_completed
 from prefect.states import Completed, Failed
 
 from assetgen import render, runreport
+from assetgen.heap import trim
 from assetgen.progress import RenderProgress
 from assetgen.store.crash import crashpoint
 from assetgen.store.disk import describe
@@ -259,6 +260,7 @@ def _generate_round(store, batches, model_dir, device, runner, isolated, previou
         for settled in chooser.settled():  # commit as soon as decided: a crash keeps what landed
             outcomes.append(render.record_settled(store, settled, run_id))
             bars.advance("write", 1)
+        trim()  # the batch's buffers are freed: give their pages back (assetgen.heap)
     return previous
 
 
