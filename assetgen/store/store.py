@@ -122,14 +122,6 @@ def check_name(kind: str, name: str) -> str:
     return name
 
 
-def atomic_write(final: Path, data: bytes) -> None:
-    """Publish ``data`` at ``final`` durably, never replacing an existing file (fires the commit crash points)."""
-    try:
-        _atomic.atomic_write(final, data, overwrite=False, crash_points=True)
-    except _atomic.DestinationExists:
-        raise StoreError(f"{final} already exists; refusing to overwrite it (run reconcile)") from None
-
-
 def _publish(files: "_root.Files", rel: str, data: bytes) -> "_root.Fingerprint | None":
     """Publish ``data`` at ROOT-relative ``rel`` through the root's files, never replacing an existing file."""
     try:
@@ -158,7 +150,7 @@ def version_row(spec: AssetSpec, content_key: str, processed: ProcessedAudio, sa
         "lufs": _num(processed.lufs), "true_peak_dbtp": _num(processed.true_peak_dbtp),
         "loudness_target": float(spec.post.loudness_lufs), "true_peak_target": float(spec.post.true_peak_db),
         "loop_start": loop[0] if loop else None, "loop_end": loop[1] if loop else None,
-        "seam_score": _num(processed.seam_score), "audio_status": audio_status(processed),
+        "seam_score": _num(processed.seam_score),
         "category": spec.category, "tags": json.dumps(list(spec.tags)), "layer": spec.layer,
         "run_id": run_id, "created_at": utc_now(),
         "lra_lu": _num(processed.lra_lu), "max_momentary_lufs": _num(processed.max_momentary_lufs),
@@ -167,7 +159,7 @@ def version_row(spec: AssetSpec, content_key: str, processed: ProcessedAudio, sa
         "loudness_shortfall_lu": _num(processed.loudness_shortfall_lu), "tempo_bpm": _num(processed.tempo_bpm),
         "tempo_source": processed.tempo_source,
         "meta": json.dumps(dict(spec.meta), sort_keys=True) if spec.meta else None,
-        "qc": processed.qc, "qc_reasons": json.dumps(list(processed.qc_reasons)) if processed.qc else None,
+        **qc_fields(processed),
     }
 
 
